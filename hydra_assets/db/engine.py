@@ -1,0 +1,119 @@
+"""Connecting to the Hydra database: one code path for SQLite and MySQL/MariaDB.
+
+SQLite runs in WAL mode with a busy timeout so the pages can read while the pipeline writes; MySQL
+connections are pinged before use and recycled before the server's `wait_timeout`.  Writes go through
+`HydraDB.write(fn)`, which retries the *whole* transaction on deadlocks and lost connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# MySQL/MariaDB error codes worth retrying a whole transaction for.
+RETRYABLE_MYSQL_CODES = {
+    1205,  # lock wait timeout
+    1213,  # deadlock found
+    2006,  # server has gone away
+    2013,  # lost connection during query
+    2014,  # commands out of sync (after a dropped connection)
+    2055,  # lost connection (system error)
+    1927,  # MariaDB: connection was killed
+    1053,  # server shutdown in progress
+    4031,  # disconnected by the server because of inactivity
+}
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for errors after which running the same transaction again can succeed."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    orig = getattr(error, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in RETRYABLE_MYSQL_CODES:
+        return True
+    message = str(orig or error).lower()
+    return "database is locked" in message or "lost connection" in message or "gone away" in message
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine tuned for the backend behind `url` (creating the SQLite folder if needed)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_recycle=280,  # below the shortest wait_timeout we expect in production
+        pool_size=5,
+        max_overflow=10,
+        isolation_level="READ COMMITTED",  # fewer gap locks, fewer deadlocks between pipeline writers
+    )
+
+
+class HydraDB:
+    """The Hydra database: sessions for reading, retried transactions for writing."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for queries; nothing it does is committed."""
+        with self.sessions() as session:
+            yield session
+
+    def write(self, work: Callable[[Session], T], *, attempts: int = 6, what: str = "write") -> T:
+        """Run `work(session)` in one transaction, retrying the whole of it on deadlock or lost connection."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.sessions.begin() as session:
+                    return work(session)
+            except (OperationalError, DBAPIError) as error:
+                if attempt == attempts or not is_retryable(error):
+                    raise
+                delay = min(0.05 * 2**attempt, 2.0) * (0.5 + random.random())
+                log.warning("%s failed (%s); retrying whole transaction in %.2fs", what, error.orig, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

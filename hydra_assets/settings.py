@@ -1,0 +1,126 @@
+"""Hydra configuration: one home folder with embedded defaults, every location overridable by environment.
+
+Production points `HYDRA_DB_URL` at MySQL, `MLFLOW_TRACKING_URI` at a tracking server and the image
+folders at shared storage; a newcomer sets nothing and gets SQLite files under `./.hydra`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_FILE_PATTERN = r"^(?P<plot_type>[A-Za-z0-9_]+)-(?P<run>\d+)-(?P<chunk>\d+)\.(?P<ext>png|jpg|jpeg)$"
+
+
+class SettingsError(RuntimeError):
+    """Raised with a readable message when the configuration cannot work."""
+
+
+class HydraSettings(BaseSettings):
+    """Every location and tunable of a Hydra installation, read from `HYDRA_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="HYDRA_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default=Path(".hydra"), description="Folder holding every embedded default.")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL of the Hydra database.")
+    input_dir: Path | None = Field(default=None, description="Incoming images watched by the file sensor.")
+    images_dir: Path | None = Field(default=None, description="Where registered images are stored.")
+    kept_dir: Path | None = Field(default=None, description="Copies of images kept for labeling.")
+    quarantine_dir: Path | None = Field(default=None, description="Files that could not be processed.")
+    gradcam_dir: Path | None = Field(default=None, description="GradCAM heatmaps of Bad classifications.")
+    models_dir: Path | None = Field(default=None, description="Local cache of models pulled from MLflow.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "HYDRA_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking store or server.",
+    )
+    mlflow_artifact_root: Path | None = Field(default=None, description="Artifact root for new experiments.")
+    dagster_home: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DAGSTER_HOME", "HYDRA_DAGSTER_HOME"),
+        description="Dagster instance folder (dagster.yaml, run and event storage).",
+    )
+    file_pattern: str = Field(default=DEFAULT_FILE_PATTERN, description="Regex with groups plot_type, run, chunk.")
+    max_image_pixels: int = Field(default=50_000_000, gt=0, description="Larger images are refused (bombs).")
+    min_file_age_seconds: float = Field(default=1.0, ge=0, description="Sensor waits this long after a write.")
+    sensor_interval_seconds: int = Field(default=5, ge=1)
+    max_runs_per_tick: int = Field(default=25, ge=1, description="Caps the size of a sensor tick.")
+    max_files_per_run: int = Field(default=200, ge=1, description="Caps the files carried by one run.")
+    alarm_labels_only_confirmed: bool = True
+    seed: int = 12345
+
+    @field_validator("file_pattern")
+    @classmethod
+    def _pattern_has_groups(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as error:
+            raise ValueError(f"HYDRA_FILE_PATTERN is not a valid regular expression: {error}") from error
+        missing = {"plot_type", "run", "chunk"} - set(compiled.groupindex)
+        if missing:
+            raise ValueError(f"HYDRA_FILE_PATTERN lacks the named group(s) {sorted(missing)}")
+        return value
+
+    @field_validator("db_url", "mlflow_tracking_uri")
+    @classmethod
+    def _url_has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value and not value.startswith("sqlite:"):
+            raise ValueError(f"{value!r} is not a URL (expected e.g. sqlite:///path or mysql+pymysql://…)")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "HydraSettings":
+        home = self.home.expanduser().resolve()
+        self.home = home
+        self.db_url = self.db_url or f"sqlite:///{home / 'hydra.db'}"
+        self.input_dir = (self.input_dir or home / "incoming").expanduser().resolve()
+        self.images_dir = (self.images_dir or home / "images").expanduser().resolve()
+        self.kept_dir = (self.kept_dir or home / "kept").expanduser().resolve()
+        self.quarantine_dir = (self.quarantine_dir or home / "quarantine").expanduser().resolve()
+        self.gradcam_dir = (self.gradcam_dir or home / "gradcam").expanduser().resolve()
+        self.models_dir = (self.models_dir or home / "models").expanduser().resolve()
+        self.mlflow_tracking_uri = self.mlflow_tracking_uri or f"sqlite:///{home / 'mlflow.db'}"
+        self.mlflow_artifact_root = (self.mlflow_artifact_root or home / "mlartifacts").expanduser().resolve()
+        self.dagster_home = (self.dagster_home or home / "dagster").expanduser().resolve()
+        return self
+
+    @cached_property
+    def file_regex(self) -> re.Pattern[str]:
+        return re.compile(self.file_pattern)
+
+    @property
+    def folders(self) -> dict[str, Path]:
+        """Folders Hydra writes into, by role (created by `hydra init`)."""
+        return {
+            "home": self.home,
+            "incoming": self.input_dir,
+            "images": self.images_dir,
+            "kept": self.kept_dir,
+            "quarantine": self.quarantine_dir,
+            "gradcam": self.gradcam_dir,
+            "models": self.models_dir,
+            "mlflow artifacts": self.mlflow_artifact_root,
+            "dagster home": self.dagster_home,
+        }
+
+    def ensure_folders(self) -> None:
+        for role, folder in self.folders.items():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise SettingsError(f"cannot create the {role} folder {folder}: {error.strerror}") from error
+
+
+def load_settings(**overrides: object) -> HydraSettings:
+    """Read the settings from the environment, turning validation errors into one readable message."""
+    try:
+        return HydraSettings(**overrides)
+    except ValidationError as error:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
+        ]
+        raise SettingsError("invalid Hydra configuration:\n" + "\n".join(lines)) from error

@@ -1,0 +1,97 @@
+"""Shared fixtures: a Hydra home in tmp_path, and databases on SQLite and on the MariaDB server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.migrate import upgrade
+from hydra_assets.settings import HydraSettings, load_settings
+
+MYSQL_SERVER = os.environ.get("HYDRA_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
+ENV_KEYS = ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "HYDRA_INPUT_DIR", "HYDRA_IMAGES_DIR",
+            "HYDRA_KEPT_DIR", "HYDRA_QUARANTINE_DIR", "HYDRA_GRADCAM_DIR", "HYDRA_MODELS_DIR")
+
+
+def _mysql_available() -> str | None:
+    """None when the server answers, else the reason."""
+    try:
+        import pymysql
+
+        connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3)
+        connection.close()
+        return None
+    except Exception as error:  # noqa: BLE001
+        return str(error)
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> str:
+    """The MariaDB server URL; skips locally when it is down, fails under CI (it must be there)."""
+    reason = _mysql_available()
+    if reason:
+        message = f"MariaDB at 127.0.0.1:3306 unreachable: {reason}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return MYSQL_SERVER
+
+
+def fresh_mysql_database(server: str) -> tuple[str, "callable"]:
+    import pymysql
+
+    name = f"hydra_test_{uuid.uuid4().hex[:10]}"
+    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+
+    def drop() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
+
+    return f"{server}/{name}?charset=utf8mb4", drop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema) on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hydra.db'}"
+        return
+    server = request.getfixturevalue("mysql_server")
+    url, drop = fresh_mysql_database(server)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[HydraDB]:
+    """The Hydra database with the schema migrated to head, on SQLite and on MariaDB."""
+    upgrade(db_url)
+    database = HydraDB(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def hydra_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HydraSettings:
+    """A Hydra home in tmp_path with every location at its embedded default."""
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HYDRA_HOME", str(tmp_path / "home"))
+    return load_settings()
+
+
+@pytest.fixture
+def sqlite_db(hydra_home: HydraSettings) -> Iterator[HydraDB]:
+    """A migrated SQLite Hydra database inside `hydra_home` (for tests that are not about the backend)."""
+    upgrade(hydra_home.db_url)
+    database = HydraDB(hydra_home.db_url)
+    yield database
+    database.dispose()
