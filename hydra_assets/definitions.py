@@ -2,4 +2,10 @@
 
 import dagster as dg
 
-defs = dg.Definitions()
+from hydra_assets.resources.hydra import HydraResource
+
+# Each package exposes its own Definitions; they are merged here, in one place.
+# (ingestion: hydra_assets.assets.ingest / sensors.incoming; training: hydra_assets.assets.training)
+resources = dg.Definitions(resources={"hydra": HydraResource()})
+
+defs = dg.Definitions.merge(resources)
