@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,12 @@ def database(config: HydraSettings | None = None) -> HydraDB:
     """The Hydra database, refusing clearly when `hydra init` has not been run."""
     from hydra_assets.db.migrate import current_revision
 
+    from sqlalchemy.engine import make_url
+
     config = config or settings()
+    parsed = make_url(config.db_url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        raise click.ClickException(f"no Hydra database at {parsed.database}; run `hydra init` first")
     try:
         revision = current_revision(config.db_url)
     except Exception as error:  # noqa: BLE001 - any driver error means "cannot reach"

@@ -52,12 +52,18 @@ def is_retryable(error: BaseException) -> bool:
     return "database is locked" in message or "lost connection" in message or "gone away" in message
 
 
+def ensure_sqlite_folder(url: str) -> None:
+    """SQLite cannot create the folder of its file; do it for it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine tuned for the backend behind `url` (creating the SQLite folder if needed)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_folder(url)
         engine = create_engine(
             url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         )

@@ -19,6 +19,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema at `url` up to `revision` (idempotent)."""
+    from hydra_assets.db.engine import ensure_sqlite_folder
+
+    ensure_sqlite_folder(url)
     command.upgrade(alembic_config(url), revision)
 
 
