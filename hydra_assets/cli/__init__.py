@@ -28,6 +28,7 @@ COMMANDS = {
     "classify": "hydra_assets.cli.results:classify",
     "pages": "panel_app.cli:pages",
     "up": "hydra_assets.cli.up:up",
+    "demo-feed": "hydra_assets.demo:demo_feed",
 }
 
 

@@ -1,21 +1,144 @@
-"""`hydra up`: placeholder until the main-job issue — initialise and start Dagster's UI."""
+"""`hydra up`: the main job — initialise, seed the demo experiment, start and supervise every service."""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import signal
 import sys
+import time
+from pathlib import Path
 
 import click
 
-from hydra_assets.cli.manage import initialise
-from hydra_assets.cli.common import settings
+from hydra_assets.cli.common import friendly_errors, settings
+from hydra_assets.settings import HydraSettings
+from hydra_assets.supervisor import Service, ServiceError, Supervisor
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    """A console script of this environment (dagster-webserver, mlflow, hydra…)."""
+    candidate = BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+def build_services(
+    config: HydraSettings,
+    *,
+    host: str,
+    panel_port: int,
+    dagster_port: int,
+    mlflow_port: int,
+    demo: bool,
+    feed_interval: float,
+    auth: bool,
+) -> list[Service]:
+    """The platform's processes, in start order; every one writes its log under HYDRA_HOME/logs."""
+    logs = config.home / "logs"
+    env = {"DAGSTER_HOME": str(config.dagster_home), "HYDRA_HOME": str(config.home),
+           "HYDRA_DAGSTER_URL": f"http://{host}:{dagster_port}", "HYDRA_MLFLOW_URL": f"http://{host}:{mlflow_port}",
+           "PYTHONUNBUFFERED": "1"}
+    workspace = ["-w", str(REPO / "workspace.yaml")] if (REPO / "workspace.yaml").exists() else [
+        "-m", "hydra_assets.definitions"]
+    services = [
+        Service("MLflow UI", [_tool("mlflow"), "server", "--backend-store-uri", config.mlflow_tracking_uri,
+                              "--default-artifact-root", str(config.mlflow_artifact_root),
+                              "--host", host, "--port", str(mlflow_port), "--workers", "1"],
+                env=env, port=mlflow_port, host=host, ready_url=f"http://{host}:{mlflow_port}/health",
+                url=f"http://{host}:{mlflow_port}", log_path=logs / "mlflow.log"),
+        Service("Dagster daemon", [_tool("dagster-daemon"), "run", *workspace], env=env, log_path=logs / "daemon.log"),
+        Service("Dagster UI", [_tool("dagster-webserver"), "-h", host, "-p", str(dagster_port), *workspace],
+                env=env, port=dagster_port, host=host, ready_url=f"http://{host}:{dagster_port}/server_info",
+                url=f"http://{host}:{dagster_port}", log_path=logs / "dagster-webserver.log"),
+        Service("Hydra pages", [_tool("hydra"), "pages", "--address", host, "--port", str(panel_port),
+                                *([] if auth else ["--no-auth"])],
+                env=env, port=panel_port, host=host, ready_url=f"http://{host}:{panel_port}/",
+                url=f"http://{host}:{panel_port}/run", log_path=logs / "pages.log"),
+    ]
+    if demo:
+        services.append(Service("demo feeder", [_tool("hydra"), "demo-feed", "--interval", str(feed_interval)],
+                                env=env, log_path=logs / "demo-feeder.log"))
+    return services
 
 
 @click.command()
-def up() -> None:
-    """Initialise the Hydra home and start Dagster's UI on the Hydra definitions."""
+@click.option("--no-demo", is_flag=True, help="Start the services only: no demo plot types, training or feeder.")
+@click.option("--production", is_flag=True,
+              help="Use the configured MySQL / tracking-server settings (HYDRA_DB_URL, MLFLOW_TRACKING_URI…); "
+                   "implies --no-demo and refuses the embedded SQLite defaults.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface every service listens on.")
+@click.option("--panel-port", type=int, default=5006, show_default=True)
+@click.option("--dagster-port", type=int, default=3000, show_default=True)
+@click.option("--mlflow-port", type=int, default=5000, show_default=True)
+@click.option("--feed-interval", type=float, default=20.0, show_default=True,
+              help="Seconds between demo chunks (one image per plot type each).")
+@click.option("--per-label", type=int, default=100, show_default=True,
+              help="Labeled demo images per label and plot type used to train the demo models.")
+@click.option("--no-auth", is_flag=True, help="Serve the pages without login (local development only).")
+@friendly_errors
+def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port: int, mlflow_port: int,
+       feed_interval: float, per_label: int, no_auth: bool) -> None:
+    """Bring up the whole platform: Dagster (UI + daemon, sensors on), the Hydra pages, the MLflow UI and,
+    unless --no-demo, a live demo experiment with trained models.  Ctrl-C stops everything."""
+    from hydra_assets.cli.manage import initialise
+
     config = settings()
-    initialise(config)
-    env = {**os.environ, "DAGSTER_HOME": str(config.dagster_home)}
-    sys.exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-m", "hydra_assets.definitions"], env=env))
+    if production:
+        no_demo = True
+        if config.db_url.startswith("sqlite"):
+            raise click.ClickException("--production needs HYDRA_DB_URL pointing at MySQL (see README: production)")
+    services = build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
+                              mlflow_port=mlflow_port, demo=not no_demo, feed_interval=feed_interval,
+                              auth=not no_auth)
+    supervisor = Supervisor(services, cwd=REPO)
+    try:
+        supervisor.check_ports()  # fail before minutes of set-up, not after
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from error
+
+    click.echo(f"Hydra home: {config.home}")
+    initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
+    if not no_demo:
+        from hydra_assets.demo import seed_demo
+
+        seed_demo(config, per_label=per_label, echo=click.echo)
+
+    stopping = {"now": False}
+
+    def _stop(signum: int, _frame: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo("starting services…")
+    try:
+        supervisor.start_all()
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo("all services up:")
+    for service in services:
+        if service.url:
+            click.echo(f"  {service.name:<14} {service.url}")
+    credentials = config.home / "credentials.json"
+    if credentials.exists() and not no_auth:
+        click.echo(f"  logins         {credentials} (demo users)")
+    click.echo(f"  incoming       {config.input_dir}")
+    click.echo(f"  logs           {config.home / 'logs'}")
+    click.echo("Ctrl-C stops everything.")
+    try:
+        while not stopping["now"]:
+            failed = supervisor.first_failure()
+            if failed is not None:
+                click.echo(f"error: {failed.name} stopped unexpectedly; see {failed.log_path}", err=True)
+                break
+            time.sleep(1.0)
+    finally:
+        click.echo("stopping services…")
+        supervisor.stop_all()
+        click.echo("stopped.")
+    if not stopping["now"]:
+        sys.exit(1)
+
+
+__all__ = ["build_services", "up"]

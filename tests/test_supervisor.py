@@ -1,0 +1,70 @@
+"""The process supervisor behind `hydra up`: taken ports, readiness, and no orphan processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hydra_assets.supervisor import Service, ServiceError, Supervisor, port_is_free
+
+SPAWNER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is dead for our purpose
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+def test_taken_port_is_reported_before_anything_starts(tmp_path):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        assert not port_is_free("127.0.0.1", port)
+        marker = tmp_path / "started"
+        first = Service("first", [sys.executable, "-c", f"open({str(marker)!r}, 'w')"])
+        second = Service("web", [sys.executable, "-c", "pass"], port=port)
+        with pytest.raises(ServiceError, match=f"port {port} .* already taken, so web cannot start"):
+            Supervisor([first, second], cwd=tmp_path).start_all()
+        time.sleep(0.3)
+        assert not marker.exists()
+
+
+def test_stop_leaves_no_orphan_grandchildren(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    service = Service("spawner", [sys.executable, "-c", SPAWNER, str(pid_file)], log_path=tmp_path / "log")
+    supervisor = Supervisor([service], cwd=tmp_path)
+    supervisor.start_all(ready_timeout=10)
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    grandchild = int(pid_file.read_text())
+    child = service.process.pid
+    assert _alive(child) and _alive(grandchild)
+    supervisor.stop_all()
+    time.sleep(0.5)
+    assert not _alive(child)
+    assert not _alive(grandchild)
+
+
+def test_service_that_dies_at_start_is_reported(tmp_path):
+    service = Service("broken", [sys.executable, "-c", "import sys; sys.exit(3)"],
+                      ready_url="http://127.0.0.1:9/", log_path=tmp_path / "broken.log")
+    with pytest.raises(ServiceError, match="broken exited at start"):
+        Supervisor([service], cwd=tmp_path).start_all(ready_timeout=10)
