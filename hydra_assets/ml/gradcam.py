@@ -1,0 +1,133 @@
+"""GradCAM: where in the image the model looked when it gave a label its weight.
+
+A pure function of (model, image, class) so the Predict stage, the pages and the quality benchmark share
+it.  Gradients are taken of the class *logit* when the model has a ``logits`` layer (all built-in
+topologies do): a softmax that is already saturated at 1.0 has vanishing gradients and an empty map.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+# model -> (layer name, gradient model); weak so a replaced active model is not kept alive by the cache.
+_GRAD_MODELS: "weakref.WeakKeyDictionary[keras.Model, tuple[str, keras.Model]]" = weakref.WeakKeyDictionary()
+
+
+def _grad_model(model: "keras.Model", layer_name: str | None) -> "keras.Model":
+    import keras
+
+    from hydra_assets.ml.topologies import last_conv_layer_name
+
+    name = layer_name or last_conv_layer_name(model)
+    cached = _GRAD_MODELS.get(model)
+    if cached is not None and cached[0] == name:
+        return cached[1]
+    names = {layer.name for layer in model.layers}
+    target = model.get_layer("logits").output if "logits" in names else model.output
+    grad_model = keras.Model(model.inputs, [model.get_layer(name).output, target])
+    _GRAD_MODELS[model] = (name, grad_model)
+    return grad_model
+
+
+def gradcam_batch(
+    model: "keras.Model", images: np.ndarray, class_index: int | np.ndarray, *, layer_name: str | None = None
+) -> np.ndarray:
+    """Heatmaps (N, H, W) in [0, 1] for a batch (N, H, W, 3) — one gradient pass for the whole batch."""
+    import tensorflow as tf
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"expected a batch (N, H, W, C), got shape {images.shape}")
+    n, height, width = images.shape[:3]
+    classes = np.broadcast_to(np.asarray(class_index, dtype=np.int32), (n,))
+    grad_model = _grad_model(model, layer_name)
+    n_outputs = int(grad_model.outputs[1].shape[-1])
+    if np.any(classes < 0) or np.any(classes >= n_outputs):
+        raise ValueError(f"class index {class_index} outside the model's {n_outputs} outputs")
+    x = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        features, scores = grad_model(x, training=False)
+        chosen = tf.reduce_sum(scores * tf.one_hot(classes, n_outputs, dtype=scores.dtype), axis=-1)
+    gradients = tape.gradient(chosen, features)
+    channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cams = tf.nn.relu(tf.reduce_sum(features * channel_weights, axis=-1, keepdims=True))
+    cams = tf.image.resize(cams, (height, width), method="bilinear")[..., 0].numpy()
+    peaks = cams.reshape(n, -1).max(axis=1)
+    out = np.zeros_like(cams, dtype=np.float32)
+    positive = peaks > 0
+    out[positive] = cams[positive] / peaks[positive, None, None]
+    return np.clip(out, 0.0, 1.0)
+
+
+def gradcam(
+    model: "keras.Model", image: np.ndarray, class_index: int, *, layer_name: str | None = None
+) -> np.ndarray:
+    """Heatmap (H, W) in [0, 1] of `image` (H, W, 3 float32 in [0, 1]) for output `class_index`.
+
+    All zeros when nothing in the last convolution speaks for the class.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"expected one image (H, W, C), got shape {image.shape}")
+    return gradcam_batch(model, image[None], class_index, layer_name=layer_name)[0]
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
+    """The image with the heatmap blended over it in the 'jet' colour map, as uint8 RGB."""
+    from matplotlib import colormaps
+
+    rgb = np.asarray(image, dtype=np.float32)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=-1)
+    rgb = rgb[..., :3]
+    if rgb.max(initial=0) > 1.0:
+        rgb = rgb / 255.0
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != rgb.shape[:2]:
+        import tensorflow as tf
+
+        heat = tf.image.resize(heat[..., None], rgb.shape[:2]).numpy()[..., 0]
+    coloured = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    # Stronger blend where the heatmap is hot, so cold regions leave the plot readable.
+    weight = alpha * np.clip(heat, 0, 1)[..., None] ** 0.5
+    blended = (1 - weight) * rgb + weight * coloured
+    return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)
+
+
+def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path) -> Path:
+    """Write the heatmap over the image as a PNG at `path` (atomically: complete or absent)."""
+    from PIL import Image as PILImage
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        PILImage.fromarray(overlay(image, heatmap)).save(partial, format="PNG")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def peak_in_box(heatmap: np.ndarray, box: tuple[float, float, float, float], *, scale: tuple[float, float] = (1, 1),
+                ) -> bool:
+    """True when the heatmap's maximum falls inside `box` = (x0, y0, x1, y1), given in image pixels.
+
+    `scale` = (sx, sy) maps the box from the original PNG's pixels to the heatmap's (e.g. 128/400).
+    """
+    y, x = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    x0, y0, x1, y1 = box
+    sx, sy = scale
+    return x0 * sx <= x + 0.5 <= x1 * sx and y0 * sy <= y + 0.5 <= y1 * sy
+
+
+__all__ = ["gradcam", "gradcam_batch", "overlay", "save_overlay", "peak_in_box"]
