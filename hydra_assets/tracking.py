@@ -140,11 +140,8 @@ class TrackingService:
             mlflow.end_run(status)
 
     def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
-        """Log a matplotlib figure as an image artifact, then release it."""
-        import matplotlib.pyplot as plt
-
+        """Log a matplotlib figure (made with `matplotlib.figure.Figure`, no pyplot state) as an image artifact."""
         self.client.log_figure(run_id, figure, artifact_file)
-        plt.close(figure)
 
 
 __all__ = [
