@@ -71,11 +71,11 @@ class TrackingService:
         _quiet_mlflow_logs()
 
     @classmethod
-    def from_settings(cls, config: HydraSettings) -> "TrackingService":
+    def from_settings(cls, config: HydraSettings) -> TrackingService:
         return cls(config.mlflow_tracking_uri, config.mlflow_artifact_root)
 
     @cached_property
-    def client(self) -> "MlflowClient":
+    def client(self) -> MlflowClient:
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -114,7 +114,7 @@ class TrackingService:
         tags: dict[str, Any] | None = None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
-    ) -> Iterator["mlflow.ActiveRun"]:
+    ) -> Iterator[mlflow.ActiveRun]:
         """Open (or, given `run_id`, resume) a run; it ends FAILED if the block raises."""
         import mlflow
 
@@ -145,6 +145,10 @@ class TrackingService:
 
 
 __all__ = [
-    "ACTIVE_ALIAS", "TRAINING_EXPERIMENT", "TrackingService", "ensure_tracking_store", "registered_model_name",
+    "ACTIVE_ALIAS",
+    "TRAINING_EXPERIMENT",
+    "TrackingService",
+    "ensure_tracking_store",
     "is_local_store",
+    "registered_model_name",
 ]

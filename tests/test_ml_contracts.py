@@ -16,14 +16,14 @@ from hydra_assets.settings import HydraSettings
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from hydra_assets.ml import topologies  # noqa: E402
-from hydra_assets.ml.active import (  # noqa: E402
+from hydra_assets.ml import topologies
+from hydra_assets.ml.active import (
     ModelLoadError,
     clear_model_cache,
     load_active_model,
     register_local_model,
 )
-from hydra_assets.ml.gradcam import gradcam, gradcam_batch, save_overlay  # noqa: E402
+from hydra_assets.ml.gradcam import gradcam, gradcam_batch, save_overlay
 
 
 @pytest.fixture(autouse=True)

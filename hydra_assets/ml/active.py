@@ -51,7 +51,7 @@ class ActiveModel:
     label_names: list[str]
     input_size: tuple[int, int]  # (height, width)
     thresholds: dict[str, float]
-    keras_model: "keras.Model" = field(repr=False)
+    keras_model: keras.Model = field(repr=False)
     topology: str = ""
     bad_labels: list[str] = field(default_factory=list)
 
@@ -75,7 +75,7 @@ class ActiveModel:
         return np.asarray(weights) >= limits
 
 
-_cache: "OrderedDict[tuple[str, str], keras.Model]" = OrderedDict()
+_cache: OrderedDict[tuple[str, str], keras.Model] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -84,7 +84,7 @@ def clear_model_cache() -> None:
         _cache.clear()
 
 
-def load_keras_file(path: Path, *, what: str) -> "keras.Model":
+def load_keras_file(path: Path, *, what: str) -> keras.Model:
     """Load a `.keras` file in safe mode, turning every failure into a `ModelLoadError` naming `what`."""
     path = Path(path)
     if path.suffix != ".keras":
@@ -96,7 +96,7 @@ def load_keras_file(path: Path, *, what: str) -> "keras.Model":
 
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - keras raises ValueError, OSError, zipfile errors, TypeError...
+    except Exception as error:  # keras raises ValueError, OSError, zipfile errors, TypeError...
         text = str(error)
         if "Lambda" in text or "safe_mode" in text or "unsafe" in text.lower():
             reason = "it holds a Lambda layer (arbitrary code), refused in safe mode"
@@ -105,7 +105,7 @@ def load_keras_file(path: Path, *, what: str) -> "keras.Model":
         raise ModelLoadError(f"{what}: cannot load {path}: {reason}") from error
 
 
-def _cached_keras(key: str, path: Path, *, what: str) -> "keras.Model":
+def _cached_keras(key: str, path: Path, *, what: str) -> keras.Model:
     cache_key = (key, str(path))
     with _cache_lock:
         if cache_key in _cache:
@@ -119,7 +119,7 @@ def _cached_keras(key: str, path: Path, *, what: str) -> "keras.Model":
     return model
 
 
-def model_file(config: "HydraSettings", model: Model) -> Path:
+def model_file(config: HydraSettings, model: Model) -> Path:
     """The local `.keras` file of a model version, downloading it from MLflow once when needed."""
     uri = model.model_uri or ""
     if "://" not in uri and not uri.startswith("models:/"):
@@ -132,7 +132,7 @@ def model_file(config: "HydraSettings", model: Model) -> Path:
         return fetch_model_file(config, model.mlflow_name, model.mlflow_version, uri)
     except ModelLoadError:
         raise
-    except Exception as error:  # noqa: BLE001 - MLflow raises many kinds
+    except Exception as error:  # MLflow raises many kinds
         raise ModelLoadError(f"{model.plot_type.name if model.plot_type else 'plot type'} model {model.key}: "
                              f"cannot fetch {uri} from MLflow: {error}") from error
 
@@ -151,7 +151,7 @@ def thresholds_of(session: Session, model_id: int) -> dict[str, float]:
     return {name: float(value) for name, value in rows}
 
 
-def load_model_version(db: "HydraDB", config: "HydraSettings", model_id: int) -> ActiveModel:
+def load_model_version(db: HydraDB, config: HydraSettings, model_id: int) -> ActiveModel:
     """Any registered model version (active or not) with its thresholds, e.g. to compare with the active one."""
     with db.read() as s:
         row = s.get(Model, model_id)
@@ -172,14 +172,14 @@ def load_model_version(db: "HydraDB", config: "HydraSettings", model_id: int) ->
     )
 
 
-def _model_file_for(config: "HydraSettings", row: Model, plot_type: str) -> Path:
+def _model_file_for(config: HydraSettings, row: Model, plot_type: str) -> Path:
     try:
         return model_file(config, row)
     except ModelLoadError as error:
         raise ModelLoadError(f"plot type {plot_type}: {error}") from error
 
 
-def _check_shape(keras_model: "keras.Model", row: Model, *, what: str) -> None:
+def _check_shape(keras_model: keras.Model, row: Model, *, what: str) -> None:
     expected_in = (row.input_height, row.input_width, row.input_channels)
     got_in = tuple(keras_model.input_shape[1:])
     got_out = keras_model.output_shape[-1]
@@ -188,7 +188,7 @@ def _check_shape(keras_model: "keras.Model", row: Model, *, what: str) -> None:
                              f"input {expected_in} / labels {row.label_names}")
 
 
-def load_active_model(db: "HydraDB", config: "HydraSettings", plot_type: str) -> ActiveModel | None:
+def load_active_model(db: HydraDB, config: HydraSettings, plot_type: str) -> ActiveModel | None:
     """The active model of `plot_type`, or None when it has none (images are then recorded as `no_model`)."""
     with db.read() as s:
         row = active_model_row(s, plot_type)
@@ -202,7 +202,7 @@ def load_active_model(db: "HydraDB", config: "HydraSettings", plot_type: str) ->
 
 
 def register_local_model(
-    db: "HydraDB",
+    db: HydraDB,
     plot_type: str,
     keras_path: str | Path,
     label_names: list[str],
@@ -269,6 +269,14 @@ def count_models(session: Session, plot_type_id: int) -> int:
 
 
 __all__ = [
-    "ActiveModel", "ModelLoadError", "load_active_model", "load_model_version", "register_local_model",
-    "load_keras_file", "mark_active", "clear_model_cache", "model_file", "thresholds_of",
+    "ActiveModel",
+    "ModelLoadError",
+    "clear_model_cache",
+    "load_active_model",
+    "load_keras_file",
+    "load_model_version",
+    "mark_active",
+    "model_file",
+    "register_local_model",
+    "thresholds_of",
 ]

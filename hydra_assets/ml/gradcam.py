@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     import keras
 
 # model -> (layer name, gradient model); weak so a replaced active model is not kept alive by the cache.
-_GRAD_MODELS: "weakref.WeakKeyDictionary[keras.Model, tuple[str, keras.Model]]" = weakref.WeakKeyDictionary()
+_GRAD_MODELS: weakref.WeakKeyDictionary[keras.Model, tuple[str, keras.Model]] = weakref.WeakKeyDictionary()
 
 
-def _grad_model(model: "keras.Model", layer_name: str | None) -> "keras.Model":
+def _grad_model(model: keras.Model, layer_name: str | None) -> keras.Model:
     import keras
 
     from hydra_assets.ml.topologies import last_conv_layer_name
@@ -38,7 +38,7 @@ def _grad_model(model: "keras.Model", layer_name: str | None) -> "keras.Model":
 
 
 def gradcam_batch(
-    model: "keras.Model", images: np.ndarray, class_index: int | np.ndarray, *, layer_name: str | None = None
+    model: keras.Model, images: np.ndarray, class_index: int | np.ndarray, *, layer_name: str | None = None
 ) -> np.ndarray:
     """Heatmaps (N, H, W) in [0, 1] for a batch (N, H, W, 3) — one gradient pass for the whole batch."""
     import tensorflow as tf
@@ -68,7 +68,7 @@ def gradcam_batch(
 
 
 def gradcam(
-    model: "keras.Model", image: np.ndarray, class_index: int, *, layer_name: str | None = None
+    model: keras.Model, image: np.ndarray, class_index: int, *, layer_name: str | None = None
 ) -> np.ndarray:
     """Heatmap (H, W) in [0, 1] of `image` (H, W, 3 float32 in [0, 1]) for output `class_index`.
 
@@ -130,4 +130,4 @@ def peak_in_box(heatmap: np.ndarray, box: tuple[float, float, float, float], *, 
     return x0 * sx <= x + 0.5 <= x1 * sx and y0 * sy <= y + 0.5 <= y1 * sy
 
 
-__all__ = ["gradcam", "gradcam_batch", "overlay", "save_overlay", "peak_in_box"]
+__all__ = ["gradcam", "gradcam_batch", "overlay", "peak_in_box", "save_overlay"]

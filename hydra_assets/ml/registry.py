@@ -9,6 +9,7 @@ audit trail.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,22 +28,23 @@ if TYPE_CHECKING:
     from hydra_assets.db.engine import HydraDB
     from hydra_assets.settings import HydraSettings
 
+log = logging.getLogger(__name__)
 CLI_USER = "cli"  # the system user the command line acts as unless told otherwise
 
 
 # ---- model files ---------------------------------------------------------------------------------
 
 
-def fetch_model_file(config: "HydraSettings", name: str, version: str, uri: str) -> Path:
+def fetch_model_file(config: HydraSettings, name: str, version: str, uri: str) -> Path:
     """The `.keras` file of a registered version, downloaded once into ``models_dir/<name>/<version>/``.
 
     The download lands in a temporary folder renamed into place, so a crash mid-way never leaves a
     half-written cache that later loads fail on.
     """
     target = Path(config.models_dir) / name / str(version)
-    found = sorted(target.rglob("*.keras")) if target.is_dir() else []
-    if found:
-        return found[0]
+    found = min(target.rglob("*.keras"), default=None) if target.is_dir() else None
+    if found is not None:
+        return found
     import mlflow
 
     service = TrackingService.from_settings(config)
@@ -60,13 +62,13 @@ def fetch_model_file(config: "HydraSettings", name: str, version: str, uri: str)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return sorted(target.rglob("*.keras"))[0]
+    return min(target.rglob("*.keras"))
 
 
 # ---- users ---------------------------------------------------------------------------------------
 
 
-def ensure_cli_user(db: "HydraDB", name: str = CLI_USER) -> str:
+def ensure_cli_user(db: HydraDB, name: str = CLI_USER) -> str:
     """Create the `cli` system user (admin role) on first use: whoever runs `hydra` already holds the
     database credentials, so the command line is trusted; the name makes its writes visible in the audit log."""
 
@@ -134,7 +136,7 @@ def thresholds_table(session: Session, model_id: int) -> dict[str, dict[str, flo
     return {name: {"threshold": value, "f1": f1} for name, value, f1 in rows}
 
 
-def list_models(db: "HydraDB", plot_type: str | None = None) -> list[dict[str, Any]]:
+def list_models(db: HydraDB, plot_type: str | None = None) -> list[dict[str, Any]]:
     with db.read() as s:
         query = select(Model).join(PlotType, PlotType.id == Model.plot_type_id)
         if plot_type:
@@ -145,7 +147,7 @@ def list_models(db: "HydraDB", plot_type: str | None = None) -> list[dict[str, A
 # ---- activation ----------------------------------------------------------------------------------
 
 
-def _sync_alias(config: "HydraSettings | None", plot_type: str, active: Model | None) -> None:
+def _sync_alias(config: HydraSettings | None, plot_type: str, active: Model | None) -> None:
     """Point the MLflow alias `active` where the database says (remove it when no MLflow model is active)."""
     if config is None:
         return
@@ -157,11 +159,11 @@ def _sync_alias(config: "HydraSettings | None", plot_type: str, active: Model | 
     try:
         client.delete_registered_model_alias(name, ACTIVE_ALIAS)
     except Exception:  # noqa: BLE001 - no such model or alias: nothing to remove
-        pass
+        log.debug("no alias to remove on %s", name)
 
 
 def activate_model(
-    db: "HydraDB", config: "HydraSettings | None", plot_type: str, version: str | int, user: str, *,
+    db: HydraDB, config: HydraSettings | None, plot_type: str, version: str | int, user: str, *,
     reason: str = "",
 ) -> Model:
     """Make `version` the plot type's active model (needs `activate_models`); the previous one steps down."""
@@ -179,7 +181,7 @@ def activate_model(
                          detail=reason)
 
 
-def deactivate_model(db: "HydraDB", config: "HydraSettings | None", plot_type: str, user: str) -> Model | None:
+def deactivate_model(db: HydraDB, config: HydraSettings | None, plot_type: str, user: str) -> Model | None:
     """No active model for the plot type (its images are then recorded as `no_model`); returns the old one."""
     with db.read() as s:
         plot_type_id = catalog.get_plot_type(s, plot_type).id
@@ -216,7 +218,7 @@ def store_thresholds(session: Session, model: Model, chosen: dict[str, tuple[flo
     session.flush()
 
 
-def set_threshold(db: "HydraDB", model_id: int, label: str, value: float, user: str) -> Threshold:
+def set_threshold(db: HydraDB, model_id: int, label: str, value: float, user: str) -> Threshold:
     """Change one label's threshold of a model version by hand (needs `edit_thresholds`), keeping history.
 
     The stored F1 is cleared: it described the threshold training chose, not this one.

@@ -115,5 +115,11 @@ def decide(weights: np.ndarray, label_names: Sequence[str], thresholds: dict[str
     return [label_names[t] if good else None for t, good in zip(top, ok, strict=True)]
 
 
-__all__ = ["LabelThreshold", "max_f1_threshold", "select_thresholds", "evaluate_at_thresholds", "decide",
-           "NEVER_SEEN_THRESHOLD"]
+__all__ = [
+    "NEVER_SEEN_THRESHOLD",
+    "LabelThreshold",
+    "decide",
+    "evaluate_at_thresholds",
+    "max_f1_threshold",
+    "select_thresholds",
+]

@@ -35,7 +35,7 @@ class TopologyError(ValueError):
 
 
 class Builder(Protocol):
-    def __call__(self, input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> "keras.Model": ...
+    def __call__(self, input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> keras.Model: ...
 
 
 # Conventional last convolution block of the built-in topologies (auto-numbered names are not stable).
@@ -78,7 +78,7 @@ def resolve_builder(topology: str) -> Builder:
 
 def build_model(
     topology: str, input_shape: tuple[int, int, int], n_labels: int, *, weights_path: str | None = None
-) -> "keras.Model":
+) -> keras.Model:
     """Build (uncompiled) a flat classifier with a softmax over `n_labels`, refusing impossible inputs."""
     height, width, channels = (int(v) for v in input_shape)
     if n_labels < 2:
@@ -97,7 +97,7 @@ def build_model(
     return model
 
 
-def last_conv_layer_name(model: "keras.Model") -> str:
+def last_conv_layer_name(model: keras.Model) -> str:
     """The layer GradCAM looks at: a known block name, else the last 4-D layer that is not pooling."""
     import keras
 
@@ -128,7 +128,7 @@ def _exists(path: str) -> bool:
     return Path(path).expanduser().is_file()
 
 
-def _head(features: "keras.KerasTensor", n_labels: int, *, dropout: float = 0.3) -> "keras.KerasTensor":
+def _head(features: keras.KerasTensor, n_labels: int, *, dropout: float = 0.3) -> keras.KerasTensor:
     import keras
 
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
@@ -138,16 +138,16 @@ def _head(features: "keras.KerasTensor", n_labels: int, *, dropout: float = 0.3)
     return keras.layers.Activation("softmax", name="predictions")(logits)
 
 
-def _load_weights(model: "keras.Model", weights_path: str | None) -> None:
+def _load_weights(model: keras.Model, weights_path: str | None) -> None:
     """Load a local weights file, skipping layers whose shapes differ (e.g. a head with other labels)."""
     if weights_path:
         try:
             model.load_weights(weights_path, skip_mismatch=True)
-        except Exception as error:  # noqa: BLE001 - h5py/keras raise many kinds
+        except Exception as error:  # h5py/keras raise many kinds
             raise TopologyError(f"cannot load weights {weights_path} into {model.name}: {error}") from error
 
 
-def compact(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> "keras.Model":
+def compact(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> keras.Model:
     """Four conv blocks with batch norm: learns the synthetic experiment's defects in seconds at 128 px."""
     import keras
 
@@ -166,7 +166,7 @@ def compact(input_shape: InputShape, n_labels: int, *, weights_path: str | None 
     return model
 
 
-def vgg16(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> "keras.Model":
+def vgg16(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> keras.Model:
     """VGG16 convolutional base (no top) with Hydra's head; a local no-top weights file may seed the base."""
     import keras
 
@@ -175,7 +175,7 @@ def vgg16(input_shape: InputShape, n_labels: int, *, weights_path: str | None = 
     return keras.Model(base.input, _head(base.output, n_labels), name="vgg16")
 
 
-def inceptionv3(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> "keras.Model":
+def inceptionv3(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> keras.Model:
     """InceptionV3 base (no top) with Hydra's head; the original Hydra's production topology."""
     import keras
 
@@ -194,6 +194,13 @@ def training_defaults(topology: str) -> tuple[int, int, float]:
 
 
 __all__: list[str] = [
-    "Builder", "TopologyError", "build_model", "register_topology", "resolve_builder", "last_conv_layer_name",
-    "available_topologies", "training_defaults", "LAST_CONV_LAYERS",
+    "LAST_CONV_LAYERS",
+    "Builder",
+    "TopologyError",
+    "available_topologies",
+    "build_model",
+    "last_conv_layer_name",
+    "register_topology",
+    "resolve_builder",
+    "training_defaults",
 ]

@@ -73,10 +73,10 @@ def add_progress_listener(listener: ProgressListener) -> Callable[[], None]:
 
 
 def emit(event: str, **data: Any) -> None:
-    for listener in list(_listeners):
+    for listener in _listeners:
         try:
             listener(event, data)
-        except Exception:  # noqa: BLE001 - a broken progress bar must not fail a training
+        except Exception:  # a broken progress bar must not fail a training
             log.debug("progress listener failed", exc_info=True)
 
 
@@ -201,8 +201,8 @@ class TrainingSetResult:
 
 
 def create_training_set(
-    db: "HydraDB",
-    config: "HydraSettings",
+    db: HydraDB,
+    config: HydraSettings,
     tracking: TrackingService | None,
     plot_type: str,
     options: TrainingSetOptions = TrainingSetOptions(),
@@ -307,7 +307,7 @@ def _batches(paths: Sequence[str], targets: np.ndarray, size: tuple[int, int], b
             self.on_epoch_end()
 
         def __len__(self) -> int:
-            return -(-len(paths) // batch_size)
+            return (len(paths) + batch_size - 1) // batch_size
 
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
@@ -378,7 +378,7 @@ def fit(
     weights_path: str | None = None,
     seed: int = 12345,
     logger: Any = log,
-) -> tuple["keras.Model", dict[str, list[float]]]:
+) -> tuple[keras.Model, dict[str, list[float]]]:
     """Build the topology and fit it; inputs are arrays or, for large sets, lists of image paths."""
     import keras
 
@@ -401,7 +401,7 @@ def fit(
     return model, {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
-def predict(model: "keras.Model", images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
+def predict(model: keras.Model, images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
             batch_size: int = 64) -> np.ndarray:
     """Weights (N, n_labels) for arrays or paths, batch by batch."""
     n_labels = int(model.output_shape[-1])
@@ -430,8 +430,8 @@ class ModelResult:
 
 
 def train_model_step(
-    db: "HydraDB",
-    config: "HydraSettings",
+    db: HydraDB,
+    config: HydraSettings,
     tracking: TrackingService,
     plot_type: str,
     options: TrainOptions = TrainOptions(),
@@ -557,13 +557,13 @@ class Predictions:
     weights: np.ndarray
     label_names: list[str]
 
-    def of(self, split: str) -> "Predictions":
+    def of(self, split: str) -> Predictions:
         keep = self.split == split
         return Predictions(self.image_id[keep], self.split[keep], self.true_index[keep], self.weights[keep],
                            self.label_names)
 
 
-def load_predictions(config: "HydraSettings", tracking: TrackingService, model: Model) -> Predictions:
+def load_predictions(config: HydraSettings, tracking: TrackingService, model: Model) -> Predictions:
     """The weights the fit recorded for its training and validation images (cached, else from MLflow)."""
     path = Path(config.models_dir) / model.mlflow_name / model.mlflow_version / PREDICTIONS_FILE
     if not path.is_file():
@@ -613,7 +613,7 @@ def _summary(weights: np.ndarray, true_index: np.ndarray, label_names: list[str]
     bad_support = sum(r["support"] for r in bad_rows)
     top = weights.argmax(axis=1) if len(weights) else np.zeros(0, dtype=int)
     return {
-        "images": int(len(weights)),
+        "images": len(weights),
         "accuracy": float(np.mean(top == true_index)) if len(weights) else None,
         "macro_f1": _macro_f1(per_label),
         "bad_recall": bad_tp / bad_support if bad_support else None,
@@ -622,8 +622,8 @@ def _summary(weights: np.ndarray, true_index: np.ndarray, label_names: list[str]
 
 
 def thresholds_step(
-    db: "HydraDB",
-    config: "HydraSettings",
+    db: HydraDB,
+    config: HydraSettings,
     tracking: TrackingService,
     plot_type: str,
     *,
@@ -714,7 +714,7 @@ def _decided_index(weights: np.ndarray, names: list[str], thresholds: dict[str, 
     return np.where(weights[np.arange(len(weights)), top] >= limits[top], top, -1)
 
 
-def _beats_active(db: "HydraDB", config: "HydraSettings", plot_type: str, model: Model, val: Predictions,
+def _beats_active(db: HydraDB, config: HydraSettings, plot_type: str, model: Model, val: Predictions,
                   summary: dict[str, Any], bad: list[str]) -> tuple[bool, str]:
     from hydra_assets.ml.active import ModelLoadError, load_active_model
 
@@ -756,8 +756,8 @@ class ReportResult:
 
 
 def training_report_step(
-    db: "HydraDB",
-    config: "HydraSettings",
+    db: HydraDB,
+    config: HydraSettings,
     tracking: TrackingService,
     plot_type: str,
     *,
@@ -854,7 +854,18 @@ def to_json(result: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "TrainingRefused", "TrainingSetOptions", "TrainOptions", "plan_training_set", "create_training_set",
-    "train_model_step", "thresholds_step", "training_report_step", "fit", "predict", "load_images",
-    "load_predictions", "add_progress_listener", "configure_tensorflow",
+    "TrainOptions",
+    "TrainingRefused",
+    "TrainingSetOptions",
+    "add_progress_listener",
+    "configure_tensorflow",
+    "create_training_set",
+    "fit",
+    "load_images",
+    "load_predictions",
+    "plan_training_set",
+    "predict",
+    "thresholds_step",
+    "train_model_step",
+    "training_report_step",
 ]

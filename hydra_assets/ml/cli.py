@@ -1,0 +1,355 @@
+"""`hydra train` and `hydra model`: training through Dagster, and the model library from the command line.
+
+The command line acts as the system user ``cli`` (created with the admin role on first use: whoever runs
+`hydra` already holds the database credentials), or as ``--user NAME`` / ``$HYDRA_USER``, who then needs
+the ``activate_models`` / ``edit_thresholds`` permission like on the Library page.  Every activation and
+threshold edit lands in the audit log under that name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from hydra_assets.catalog import CatalogError, PermissionDenied
+from hydra_assets.cli.common import database, echo_json, friendly_errors, settings
+
+USER_OPTION = click.option("--user", "user_name", default=lambda: os.environ.get("HYDRA_USER", "cli"),
+                           show_default="$HYDRA_USER or cli", help="Act as this Hydra user (permissions, audit log).")
+
+
+def _acting_user(db, user_name: str) -> str:  # type: ignore[no-untyped-def]
+    from hydra_assets.ml.registry import CLI_USER, ensure_cli_user
+
+    return ensure_cli_user(db) if user_name == CLI_USER else user_name
+
+
+# ---- progress ------------------------------------------------------------------------------------
+
+
+class Progress:
+    """One status line on stderr, redrawn in place on a terminal and one line per step otherwise."""
+
+    def __init__(self, plot_type: str, enabled: bool) -> None:
+        self.plot_type, self.enabled = plot_type, enabled
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self.epochs = 0
+        self.last = ""
+
+    def _show(self, text: str, *, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        line = f"[{self.plot_type} {time.perf_counter() - self.started:6.1f}s] {text}"
+        if self.tty:
+            click.echo("\r" + line.ljust(max(len(self.last), len(line))), err=True, nl=final)
+        elif final or text != self.last:
+            click.echo(line, err=True)
+        self.last = line
+
+    @staticmethod
+    def _bar(done: float, total: float, width: int = 24) -> str:
+        filled = int(width * done / total) if total else 0
+        return "█" * filled + "░" * (width - filled)
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "training_set":
+            self._show(f"training set {data['training_set_id']}: {data['n_train']} train / "
+                       f"{data['n_validation']} validation images", final=True)
+        elif event == "loading":
+            self._show(f"loading {data['images']} images")
+        elif event == "fit":
+            self.epochs = data["epochs"]
+            self._show(f"training {data['topology']} for {self.epochs} epochs")
+        elif event == "batch" and self.tty:
+            epoch, batches = data.get("epoch") or 1, data.get("batches") or 1
+            done = (epoch - 1) + data["batch"] / batches
+            self._show(f"{self._bar(done, self.epochs)} epoch {epoch}/{self.epochs} batch {data['batch']}/{batches}")
+        elif event == "epoch":
+            metrics = " ".join(f"{k}={data[k]:.3f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                               if k in data)
+            self._show(f"{self._bar(data['epoch'], data['epochs'])} epoch {data['epoch']}/{data['epochs']} {metrics}",
+                       final=not self.tty or data["epoch"] == data["epochs"])
+        elif event in ("predicting", "registering"):
+            self._show(event)
+        elif event == "model":
+            self._show(f"registered {data['name']}/{data['version']}", final=True)
+        elif event == "thresholds":
+            text = ", ".join(f"{k}={v:.3f}" for k, v in data["thresholds"].items())
+            self._show(f"thresholds {text}{' (activated)' if data['activated'] else ''}", final=True)
+        elif event == "training_report":
+            self._show(f"training report {data['report_id']}: {data['disagreements']} disagreement(s)", final=True)
+
+
+# ---- hydra train ---------------------------------------------------------------------------------
+
+
+def run_training(
+    config,  # type: ignore[no-untyped-def]
+    plot_type: str,
+    run_config: dict[str, Any],
+    *,
+    tags: dict[str, str] | None = None,
+    instance=None,  # type: ignore[no-untyped-def]
+):
+    """Materialise the training assets of `plot_type` as one run of the `train_plot_type` job.
+
+    The run goes to the Hydra Dagster instance (``DAGSTER_HOME``), so it appears in the Dagster UI with
+    its logs and asset materialisations; the plot type's partition is added first.
+    """
+    import dagster as dg
+
+    from hydra_assets.assets.training import TRAINING_ASSETS
+    from hydra_assets.jobs.training import train_plot_type
+    from hydra_assets.partitions import plot_type as partitions
+    from hydra_assets.resources.hydra import HydraResource
+    from hydra_assets.resources.mlflow import MlflowResource
+
+    if instance is None:
+        config.dagster_home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("DAGSTER_HOME", str(config.dagster_home))
+        instance = dg.DagsterInstance.from_config(str(config.dagster_home))
+    if not instance.has_dynamic_partition(partitions.name, plot_type):
+        instance.add_dynamic_partitions(partitions.name, [plot_type])
+    defs = dg.Definitions(
+        assets=TRAINING_ASSETS, jobs=[train_plot_type],
+        resources={"hydra": HydraResource(home=str(config.home), db_url=config.db_url),
+                   "mlflow": MlflowResource(tracking_uri=config.mlflow_tracking_uri,
+                                            artifact_root=str(config.mlflow_artifact_root))},
+    )
+    job = defs.resolve_job_def(train_plot_type.name)
+    try:
+        return job.execute_in_process(run_config=run_config, instance=instance, partition_key=plot_type,
+                                      tags=tags or {}, raise_on_error=True)
+    except dg.DagsterExecutionStepExecutionError as error:
+        cause = error.user_exception
+        if isinstance(cause, (CatalogError, PermissionDenied)):
+            raise cause from None
+        if isinstance(cause, ValueError):  # TopologyError and bad options: a usage problem, not a crash
+            raise CatalogError(str(cause)) from None
+        raise
+
+
+def training_summary(db, plot_type: str, run_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """What `hydra train` prints: the version, its MLflow run, validation metrics and thresholds."""
+    from sqlalchemy import select
+
+    from hydra_assets import catalog
+    from hydra_assets.db.models import Model, TrainingReport, TrainingSet
+    from hydra_assets.ml.registry import describe
+
+    with db.read() as s:
+        plot = catalog.get_plot_type(s, plot_type)
+        training_set = s.scalar(select(TrainingSet).where(TrainingSet.plot_type_id == plot.id,
+                                                          TrainingSet.dagster_run_id == run_id))
+        model = s.scalar(select(Model).where(Model.training_set_id == training_set.id).order_by(Model.id.desc()))
+        report = s.scalar(select(TrainingReport).where(TrainingReport.model_id == model.id)
+                          .order_by(TrainingReport.id.desc()))
+        active = s.scalar(select(Model).where(Model.plot_type_id == plot.id, Model.active.is_(True)))
+        info = describe(s, model)
+    validation = (info["metrics"] or {}).get("validation", {})
+    return {
+        "plot_type": plot_type,
+        "model": info["model"],
+        "name": info["name"],
+        "version": info["version"],
+        "mlflow_run_id": info["mlflow_run_id"],
+        "model_uri": info["model_uri"],
+        "dagster_run_id": run_id,
+        "topology": info["topology"],
+        "input_size": info["input_size"],
+        "training_set": {"id": training_set.id, "sampling": training_set.sampling, "n_train": training_set.n_train,
+                         "n_validation": training_set.n_validation,
+                         "excluded_labels": training_set.label_counts.get("excluded", {})},
+        "training_seconds": (info["metrics"] or {}).get("training_seconds"),
+        "validation": {k: validation.get(k) for k in ("images", "accuracy", "macro_f1", "bad_recall", "per_label")},
+        "thresholds": {k: v["threshold"] for k, v in info["thresholds"].items()},
+        "activated": bool(model.active),
+        "active_model": active.key if active else None,
+        "training_report": {"id": report.id if report else None,
+                            "disagreements": report.n_disagreements if report else None},
+    }
+
+
+def _size(value: str | None) -> list[int]:
+    if not value:
+        return []
+    try:
+        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
+    except ValueError as error:
+        raise click.BadParameter(f"{value!r} is not a size like 128 or 150x200") from error
+    return parts * 2 if len(parts) == 1 else parts
+
+
+@click.command()
+@click.argument("plot_type_name", metavar="PLOT_TYPE")
+@click.option("--topology", default=None, help="compact | vgg16 | inceptionv3 | module:function (default: the plot "
+                                               "type's).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the topology's (compact 12).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--input-size", default=None, help="Model input, e.g. 128 or 150x200 (default: the plot type's).")
+@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Local weights file to start from (transfer learning); nothing is ever downloaded.")
+@click.option("--sampling", type=click.Choice(["balanced", "all"]), default="balanced", show_default=True,
+              help="balanced: every label down to the number of Bad images; all: every labeled image.")
+@click.option("--min-per-label", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Labels with fewer labeled images are left out; two labels (one bad) must reach it.")
+@click.option("--max-per-label", type=click.IntRange(min=0), default=0, help="Cap per label (0: none).")
+@click.option("--validation-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True)
+@click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--activate", "activate", flag_value="always", help="Make the new version active.")
+@click.option("--activate-if-better", "activate", flag_value="if_better",
+              help="Activate only if it beats the active version on the same validation set (or none is active).")
+@click.option("--no-activate", "activate", flag_value="never", default=True, help="Leave activation alone (default).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress line on stderr.")
+@USER_OPTION
+@friendly_errors
+def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_size: int | None,
+          learning_rate: float | None, input_size: str | None, weights_path: str | None, sampling: str,
+          min_per_label: int, max_per_label: int, validation_fraction: float, seed: int, activate: str,
+          progress: bool, user_name: str) -> None:
+    """Train a model for PLOT_TYPE through Dagster and print a JSON summary.
+
+    Runs the training_set, model, thresholds and training_report assets of the plot type's partition as
+    one run of the `train_plot_type` job (visible in the Dagster UI); each step is an MLflow run and the
+    model is registered as `hydra-PLOT_TYPE`.
+    """
+    from hydra_assets import catalog
+    from hydra_assets.ml.training import add_progress_listener, configure_tensorflow
+
+    config = settings()
+    db = database(config)
+    with db.read() as s:
+        plot_id = catalog.get_plot_type(s, plot_type_name).id
+    user = _acting_user(db, user_name)
+    if activate != "never":
+        with db.read() as s:
+            if not catalog.has_permission(s, user, "activate_models", plot_id):
+                raise PermissionDenied(f"user {user!r} may not activate models of {plot_type_name} "
+                                       "(needs 'activate_models'); train without --activate or use --user")
+    configure_tensorflow()
+    from hydra_assets.tracking import ensure_tracking_store
+
+    ensure_tracking_store(config)
+    run_config = {
+        "ops": {
+            "training_set": {"config": {"sampling": sampling, "validation_fraction": validation_fraction,
+                                        "min_per_label": min_per_label, "max_per_label": max_per_label,
+                                        "seed": seed}},
+            "model": {"config": {"topology": topology or "", "epochs": epochs or 0, "batch_size": batch_size or 0,
+                                 "learning_rate": learning_rate or 0.0, "input_size": _size(input_size),
+                                 "weights_path": os.path.abspath(weights_path) if weights_path else "",
+                                 "seed": seed, "created_by": user}},
+            "thresholds": {"config": {"activate": activate, "user": user}},
+        },
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    stop = add_progress_listener(Progress(plot_type_name, progress))
+    try:
+        result = run_training(config, plot_type_name, run_config, tags={"hydra/user": user,
+                                                                        "hydra/plot_type": plot_type_name})
+    finally:
+        stop()
+    echo_json(training_summary(db, plot_type_name, result.run_id))
+
+
+# ---- hydra model ---------------------------------------------------------------------------------
+
+
+@click.group()
+def model() -> None:
+    """The model library: list versions, activate or deactivate one, edit thresholds."""
+
+
+@model.command("list")
+@click.argument("plot_type_name", metavar="[PLOT_TYPE]", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@friendly_errors
+def model_list(plot_type_name: str | None, fmt: str) -> None:
+    """List model versions (of one plot type, or all) with activity, metrics and thresholds."""
+    from hydra_assets.ml.registry import list_models
+
+    rows = list_models(database(), plot_type_name)
+    if fmt == "json":
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no models yet: hydra train PLOT_TYPE")
+    for r in rows:
+        validation = (r["metrics"] or {}).get("validation", {})
+        f1 = validation.get("macro_f1")
+        recall = validation.get("bad_recall")
+        click.echo(f"{'*' if r['active'] else ' '} {r['plot_type']:<24} {r['model']:<28} {r['topology']:<12} "
+                   f"{r['input_size'][0]}x{r['input_size'][1]:<5} n={r['training_set_size']:<6} "
+                   f"macroF1={'-' if f1 is None else f'{f1:.3f}'} "
+                   f"badRecall={'-' if recall is None else f'{recall:.3f}'} "
+                   f"thresholds=" + ",".join(f"{k}:{v['threshold']:.3f}" for k, v in r["thresholds"].items()))
+
+
+@model.command("activate")
+@click.argument("plot_type_name", metavar="PLOT_TYPE")
+@click.argument("version")
+@USER_OPTION
+@friendly_errors
+def model_activate(plot_type_name: str, version: str, user_name: str) -> None:
+    """Make VERSION (e.g. 3, or hydra-T/3, local-T/1) the active model of PLOT_TYPE."""
+    from hydra_assets.ml.registry import activate_model
+
+    config = settings()
+    db = database(config)
+    row = activate_model(db, config, plot_type_name, version, _acting_user(db, user_name))
+    click.echo(f"{row.key} is now the active model of {plot_type_name}")
+
+
+@model.command("deactivate")
+@click.argument("plot_type_name", metavar="PLOT_TYPE")
+@USER_OPTION
+@friendly_errors
+def model_deactivate(plot_type_name: str, user_name: str) -> None:
+    """Leave PLOT_TYPE without an active model (its images are recorded as no_model until one is activated)."""
+    from hydra_assets.ml.registry import deactivate_model
+
+    config = settings()
+    db = database(config)
+    previous = deactivate_model(db, config, plot_type_name, _acting_user(db, user_name))
+    click.echo(f"{plot_type_name} has no active model" + (f" (was {previous.key})" if previous else ""))
+
+
+@model.command("set-threshold")
+@click.argument("plot_type_name", metavar="PLOT_TYPE")
+@click.argument("version")
+@click.argument("label")
+@click.argument("value", type=click.FloatRange(0, 1))
+@USER_OPTION
+@friendly_errors
+def model_set_threshold(plot_type_name: str, version: str, label: str, value: float, user_name: str) -> None:
+    """Set LABEL's threshold of model VERSION of PLOT_TYPE to VALUE (history kept)."""
+    from hydra_assets.ml.registry import find_model, set_threshold
+
+    db = database()
+    with db.read() as s:
+        model_id = find_model(s, plot_type_name, version).id
+    set_threshold(db, model_id, label, value, _acting_user(db, user_name))
+    click.echo(f"threshold of {label} set to {value}")
+
+
+@model.command("show")
+@click.argument("plot_type_name", metavar="PLOT_TYPE")
+@click.argument("version", required=False)
+@friendly_errors
+def model_show(plot_type_name: str, version: str | None) -> None:
+    """JSON of one version (default: the active one)."""
+    from hydra_assets.ml.active import active_model_row
+    from hydra_assets.ml.registry import describe, find_model
+
+    with database().read() as s:
+        row = find_model(s, plot_type_name, version) if version else active_model_row(s, plot_type_name)
+        if row is None:
+            raise CatalogError(f"plot type {plot_type_name} has no active model; name a version")
+        echo_json(describe(s, row))
