@@ -1,0 +1,215 @@
+"""Live ingestion assets, partitioned by run number: image (Feeder) → inference (Predict) → keep (Keeper).
+
+A sensor run carries its chunk's files in the `image` op config; the two later steps read that list from
+the run config, so all three work on exactly the chunk.  A run without files — a backfill selected in the
+UI or `dagster asset materialize --partition N` — works on every image of the run number, which after a
+model activation classifies them all with the new version (one inference per image and version).
+"""
+
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.ingest.feeder import FeedResult, feed_files, take_prepared
+from hydra_assets.ingest.health import beat, record_timings, write_resolving_conflicts
+from hydra_assets.ingest.keeper import KeepResult, keep_run
+from hydra_assets.ingest.predict import PredictResult, predict_run
+from hydra_assets.ingest.predictor import Classifier, InProcessClassifier, ensure_service
+from hydra_assets.ingest.scan import FileRef
+from hydra_assets.ingest.checks import decisions_missing, inference_coverage
+from hydra_assets.partitions import run_number
+from hydra_assets.resources.hydra import HydraResource
+from hydra_assets.settings import HydraSettings
+
+GROUP = "ingest"
+PREDICTOR_MODES = ("auto", "service", "inprocess")
+
+
+class PredictorResource(dg.ConfigurableResource):
+    """Where Predict runs the model: `auto` (the warm predictor service, started on demand; in-process if it
+    cannot be reached), `service` (the service or fail) or `inprocess` (load the model in the run process)."""
+
+    mode: str = Field(default="auto", description="auto | service | inprocess")
+    wait_seconds: float = Field(default=90.0, description="How long a run waits for a starting service.")
+
+    def classifier(self, db: HydraDB, config: HydraSettings, log: Any = None) -> Classifier:
+        if self.mode not in PREDICTOR_MODES:
+            raise ValueError(f"predictor mode {self.mode!r} is not one of {', '.join(PREDICTOR_MODES)}")
+        if self.mode == "inprocess":
+            return InProcessClassifier(db, config)
+        service = ensure_service(config, wait_s=self.wait_seconds)
+        if service is not None:
+            return service
+        if self.mode == "service":
+            raise RuntimeError("the predictor service did not come up; see <HYDRA_HOME>/run/predictor.log")
+        if log is not None:
+            log.warning("predictor service unreachable; classifying in this process (slower first chunk)")
+        return InProcessClassifier(db, config)
+
+    def prewarm(self, config: HydraSettings) -> None:
+        """Start the service without waiting, so TensorFlow loads while the run is being launched."""
+        if self.mode != "inprocess":
+            ensure_service(config, wait_s=0.0)
+
+
+def predictor_from_env() -> PredictorResource:
+    return PredictorResource(mode=os.environ.get("HYDRA_PREDICTOR", "auto"))
+
+
+class ChunkFiles(dg.Config):
+    """The files of a live chunk, as the sensor saw them ("<sha256> <name>"); empty: the whole run number."""
+
+    files: list[str] = Field(default_factory=list, description="'<sha256> <file name>' per file")
+
+
+def chunk_files(context: dg.AssetExecutionContext) -> list[FileRef] | None:
+    """The files this run carries (from the `image` op config), or None for a whole-partition run."""
+    config = context.run.run_config or {}
+    files = (((config.get("ops") or {}).get("image") or {}).get("config") or {}).get("files") or []
+    return [FileRef.decode(text) for text in files] if files else None
+
+
+def _digests(refs: list[FileRef] | None) -> list[str] | None:
+    return None if refs is None else [r.digest for r in refs]
+
+
+def _record_stage(db: HydraDB, stage: str, run: int, chunks: Mapping, started: float, duration_ms: float,
+                  dagster_run_id: str, detail: str, status: str = "ok") -> None:
+    from datetime import UTC, datetime
+
+    started_at = datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
+
+    def work(session) -> None:  # type: ignore[no-untyped-def]
+        record_timings(session, stage, run=run, chunks=dict(chunks), started_at=started_at,
+                       duration_ms=duration_ms, dagster_run_id=dagster_run_id, status=status)
+        beat(session, stage, detail)
+
+    write_resolving_conflicts(db, work, what=f"{stage} timings")
+
+
+@dg.asset(
+    partitions_def=run_number,
+    group_name=GROUP,
+    kinds={"python", "pillow"},
+    check_specs=[dg.AssetCheckSpec("files_accounted_for", asset="image",
+                                   description="Every file of the chunk was registered, quarantined or deferred.")],
+)
+def image(context: dg.AssetExecutionContext, config: ChunkFiles, hydra: HydraResource) -> dg.MaterializeResult:
+    """Feeder: the chunk's files verified and registered as images (bad files quarantined with a reason)."""
+    run = int(context.partition_key)
+    refs = [FileRef.decode(text) for text in config.files]
+    started = time.time()
+    result: FeedResult = feed_files(hydra.db, hydra.settings, run, refs, dagster_run_id=context.run_id)
+    _record_stage(hydra.db, "feeder", run, result.chunks, started, result.duration_ms, context.run_id,
+                  f"run {run}: {len(result.registered)} registered, {len(result.quarantined)} quarantined")
+    for name, reason in result.quarantined:
+        context.log.warning(f"quarantined {name!r}: {reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "files_requested": result.requested,
+            "registered": len(result.registered),
+            "quarantined": len(result.quarantined),
+            "duplicates": result.duplicates,
+            "already_registered": result.already,
+            "changed_since_sensor": len(result.changed),
+            "feeder_ms": dg.FloatMetadataValue(round(result.duration_ms, 1)),
+            "quarantine_reasons": dg.MetadataValue.json(dict(result.quarantined[:50])),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="files_accounted_for",
+            passed=not result.unaccounted,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unaccounted": dg.MetadataValue.json(result.unaccounted[:50])},
+        )],
+    )
+
+
+@dg.asset(
+    deps=[image],
+    partitions_def=run_number,
+    group_name=GROUP,
+    kinds={"python", "keras"},
+    check_specs=[dg.AssetCheckSpec("every_image_classified", asset="inference",
+                                   description="Inferences equal registered images: one per image for its plot "
+                                               "type's current model (or 'no model'), none failed.")],
+)
+def inference(context: dg.AssetExecutionContext, hydra: HydraResource,
+              predictor: PredictorResource) -> dg.MaterializeResult:
+    """Predict: each registered image classified once by its plot type's active model (GradCAM when Bad)."""
+    run = int(context.partition_key)
+    refs = chunk_files(context)
+    started = time.time()
+    classifier = predictor.classifier(hydra.db, hydra.settings, log=context.log)
+    result: PredictResult = predict_run(hydra.db, hydra.settings, run, _digests(refs), classifier,
+                                        dagster_run_id=context.run_id, prepared=take_prepared(context.run_id))
+    status = "error" if result.errors else "ok"
+    _record_stage(hydra.db, "predict", run, result.chunks, started, result.duration_ms, context.run_id,
+                  f"run {run}: {result.classified} classified, {result.no_model} without model, "
+                  f"{result.error_images} failed", status=status)
+    for plot_type, message in result.errors.items():
+        context.log.error(f"{plot_type}: {message}")
+    with hydra.db.read() as s:
+        coverage = inference_coverage(s, run, _digests(refs))
+    return dg.MaterializeResult(
+        metadata={
+            "images": result.images,
+            "classified": result.classified,
+            "no_model": result.no_model,
+            "already_classified": result.skipped,
+            "failed": result.error_images,
+            "gradcams": result.gradcams,
+            "models": dg.MetadataValue.json(result.models),
+            "where": ", ".join(sorted(result.where)) or "-",
+            **{f"{k}_ms": dg.FloatMetadataValue(round(v, 1)) for k, v in result.timings_ms.items()},
+            "predict_ms": dg.FloatMetadataValue(round(result.duration_ms, 1)),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="every_image_classified",
+            passed=coverage.images == coverage.covered and coverage.errors == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"registered_images": coverage.images, "with_inference": coverage.covered,
+                      "failed": coverage.errors, "errors": dg.MetadataValue.json(result.errors)},
+        )],
+    )
+
+
+@dg.asset(
+    deps=[inference],
+    partitions_def=run_number,
+    group_name=GROUP,
+    kinds={"python"},
+    check_specs=[dg.AssetCheckSpec("every_inference_decided", asset="keep",
+                                   description="Each inference of the chunk has its keep decision.")],
+)
+def keep(context: dg.AssetExecutionContext, hydra: HydraResource) -> dg.MaterializeResult:
+    """Keeper: keep decisions, Labeler queue, Run page rows and alarms for the chunk's new inferences."""
+    run = int(context.partition_key)
+    refs = chunk_files(context)
+    started = time.time()
+    config = hydra.settings
+    result: KeepResult = keep_run(hydra.db, config.kept_dir, run, _digests(refs), seed=config.seed,
+                                  live=refs is not None, dagster_run_id=context.run_id)
+    _record_stage(hydra.db, "keeper", run, result.chunks, started, result.duration_ms, context.run_id,
+                  f"run {run}: {result.decided} decided, {sum(result.kept.values())} kept, {result.alarms} alarms")
+    with hydra.db.read() as s:
+        missing = decisions_missing(s, run, _digests(refs))
+    return dg.MaterializeResult(
+        metadata={
+            "decided": result.decided,
+            "kept": dg.MetadataValue.json(dict(result.kept)),
+            "alarms": result.alarms,
+            "run_page_updated": ", ".join(result.run_time) or "-",
+            "keeper_ms": dg.FloatMetadataValue(round(result.duration_ms, 1)),
+        },
+        check_results=[dg.AssetCheckResult(check_name="every_inference_decided", passed=missing == 0,
+                                           severity=dg.AssetCheckSeverity.ERROR, metadata={"undecided": missing})],
+    )
+
+
+INGEST_ASSETS = [image, inference, keep]

@@ -1,0 +1,170 @@
+"""The Keeper: what the pages show after a chunk is classified.
+
+For every new inference: a keep decision (bad | unconfirmed | a deterministic collect percentage) with a
+copy in the kept folder and the image's place in the Labeler queue; the Run page's run-time row of each
+plot type moved to its newest image; an alarm for each confirmed Bad of a live chunk (a backfill of old
+runs must not wake the shift crew).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.models import Alarm, Image, Inference, KeepDecision, Label, PlotType, RunTime, utcnow
+from hydra_assets.images import store_file
+from hydra_assets.ingest.feeder import USABLE
+from hydra_assets.ingest.health import write_resolving_conflicts
+from hydra_assets.ingest.rules import collect_draw, keep_reason, queue_priority
+
+
+@dataclass
+class KeepResult:
+    run: int
+    decided: int = 0
+    kept: Counter[str] = field(default_factory=Counter)  # reason -> images
+    alarms: int = 0
+    run_time: list[str] = field(default_factory=list)  # plot types whose Run page tile moved
+    chunks: Counter[tuple[int | None, int | None]] = field(default_factory=Counter)
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Pending:
+    inference_id: int
+    image_id: int
+    plot_type_id: int
+    plot_type: str
+    collect_percent: float
+    run: int
+    chunk: int
+    digest: str
+    stored_path: str
+    status: str
+    confirmed: bool
+    is_bad: bool
+    top_label_id: int | None
+    top_label: str | None
+    top_weight: float | None
+
+
+def pending_decisions(session: Session, run: int, digests: Collection[str] | None) -> list[_Pending]:
+    """Inferences of run `run` (in scope) that have no keep decision yet."""
+    top = aliased(Label)
+    query = (
+        select(Inference.id, Image.id, Image.plot_type_id, PlotType.name, PlotType.collect_percent, Image.run_number,
+               Image.chunk, Image.digest, Image.stored_path, Inference.status, Inference.confirmed, Inference.is_bad,
+               Inference.top_label_id, top.name, Inference.top_weight)
+        .join(Image, Image.id == Inference.image_id)
+        .join(PlotType, PlotType.id == Image.plot_type_id)
+        .outerjoin(top, top.id == Inference.top_label_id)
+        .outerjoin(KeepDecision, KeepDecision.inference_id == Inference.id)
+        .where(Inference.run_number == run, KeepDecision.id.is_(None), Image.status.in_(USABLE))
+        .order_by(Inference.id)
+    )
+    if digests is not None:
+        if not digests:
+            return []
+        query = query.where(Image.digest.in_(list(set(digests))))
+    return [_Pending(*row) for row in session.execute(query)]
+
+
+def kept_name(item: _Pending) -> str:
+    return f"{item.plot_type}/{item.run}/{Path(item.stored_path).name}"
+
+
+def keep_run(
+    db: HydraDB,
+    config_kept_dir: Path,
+    run: int,
+    digests: Collection[str] | None,
+    *,
+    seed: int,
+    live: bool,
+    dagster_run_id: str = "",
+) -> KeepResult:
+    """Decide, copy, queue, alarm and update the Run page for the new inferences of run `run`."""
+    started = time.perf_counter()
+    with db.read() as s:
+        pending = pending_decisions(s, run, digests)
+    result = KeepResult(run=run)
+    decisions: dict[int, tuple[str | None, str | None]] = {}
+    for item in pending:
+        reason = keep_reason(item.status, confirmed=item.confirmed, is_bad=item.is_bad,
+                             collect_percent=item.collect_percent, draw=collect_draw(item.digest, seed))
+        kept_path = None
+        if reason is not None:
+            try:
+                kept_path = str(store_file(Path(item.stored_path), config_kept_dir, kept_name(item)))
+            except FileNotFoundError:
+                kept_path = None  # the decision stands; the Labeler reads the stored image anyway
+        decisions[item.inference_id] = (reason, kept_path)
+        result.chunks[(item.plot_type_id, item.chunk)] += 1
+    per_image_ms = (time.perf_counter() - started) * 1000 / max(len(pending), 1)
+
+    def work(session: Session) -> tuple[int, Counter[str], int, list[str]]:
+        done = set(session.scalars(select(KeepDecision.inference_id).where(
+            KeepDecision.inference_id.in_(list(decisions)))))
+        alarmed = set(session.scalars(select(Alarm.inference_id).where(Alarm.inference_id.in_(list(decisions)))))
+        kept: Counter[str] = Counter()
+        decided = alarms = 0
+        latest: dict[int, _Pending] = {}
+        for item in pending:
+            previous = latest.get(item.plot_type_id)
+            if previous is None or (item.run, item.chunk, item.image_id, item.inference_id) > (
+                    previous.run, previous.chunk, previous.image_id, previous.inference_id):
+                latest[item.plot_type_id] = item
+            if item.inference_id in done:
+                continue
+            reason, kept_path = decisions[item.inference_id]
+            session.add(KeepDecision(inference_id=item.inference_id, image_id=item.image_id, keep=reason is not None,
+                                     reason=reason, kept_path=kept_path, decided_at=utcnow()))
+            decided += 1
+            if reason:
+                kept[reason] += 1
+                image = session.get(Image, item.image_id)
+                image.queue_priority = queue_priority(reason, image.queue_priority)
+            inference = session.get(Inference, item.inference_id)
+            inference.keep_ms = round(per_image_ms, 3)
+            if live and item.status == "classified" and item.is_bad and item.confirmed and item.inference_id not in alarmed:
+                weight = f" ({item.top_weight:.0%})" if item.top_weight is not None else ""
+                session.add(Alarm(inference_id=item.inference_id, image_id=item.image_id,
+                                  plot_type_id=item.plot_type_id, label_id=item.top_label_id,
+                                  message=f"{item.plot_type}: {item.top_label}{weight} in run {item.run}, "
+                                          f"chunk {item.chunk}"))
+                alarms += 1
+        moved = [item.plot_type for item in latest.values() if _move_run_time(session, item)]
+        session.flush()
+        return decided, kept, alarms, moved
+
+    if pending:
+        result.decided, result.kept, result.alarms, result.run_time = write_resolving_conflicts(
+            db, work, what="keep decisions")
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def _move_run_time(session: Session, item: _Pending) -> bool:
+    """Point the plot type's Run page tile at this image unless it already shows a newer one."""
+    row = session.get(RunTime, item.plot_type_id)
+    if row is None:
+        session.add(RunTime(plot_type_id=item.plot_type_id, image_id=item.image_id, inference_id=item.inference_id,
+                            run_number=item.run, chunk=item.chunk, updated_at=utcnow()))
+        return True
+    if row.image_id == item.image_id:
+        if row.inference_id != item.inference_id:  # re-classified (backfill with a new model)
+            row.inference_id, row.updated_at = item.inference_id, utcnow()
+            return True
+        return False
+    if (item.run, item.chunk, item.image_id) < (row.run_number, row.chunk, row.image_id):
+        return False  # an old run's backfill never hides the live image
+    row.image_id, row.inference_id, row.run_number, row.chunk, row.updated_at = (
+        item.image_id, item.inference_id, item.run, item.chunk, utcnow())
+    return True

@@ -1,0 +1,401 @@
+"""Classifying a batch with the active model: in this process, or in a warm predictor service.
+
+Why a service: Dagster starts every run in a fresh process (the code server spawns it).  Importing
+TensorFlow costs ~4 s there and loading + first call of a model ~1 s more — more than everything else a
+chunk needs.  The predictor is one long-lived process per Hydra home that keeps TensorFlow imported and
+the active models loaded (the model cache of `hydra_assets.ml.active`, keyed by model version); runs send
+it a uint8 batch over an authenticated Unix socket and get the weights back, with GradCAM overlays written
+for Bad classifications.  It starts on first use (the file sensor starts it as soon as files arrive, so it
+warms up while the run launches), stops after a quiet period, and a run that cannot reach it classifies
+in-process — slower, same result.  On Kubernetes or Celery workers nothing changes in the code: each
+worker simply starts its own service or classifies in-process.
+
+Activation is read from the Hydra database on every batch, so a newly activated version is used at once.
+The service's address includes a hash of the Hydra code, so after a code change a new service starts and
+the old one idles out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Client, Connection, Listener
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.settings import HydraSettings, load_settings
+
+log = logging.getLogger(__name__)
+BATCH = 64  # images per forward pass: bounded memory for 299 px inputs, full speed for small ones
+IDLE_SECONDS = 1800.0
+PROTOCOL = 1
+
+
+class PredictorUnavailable(RuntimeError):
+    """The predictor service cannot be reached or failed on its side."""
+
+
+class InputSizeMismatch(ValueError):
+    """The batch was prepared for another input size than the active model's (activated meanwhile)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__(f"the active model expects {size[0]}x{size[1]} inputs")
+        self.size = (int(size[0]), int(size[1]))
+
+
+@dataclass
+class BatchPrediction:
+    """Output of one batch: every label's weight per image, which model version gave them, GradCAM paths."""
+
+    model_id: int
+    model_key: str
+    label_names: list[str]
+    bad_labels: list[str]
+    weights: np.ndarray  # (N, n_labels)
+    gradcams: dict[int, str] = field(default_factory=dict)  # batch index -> overlay path (Bad only)
+    load_ms: float = 0.0
+    infer_ms: float = 0.0
+    gradcam_ms: float = 0.0
+    where: str = "in-process"
+
+
+class Classifier(Protocol):
+    def classify(
+        self, plot_type: str, images: np.ndarray, gradcam_paths: Sequence[str | None]
+    ) -> BatchPrediction | None:
+        """Weights for `images` (N, H, W, 3 uint8) with the plot type's active model; None without one.
+
+        Raises `ModelLoadError` when the model file cannot be loaded and `InputSizeMismatch` when the images
+        were prepared for another input size.
+        """
+
+
+class InProcessClassifier:
+    """Loads the active model in this process (once per model version, thanks to the model cache)."""
+
+    def __init__(self, db: HydraDB, config: HydraSettings, *, batch: int = BATCH) -> None:
+        self.db, self.config, self.batch = db, config, batch
+        self._lock = threading.Lock()  # one forward pass at a time: TensorFlow already uses every core
+
+    def classify(
+        self, plot_type: str, images: np.ndarray, gradcam_paths: Sequence[str | None]
+    ) -> BatchPrediction | None:
+        from hydra_assets.ml.active import load_active_model
+
+        started = time.perf_counter()
+        with self._lock:
+            active = load_active_model(self.db, self.config, plot_type)
+            loaded = time.perf_counter()
+            if active is None:
+                return None
+            if tuple(images.shape[1:3]) != tuple(active.input_size):
+                raise InputSizeMismatch(active.input_size)
+            floats = np.asarray(images, dtype=np.float32) / 255.0
+            parts = [active.predict(floats[i : i + self.batch]) for i in range(0, len(floats), self.batch)]
+            weights = np.concatenate(parts) if parts else np.zeros((0, len(active.label_names)), np.float32)
+            inferred = time.perf_counter()
+            gradcams = self._explain(active, floats, weights, gradcam_paths)
+            done = time.perf_counter()
+        return BatchPrediction(
+            model_id=active.model_id, model_key=active.key, label_names=list(active.label_names),
+            bad_labels=list(active.bad_labels), weights=weights, gradcams=gradcams,
+            load_ms=(loaded - started) * 1000, infer_ms=(inferred - loaded) * 1000, gradcam_ms=(done - inferred) * 1000,
+            where=f"in-process pid {os.getpid()}",
+        )
+
+    def _explain(self, active: Any, floats: np.ndarray, weights: np.ndarray,
+                 paths: Sequence[str | None]) -> dict[int, str]:
+        """GradCAM overlays for images whose top label is a Bad one: one gradient pass per batch."""
+        top = weights.argmax(axis=1) if len(weights) else np.zeros(0, dtype=int)
+        bad = {i for i, name in enumerate(active.label_names) if name in set(active.bad_labels)}
+        chosen = [i for i in range(len(weights)) if int(top[i]) in bad and paths[i]]
+        if not chosen:
+            return {}
+        from hydra_assets.ml.gradcam import gradcam_batch, save_overlay
+
+        out: dict[int, str] = {}
+        for start in range(0, len(chosen), self.batch):
+            part = chosen[start : start + self.batch]
+            heatmaps = gradcam_batch(active.keras_model, floats[part], top[part])
+            for i, heatmap in zip(part, heatmaps, strict=True):
+                out[i] = str(save_overlay(floats[i], heatmap, Path(str(paths[i]))))
+        return out
+
+
+# ---- the service ---------------------------------------------------------------------------------------
+
+
+def _code_version() -> str:
+    """Changes when the code that classifies changes, so a stale service is never used."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha1(PROTOCOL.to_bytes(2, "big"))
+    for folder in ("ingest", "ml"):
+        for path in sorted((root / folder).glob("*.py")):
+            info = path.stat()
+            digest.update(f"{path.name}:{info.st_size}:{info.st_mtime_ns}".encode())
+    return digest.hexdigest()[:10]
+
+
+_VERSION: str | None = None
+
+
+def code_version() -> str:
+    global _VERSION
+    if _VERSION is None:
+        _VERSION = _code_version()
+    return _VERSION
+
+
+def _identity(config: HydraSettings) -> str:
+    return hashlib.sha1(f"{config.home}|{config.db_url}|{code_version()}".encode()).hexdigest()[:16]
+
+
+def service_address(config: HydraSettings) -> str:
+    """An abstract Unix socket (Linux): no file to go stale, no path length limit; the key guards it."""
+    return f"\0hydra-predictor-{os.getuid()}-{_identity(config)}"
+
+
+def runtime_dir(config: HydraSettings) -> Path:
+    folder = config.home / "run"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def authkey(config: HydraSettings) -> bytes:
+    """The shared secret of this Hydra home (created once, readable by its owner only)."""
+    path = runtime_dir(config) / "predictor.key"
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_bytes()
+    partial = path.with_name(f".predictor.key.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(os.urandom(32))
+    try:
+        os.link(partial, path)  # atomic: whoever links first wins, everyone reads the same key
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+def _connect(config: HydraSettings) -> Connection:
+    try:
+        return Client(service_address(config), family="AF_UNIX", authkey=authkey(config))
+    except (OSError, EOFError) as error:
+        raise PredictorUnavailable(f"predictor service not reachable: {error}") from error
+
+
+class ServiceClassifier:
+    """Sends batches to the warm predictor service of this Hydra home."""
+
+    def __init__(self, config: HydraSettings, *, timeout_s: float = 300.0) -> None:
+        self.config, self.timeout_s = config, timeout_s
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        connection = _connect(self.config)
+        try:
+            connection.send(request)
+            if not connection.poll(self.timeout_s):
+                raise PredictorUnavailable(f"predictor service gave no answer within {self.timeout_s:.0f} s")
+            return connection.recv()
+        except (OSError, EOFError) as error:
+            raise PredictorUnavailable(f"predictor service connection lost: {error}") from error
+        finally:
+            connection.close()
+
+    def ping(self) -> dict[str, Any]:
+        return self._call({"op": "ping"})
+
+    def classify(
+        self, plot_type: str, images: np.ndarray, gradcam_paths: Sequence[str | None]
+    ) -> BatchPrediction | None:
+        reply = self._call({"op": "classify", "plot_type": plot_type, "images": np.ascontiguousarray(images, np.uint8),
+                            "gradcam_paths": list(gradcam_paths)})
+        error = reply.get("error")
+        if error == "ModelLoadError":
+            from hydra_assets.ml.active import ModelLoadError
+
+            raise ModelLoadError(reply["message"])
+        if error == "InputSizeMismatch":
+            raise InputSizeMismatch(tuple(reply["size"]))
+        if error:
+            raise PredictorUnavailable(f"predictor service failed: {error}: {reply.get('message')}")
+        fields = reply.get("prediction")
+        return None if fields is None else BatchPrediction(**fields)
+
+
+def start_service(config: HydraSettings, *, idle_s: float = IDLE_SECONDS) -> subprocess.Popen[bytes]:
+    """Start the service detached from the caller (a run process ends long before it)."""
+    log_path = runtime_dir(config) / "predictor.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hydra_assets.ingest.predictor", "--home", str(config.home),
+             "--db-url", str(config.db_url), "--idle", str(idle_s)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+        )
+
+
+_spawned: list[subprocess.Popen[bytes]] = []
+
+
+def ensure_service(config: HydraSettings, *, wait_s: float = 90.0, spawn: bool = True) -> ServiceClassifier | None:
+    """A client of a running service, starting one if needed; None if it is not up within `wait_s`."""
+    client = ServiceClassifier(config)
+    with contextlib.suppress(PredictorUnavailable):
+        client.ping()
+        return client
+    if spawn:
+        for process in list(_spawned):  # reap services that ended
+            if process.poll() is not None:
+                _spawned.remove(process)
+        if not any(process.poll() is None for process in _spawned):
+            _spawned.append(start_service(config))
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        with contextlib.suppress(PredictorUnavailable):
+            client.ping()
+            return client
+    return None
+
+
+class _Server:
+    def __init__(self, config: HydraSettings, *, idle_s: float) -> None:
+        self.config, self.idle_s = config, idle_s
+        self.db = HydraDB(config.db_url)
+        self.classifier = InProcessClassifier(self.db, config)
+        self.started = time.time()
+        self.last_request = time.monotonic()
+        self.busy = 0
+        self.requests = 0
+        self.state = threading.Lock()
+
+    def warm_up(self) -> list[str]:
+        """Import TensorFlow and load (and call once) the active models, before the first chunk asks."""
+        from sqlalchemy import select
+
+        from hydra_assets.db.models import Model, PlotType
+        from hydra_assets.ml.active import CACHE_SIZE, load_active_model
+
+        import keras  # noqa: F401 - the import is the point
+
+        with self.db.read() as s:
+            names = list(s.scalars(select(PlotType.name).join(Model, Model.plot_type_id == PlotType.id)
+                                   .where(Model.active.is_(True), PlotType.enabled.is_(True))
+                                   .order_by(Model.activated_at.desc()).limit(CACHE_SIZE)))
+        warmed = []
+        for name in names:
+            try:
+                active = load_active_model(self.db, self.config, name)
+            except Exception as error:  # noqa: BLE001 - a broken model must not stop the service
+                log.warning("warm-up of %s failed: %s", name, error)
+                continue
+            if active is not None:
+                active.predict(np.zeros((1, *active.input_size, 3), np.float32))
+                warmed.append(active.key)
+        return warmed
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "ping":
+            return {"pid": os.getpid(), "version": code_version(), "started": self.started, "requests": self.requests}
+        if op != "classify":
+            return {"error": "BadRequest", "message": f"unknown op {op!r}"}
+        from hydra_assets.ml.active import ModelLoadError
+
+        try:
+            prediction = self.classifier.classify(request["plot_type"], request["images"], request["gradcam_paths"])
+        except ModelLoadError as error:
+            return {"error": "ModelLoadError", "message": str(error)}
+        except InputSizeMismatch as error:
+            return {"error": "InputSizeMismatch", "size": list(error.size)}
+        except Exception as error:  # noqa: BLE001 - reported to the caller, who falls back or fails
+            log.exception("classify failed")
+            return {"error": type(error).__name__, "message": str(error)}
+        if prediction is None:
+            return {"prediction": None}
+        prediction.where = f"service pid {os.getpid()}"
+        return {"prediction": dict(vars(prediction))}  # plain types: the client unpickles no class of ours
+
+    def serve_connection(self, connection: Connection) -> None:
+        with self.state:
+            self.busy += 1
+        try:
+            while True:
+                try:
+                    request = connection.recv()
+                except (EOFError, OSError):
+                    return
+                self.requests += 1
+                connection.send(self.handle(request))
+        finally:
+            connection.close()
+            with self.state:
+                self.busy -= 1
+                self.last_request = time.monotonic()
+
+    def watchdog(self) -> None:
+        while True:
+            time.sleep(min(5.0, self.idle_s))
+            with self.state:
+                idle = self.busy == 0 and time.monotonic() - self.last_request > self.idle_s
+            if idle:
+                log.info("idle for %.0f s, stopping", self.idle_s)
+                os._exit(0)
+
+
+def serve(config: HydraSettings, *, idle_s: float = IDLE_SECONDS, warm: bool = True) -> None:
+    """Run the service until idle; a second service of the same home and code exits at once."""
+    lock_path = runtime_dir(config) / f"predictor-{_identity(config)}.lock"
+    lock = lock_path.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.info("a predictor service for this home is already running")
+        return
+    server = _Server(config, idle_s=idle_s)
+    listener = Listener(service_address(config), family="AF_UNIX", authkey=authkey(config))
+    if warm:
+        started = time.perf_counter()
+        warmed = server.warm_up()
+        log.info("warm in %.1f s: %s", time.perf_counter() - started, ", ".join(warmed) or "no active models")
+    threading.Thread(target=server.watchdog, daemon=True).start()
+    log.info("predictor service pid %d ready (code %s)", os.getpid(), code_version())
+    while True:
+        try:
+            connection = listener.accept()
+        except Exception as error:  # noqa: BLE001 - a client failing authentication must not stop us
+            log.warning("refused a connection: %s", error)
+            continue
+        threading.Thread(target=server.serve_connection, args=(connection,), daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Hydra predictor service: keeps the active models warm.")
+    parser.add_argument("--home")
+    parser.add_argument("--db-url")
+    parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="seconds without requests before exiting")
+    parser.add_argument("--no-warm", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s predictor %(levelname)s %(message)s")
+    overrides = {k: v for k, v in {"home": args.home, "db_url": args.db_url}.items() if v}
+    serve(load_settings(**overrides), idle_s=args.idle, warm=not args.no_warm)
+
+
+if __name__ == "__main__":
+    main()

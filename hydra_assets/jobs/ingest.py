@@ -1,0 +1,30 @@
+"""The chunk job and the ingestion code location pieces (assets, job, sensor, predictor resource).
+
+`ingest_chunk` runs the three ingestion steps with the in-process executor: they are sequential anyway,
+and one process per step would pay the interpreter, Dagster and definitions import three times (measured
+in bench/ingest.py; ~1.5 s per step on 2 cores).  It also lets the Feeder hand its prepared arrays to
+Predict in memory.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from hydra_assets.assets.ingest import INGEST_ASSETS, predictor_from_env
+from hydra_assets.partitions import run_number
+from hydra_assets.sensors.incoming import incoming_images
+
+ingest_chunk = dg.define_asset_job(
+    "ingest_chunk",
+    selection=dg.AssetSelection.assets(*INGEST_ASSETS),
+    partitions_def=run_number,
+    executor_def=dg.in_process_executor,
+    description="Feeder → Predict → Keeper for the files of one run number's chunks (or the whole run).",
+)
+
+defs = dg.Definitions(
+    assets=INGEST_ASSETS,
+    jobs=[ingest_chunk],
+    sensors=[incoming_images],
+    resources={"predictor": predictor_from_env()},
+)
