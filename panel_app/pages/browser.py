@@ -1,0 +1,141 @@
+"""Plot Browser: every image, filtered by run range, plot type, group, label (human or model) and time."""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+from panel_app import queries as q
+from panel_app.images import gradcam_url, image_url
+from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.store import HydraStore
+
+ANY = ""
+
+BROWSER_CSS = """
+.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
+.tile { border: 1px solid #d0d7de; border-radius: 6px; padding: 4px; background: #fff; font-size: 0.8em; }
+.tile img { width: 100%; display: block; border-radius: 3px; background: #f6f8fa; min-height: 60px; }
+.tile .row { display: flex; justify-content: space-between; gap: 4px; margin-top: 3px; align-items: center; }
+.tile b { word-break: break-all; }
+"""
+
+
+class BrowserPage(pn.viewable.Viewer):
+    run_min = param.Integer(default=None, allow_None=True, label="Run from")
+    run_max = param.Integer(default=None, allow_None=True, label="Run to")
+    plot_types = param.ListSelector(default=[], objects=[], label="Plot types (none = all)")
+    group = param.Selector(default=ANY, objects=[ANY], label="Plot group")
+    super_group = param.Selector(default=ANY, objects=[ANY], label="System")
+    label_source = param.Selector(default="human", objects=["human", "model"], label="Label by")
+    label_name = param.Selector(default=ANY, objects=[ANY], label="Label")
+    since = param.Date(default=None, allow_None=True, label="Received from (UTC)")
+    until = param.Date(default=None, allow_None=True, label="Received until (UTC)")
+    sort = param.Selector(default="newest first", objects=list(q.SORTS), label="Sort")
+    page_size = param.Selector(default=60, objects=[30, 60, 120], label="Per page")
+    page = param.Integer(default=0, bounds=(0, None))
+
+    def __init__(self, store: HydraStore, **params) -> None:
+        self.store = store
+        super().__init__(**params)
+        catalogue = store.catalogue()
+        self.param.plot_types.objects = {pt.name: pt.id for pt in catalogue.values()}
+        self.param.group.objects = {"any": ANY, **{g: g for g in store.group_names()}}
+        self.param.super_group.objects = {"any": ANY, **{g: g for g in store.super_group_names()}}
+        names = sorted({lab.name for pt in catalogue.values() for lab in pt.labels}, key=str.lower)
+        self.param.label_name.objects = {"any": ANY, q.UNLABELED: q.UNLABELED, **{n: n for n in names}}
+        self.tiles: list[q.Tile] = []
+        self.total = 0
+        self.results = html_pane("", stylesheets=[BROWSER_CSS])
+        self.pager = html_pane("")
+        self.search()
+
+    def current_filter(self) -> q.BrowseFilter:
+        ids: list[int] | None = list(self.plot_types) or None
+        in_groups = self.store.plot_types_in(group=self.group or None, super_group=self.super_group or None)
+        if in_groups is not None:
+            ids = [i for i in (ids if ids is not None else in_groups) if i in set(in_groups)]
+        label = self.label_name or None
+        if label == q.UNLABELED and self.label_source == "model":
+            label = None
+        return q.BrowseFilter(run_min=self.run_min, run_max=self.run_max, plot_type_ids=ids,
+                              label_source=self.label_source, label_name=label, since=self.since, until=self.until)
+
+    @param.depends("run_min", "run_max", "plot_types", "group", "super_group", "label_source", "label_name", "since",
+                   "until", "sort", "page_size", watch=True)
+    def _on_filter(self) -> None:
+        if self.page:
+            self.page = 0  # the page watcher searches
+        else:
+            self.search()
+
+    @param.depends("page", watch=True)
+    def search(self) -> None:
+        self.tiles, self.total = self.store.read(q.browse, self.current_filter(), sort=self.sort,
+                                                 limit=self.page_size, offset=self.page * self.page_size)
+        self.results.object = self.render()
+        self.pager.object = self.pager_html()
+
+    def pager_html(self) -> str:
+        if not self.tiles:
+            return ""
+        first = self.page * self.page_size + 1
+        total = f"{self.total:,}" if self.total <= 10000 else "more than 10,000"
+        return f"<span class=muted>images {first:,}–{first + len(self.tiles) - 1:,} of {total}</span>"
+
+    def render(self) -> str:
+        if not self.tiles:
+            if not self.store.catalogue():
+                return empty_state("No images yet", "Images appear here once the pipeline registers them "
+                                   "(<code>hydra up</code> starts a demo).")
+            return empty_state("No image matches these filters", "Widen the run range, time window or label filter.")
+        catalogue = self.store.catalogue()
+        cells = []
+        for t in self.tiles:
+            pt = catalogue.get(t.plot_type_id)
+            human = pt.label(t.label_id) if pt else None
+            model = pt.label(t.model_label_id) if pt else None
+            cam = (f' · <a href="{gradcam_url(t.image_id, "full")}" target="_blank">GradCAM</a>' if t.gradcam else "")
+            cells.append(
+                f'<div class="tile"><a href="{image_url(t.image_id, "full")}" target="_blank">'
+                f'<img src="{image_url(t.image_id)}" loading="lazy" alt=""></a>'
+                f"<div class=row><b>{esc(pt.name if pt else '?')}</b><span>run {t.run} · {t.chunk}</span></div>"
+                f"<div class=row><span>human {chip(human.name if human else None, human.colour if human else None)}"
+                f"</span><span>model {chip(model.name if model else None, model.colour if model else None, hollow=not t.confirmed)}"
+                f" {fmt_weight(t.model_weight)}</span></div>"
+                f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}</span></div></div>"
+            )
+        return f'<div class="tiles">{"".join(cells)}</div>'
+
+    def next_page(self, _event=None) -> None:
+        if (self.page + 1) * self.page_size < self.total:
+            self.page += 1
+
+    def previous_page(self, _event=None) -> None:
+        if self.page:
+            self.page -= 1
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        prev_button = pn.widgets.Button(name="◀ Previous", margin=(5, 6))
+        next_button = pn.widgets.Button(name="Next ▶", margin=(5, 6))
+        prev_button.on_click(self.previous_page)
+        next_button.on_click(self.next_page)
+        filters = pn.Column(
+            pn.Row(
+                pn.widgets.IntInput.from_param(self.param.run_min, width=120),
+                pn.widgets.IntInput.from_param(self.param.run_max, width=120),
+                pn.widgets.MultiChoice.from_param(self.param.plot_types, width=360),
+                pn.widgets.Select.from_param(self.param.group, width=150),
+                pn.widgets.Select.from_param(self.param.super_group, width=150),
+            ),
+            pn.Row(
+                pn.widgets.RadioButtonGroup.from_param(self.param.label_source, margin=(24, 10, 10, 10)),
+                pn.widgets.Select.from_param(self.param.label_name, width=150),
+                pn.widgets.DatetimeInput.from_param(self.param.since, width=190),
+                pn.widgets.DatetimeInput.from_param(self.param.until, width=190),
+                pn.widgets.Select.from_param(self.param.sort, width=200),
+                pn.widgets.Select.from_param(self.param.page_size, width=90),
+            ),
+        )
+        return pn.Column(filters, pn.Row(prev_button, next_button, self.pager), self.results,
+                         sizing_mode="stretch_width")

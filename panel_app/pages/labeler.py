@@ -1,0 +1,214 @@
+"""Labeler page: paint labels on a page of images and store them all in one transaction.
+
+Queue mode shows unlabeled queued images (unconfirmed and Bad first); Editor mode pages through images
+already labeled, filtered by label and labeling time, with keyset pagination so it stays fast over
+hundreds of thousands of images.  Apply goes through `HydraStore.apply_labels`, which checks the `label`
+permission for the plot type server-side.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+from panel_app import queries as q
+from panel_app.components import LabelerGrid
+from panel_app.images import image_url
+from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
+from panel_app.store import CatalogError, HydraStore, PermissionDenied
+
+QUEUE, EDITOR = "Queue", "Editor"
+ANY = 0
+
+
+class LabelerPage(pn.viewable.Viewer):
+    plot_type = param.Selector(default=None, objects=[], label="Plot type")
+    mode = param.Selector(default=QUEUE, objects=[QUEUE, EDITOR], label="Mode")
+    editor_label = param.Selector(default=ANY, objects={"any label": ANY}, label="Label")
+    start = param.Date(default=None, allow_None=True, label="Labeled from (UTC)")
+    end = param.Date(default=None, allow_None=True, label="Labeled until (UTC)")
+    page_size = param.Selector(default=50, objects=[20, 50, 100, 200], label="Images per page")
+    tile_width = param.Integer(default=180, bounds=(100, 420), step=20, label="Tile size")
+
+    def __init__(self, store: HydraStore, **params) -> None:
+        self.store = store
+        super().__init__(**params)
+        self.grid = LabelerGrid(sizing_mode="stretch_width", tile_width=self.tile_width)
+        self.tiles: list[q.Tile] = []
+        self.counts: dict[int, int] = {}
+        self._pages: list[object] = [None]  # cursor of every page visited in this mode; last = current page
+        self.feedback = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+        self.info = html_pane("")
+        self.empty = html_pane("", visible=False)
+        self._refresh_counts()
+        if self.param.plot_type.objects:  # the first plot type with images to label; the watcher loads it
+            ids = list(self.param.plot_type.names.values())
+            self.plot_type = next((i for i in ids if self.counts.get(i)), ids[0])
+        else:
+            self._on_plot_type()
+
+    # ---- logic --------------------------------------------------------------------------------------
+
+    def _refresh_counts(self) -> None:
+        ids = list(self.store.catalogue())
+        self.counts = self.store.read(q.queue_counts, ids)
+        current = self.plot_type
+        self.param.plot_type.objects = self.store.plot_type_options(self.counts)
+        if current is not None:
+            self.plot_type = current
+
+    @param.depends("plot_type", watch=True)
+    def _on_plot_type(self) -> None:
+        info = self.store.plot_type(self.plot_type)
+        labels = info.labels if info else []
+        self.grid.palette = [{"id": lab.id, "name": lab.name, "colour": lab.colour} for lab in labels] + [
+            {"id": None, "name": "erase", "colour": "#555555"}
+        ]
+        self.grid.selected = 0
+        self.param.editor_label.objects = {"any label": ANY, **{lab.name: lab.id for lab in labels}}
+        self.editor_label = ANY
+        self.load(reset=True)
+
+    @param.depends("mode", "editor_label", "start", "end", "page_size", watch=True)
+    def _on_filters(self) -> None:
+        self.load(reset=True)
+
+    @param.depends("tile_width", watch=True)
+    def _on_tile_width(self) -> None:
+        self.grid.tile_width = self.tile_width
+
+    def load(self, *, reset: bool = False) -> list[q.Tile]:
+        """Fetch the current page (the first one when `reset`) and show it with nothing painted."""
+        if reset:
+            self._pages = [None]
+        cursor = self._pages[-1]
+        self.tiles = self._fetch(cursor)
+        info = self.store.plot_type(self.plot_type)
+        names = {lab.id: lab for lab in info.labels} if info else {}
+        images = []
+        for t in self.tiles:
+            model = names.get(t.model_label_id)
+            detail = (f"model: {model.name} {t.model_weight:.2f}{'' if t.confirmed else ' (unconfirmed)'}"
+                      if model and t.model_weight is not None else "not classified")
+            if self.mode == EDITOR:
+                human = names.get(t.label_id)
+                detail = f"now: {human.name if human else '—'} · {fmt_time(t.labeled_at)[:16]} · {detail}"
+            images.append({"id": t.image_id, "src": image_url(t.image_id), "caption": f"run {t.run} · chunk {t.chunk}",
+                           "detail": detail})
+        self.grid.painted = {}
+        self.grid.images = images
+        self._render_info()
+        return self.tiles
+
+    def _fetch(self, cursor: object) -> list[q.Tile]:
+        if self.plot_type is None:
+            return []
+        if self.mode == QUEUE:
+            return self.store.read(q.labeler_queue, self.plot_type, limit=self.page_size, after=cursor)
+        info = self.store.plot_type(self.plot_type)
+        label_ids = [self.editor_label] if self.editor_label != ANY else [lab.id for lab in info.labels] if info else []
+        return self.store.read(q.editor_page, self.plot_type, label_ids, start=self.start, end=self.end,
+                               before=cursor, limit=self.page_size)
+
+    def next_page(self, _event=None) -> None:
+        if len(self.tiles) < self.page_size:
+            self._say("This is the last page.", "info")
+            return
+        last = self.tiles[-1]
+        self._pages.append(last.queue_key if self.mode == QUEUE else last.editor_key)
+        self.load()
+
+    def previous_page(self, _event=None) -> None:
+        if len(self._pages) > 1:
+            self._pages.pop()
+            self.load()
+
+    def label_all(self, _event=None) -> None:
+        """Paint every image on the page with the selected palette entry."""
+        entry = self.grid.palette[self.grid.selected] if self.grid.palette else None
+        if entry is None:
+            return
+        self.grid.painted = {str(t.image_id): entry["id"] for t in self.tiles}
+
+    def clear(self, _event=None) -> None:
+        self.grid.painted = {}
+
+    def apply(self, _event=None) -> int | None:
+        """Store every painted label in one transaction, then refill the page with the next images."""
+        painted = dict(self.grid.painted)
+        if not painted:
+            self._say("Nothing painted yet: click images (shift-click for a range) with a label chosen.", "warning")
+            return None
+        try:
+            changed = self.store.apply_labels(self.plot_type, painted, shown=[t.image_id for t in self.tiles])
+        except PermissionDenied as refusal:
+            self._say(f"Refused, nothing stored: {refusal}", "danger")
+            return None
+        except CatalogError as error:
+            self._say(f"Nothing stored: {error}", "danger")
+            return None
+        self._refresh_counts()
+        self.load(reset=self.mode == QUEUE)
+        self._say(f"Stored {changed} label(s) ({len(painted)} painted).", "success")
+        return changed
+
+    def _say(self, text: str, kind: str) -> None:
+        self.feedback.object, self.feedback.alert_type, self.feedback.visible = esc(text), kind, True
+
+    def _render_info(self) -> None:
+        self.feedback.visible = False
+        info = self.store.plot_type(self.plot_type)
+        if info is None:
+            self.empty.object = empty_state("No plot types yet", "Add one with <code>hydra plot-type add</code> or "
+                                            "start the demo with <code>hydra up</code>.")
+        elif not self.tiles and self.mode == QUEUE:
+            self.empty.object = empty_state(
+                f"Nothing to label for {info.name}",
+                "The queue holds unconfirmed, Bad and collected images until a human labels them.",
+                "Switch to Editor mode to relabel images already labeled, or pick another plot type.")
+        elif not self.tiles:
+            self.empty.object = empty_state("No labeled images match", "Change the label or time filters.")
+        self.empty.visible = not self.tiles
+        page = len(self._pages)
+        queued = self.counts.get(self.plot_type, 0) if self.plot_type is not None else 0
+        rights = (
+            "" if self.plot_type is None or self.store.can("label", self.plot_type)
+            else f" · <b style='color:#b42318'>read only: {esc(self.store.user or 'anonymous')} may not label this "
+                 "plot type (Apply will be refused)</b>"
+        )
+        self.info.object = (f"<span class=muted>{'queue' if self.mode == QUEUE else 'editor'} page {page} · "
+                            f"{len(self.tiles)} images on this page · {queued} in the queue{rights}</span>")
+
+    # ---- view ---------------------------------------------------------------------------------------
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        def button(name: str, callback, kind: str = "default") -> pn.widgets.Button:  # type: ignore[no-untyped-def]
+            widget = pn.widgets.Button(name=name, button_type=kind, margin=(24, 6, 10, 6))
+            widget.on_click(callback)
+            return widget
+
+        editor_filters = pn.Row(
+            pn.widgets.Select.from_param(self.param.editor_label, width=160),
+            pn.widgets.DatetimeInput.from_param(self.param.start, width=190),
+            pn.widgets.DatetimeInput.from_param(self.param.end, width=190),
+            visible=self.param.mode.rx() == EDITOR,
+        )
+        controls = pn.Row(
+            pn.widgets.Select.from_param(self.param.plot_type, width=280),
+            pn.widgets.RadioButtonGroup.from_param(self.param.mode, margin=(24, 10, 10, 10)),
+            pn.widgets.Select.from_param(self.param.page_size, width=110),
+            pn.widgets.IntSlider.from_param(self.param.tile_width, width=150),
+            editor_filters,
+            sizing_mode="stretch_width",
+        )
+        actions = pn.Row(
+            button("Label all on page", self.label_all),
+            button("Clear paint", self.clear),
+            button("Apply", self.apply, "primary"),
+            button("◀ Previous page", self.previous_page),
+            button("Next page ▶", self.next_page),
+            self.info,
+            sizing_mode="stretch_width",
+        )
+        self.info.margin = (32, 10, 10, 10)
+        return pn.Column(controls, actions, self.feedback, self.empty, self.grid, sizing_mode="stretch_width")

@@ -1,0 +1,197 @@
+"""Log page: every confirmed Bad and unconfirmed image of a trailing window, by detector, with a daily brief."""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import datetime
+
+import panel as pn
+import param
+
+from hydra_assets.db.models import utcnow
+from panel_app import queries as q
+from panel_app.images import gradcam_url, image_url
+from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.store import HydraStore
+
+SHOW_MAX = 400  # entries rendered on the page (the brief holds them all)
+
+LOG_CSS = """
+h3.group { margin: 18px 0 6px; border-bottom: 2px solid #1f2d3d; padding-bottom: 3px; }
+h3.group small { color: #5b6878; font-weight: 400; }
+.entries { display: grid; grid-template-columns: repeat(auto-fill, minmax(330px, 1fr)); gap: 8px; }
+.entry { display: flex; gap: 8px; border: 1px solid #d0d7de; border-left: 5px solid var(--c); border-radius: 6px;
+  padding: 6px; background: #fff; }
+.entry.unconfirmed { border-left-style: dashed; }
+.entry .pics { display: flex; gap: 4px; flex: 0 0 auto; }
+.entry .pics img { width: 110px; border-radius: 3px; background: #f6f8fa; }
+.entry .info { font-size: 0.85em; line-height: 1.45; min-width: 0; }
+.entry .info b { word-break: break-all; }
+.summary { display: flex; gap: 20px; flex-wrap: wrap; margin: 4px 0 8px; }
+"""
+
+
+def entry_html(e: q.LogEntry, *, gradcam: bool) -> str:
+    cam = f'<img src="{gradcam_url(e.image_id, "small")}" alt="GradCAM" title="GradCAM">' if gradcam and e.gradcam else ""
+    human = f"<br>human: {esc(e.human_label)}" if e.human_label else ""
+    return (
+        f'<div class="entry {"bad" if e.kind == "confirmed Bad" else "unconfirmed"}" style="--c:{esc(e.colour)}">'
+        f'<div class="pics"><a href="{image_url(e.image_id, "full")}" target="_blank">'
+        f'<img src="{image_url(e.image_id, "small")}" alt="{esc(e.plot_type)}" loading="lazy"></a>{cam}</div>'
+        f'<div class="info"><b>{esc(e.plot_type)}</b><br>run {e.run} · chunk {e.chunk}<br>'
+        f"{fmt_time(e.classified_at)} UTC<br>{chip(e.label, e.colour, hollow=e.kind != 'confirmed Bad')} "
+        f"{fmt_weight(e.weight)} <span class=muted>{esc(e.kind)}</span>{human}</div></div>"
+    )
+
+
+def brief_markdown(grouped: dict[str, list[q.LogEntry]], since: datetime, until: datetime) -> str:
+    """The daily brief for the run-coordination meeting, as Markdown (user text escaped for Markdown/HTML)."""
+
+    def md(text: object) -> str:
+        return esc(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
+
+    entries = [e for items in grouped.values() for e in items]
+    bad = sum(e.kind == "confirmed Bad" for e in entries)
+    runs = sorted({e.run for e in entries})
+    lines = [
+        "# Hydra daily brief",
+        "",
+        f"Window: {fmt_time(since)} – {fmt_time(until)} UTC  ",
+        f"Confirmed Bad: **{bad}** · unconfirmed: **{len(entries) - bad}** · runs: "
+        f"{', '.join(map(str, runs)) if runs else '—'}",
+        "",
+    ]
+    if not entries:
+        lines += ["Nothing to report: no confirmed Bad and no unconfirmed classification in this window.", ""]
+    for group, items in grouped.items():
+        group_bad = sum(e.kind == "confirmed Bad" for e in items)
+        lines += [f"## {md(group)} — {group_bad} Bad, {len(items) - group_bad} unconfirmed", "",
+                  "| time (UTC) | plot type | run | chunk | model label | weight | status | human label |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"| {fmt_time(e.classified_at)} | {md(e.plot_type)} | {e.run} | {e.chunk} | {md(e.label or '—')} | "
+            f"{fmt_weight(e.weight)} | {e.kind} | {md(e.human_label or '')} |"
+            for e in items
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def brief_html(grouped: dict[str, list[q.LogEntry]], since: datetime, until: datetime,
+               thumbnail=None) -> str:  # type: ignore[no-untyped-def]
+    """The daily brief as one self-contained HTML file (thumbnails embedded when `thumbnail(id)` gives PNG bytes)."""
+    entries = [e for items in grouped.values() for e in items]
+    bad = sum(e.kind == "confirmed Bad" for e in entries)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Hydra daily brief</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;width:100%}"
+        "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}"
+        "th{background:#f3f5f8}.chip{color:#fff;padding:1px 8px;border-radius:9px;text-shadow:0 0 2px #0008}"
+        "img{width:120px}</style></head><body>",
+        "<h1>Hydra daily brief</h1>",
+        f"<p>Window: {fmt_time(since)} – {fmt_time(until)} UTC<br>Confirmed Bad: <b>{bad}</b> · unconfirmed: "
+        f"<b>{len(entries) - bad}</b></p>",
+    ]
+    if not entries:
+        parts.append("<p>Nothing to report: no confirmed Bad and no unconfirmed classification in this window.</p>")
+    for n, (group, items) in enumerate(grouped.items()):
+        parts.append(f"<h2>{esc(group)}</h2><table><tr><th></th><th>time (UTC)</th><th>plot type</th><th>run</th>"
+                     "<th>chunk</th><th>model label</th><th>weight</th><th>status</th><th>human label</th></tr>")
+        for e in items:
+            pic = ""
+            if thumbnail is not None and n < 50:
+                data = thumbnail(e.image_id)
+                if data:
+                    pic = f"<img src='data:image/png;base64,{base64.b64encode(data).decode()}' alt=''>"
+            parts.append(
+                f"<tr><td>{pic}</td><td>{fmt_time(e.classified_at)}</td><td>{esc(e.plot_type)}</td><td>{e.run}</td>"
+                f"<td>{e.chunk}</td><td><span class='chip' style='background:{esc(e.colour)}'>{esc(e.label or '—')}"
+                f"</span></td><td>{fmt_weight(e.weight)}</td><td>{e.kind}</td><td>{esc(e.human_label or '')}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+class LogPage(pn.viewable.Viewer):
+    """Confirmed Bad and unconfirmed classifications in a trailing window, grouped by plot group."""
+
+    hours = param.Number(default=24.0, bounds=(0.25, 24 * 31), step=1, label="Window (hours)")
+    kind = param.Selector(default="all", objects=["all", "confirmed Bad", "unconfirmed"], label="Show")
+    gradcam = param.Boolean(default=True, label="GradCAM next to Bad images")
+
+    def __init__(self, store: HydraStore, **params) -> None:
+        self.store = store
+        super().__init__(**params)
+        self.body = html_pane("", stylesheets=[LOG_CSS])
+        self.grouped: dict[str, list[q.LogEntry]] = {}
+        self.since, self.until = q.window(self.hours)
+        self.refresh()
+
+    def load(self) -> dict[str, list[q.LogEntry]]:
+        self.since, self.until = q.window(self.hours)
+        entries = self.store.read(q.log_entries, self.since, self.until)
+        if self.kind != "all":
+            entries = [e for e in entries if e.kind == self.kind]
+        self.grouped = q.group_log(entries, self.store.groups_of())
+        return self.grouped
+
+    @param.depends("hours", "kind", "gradcam", watch=True)
+    def refresh(self) -> None:
+        self.load()
+        self.body.object = self.render()
+
+    def render(self) -> str:
+        entries = [e for items in self.grouped.values() for e in items]
+        if not entries:
+            return empty_state(
+                f"Nothing flagged in the last {self.hours:g} hours",
+                "No confirmed Bad and no unconfirmed classification in this window — or nothing was classified.",
+                "Widen the window above, or check the Status page that the pipeline is running.",
+            )
+        bad = sum(e.kind == "confirmed Bad" for e in entries)
+        out = [f'<div class="summary"><span><b>{bad}</b> confirmed Bad</span><span><b>{len(entries) - bad}</b> '
+               f"unconfirmed</span><span class=muted>{fmt_time(self.since)} – {fmt_time(self.until)} UTC, "
+               "newest first</span></div>"]
+        shown = 0
+        for group, items in self.grouped.items():
+            if shown >= SHOW_MAX:
+                break
+            group_bad = sum(e.kind == "confirmed Bad" for e in items)
+            visible = items[: SHOW_MAX - shown]
+            shown += len(visible)
+            out.append(f'<h3 class="group">{esc(group)} <small>{group_bad} Bad · {len(items) - group_bad} '
+                       f"unconfirmed</small></h3>")
+            out.append('<div class="entries">' + "".join(entry_html(e, gradcam=self.gradcam) for e in visible)
+                       + "</div>")
+        if shown < len(entries):
+            out.append(f"<p class=muted>Showing the newest {shown} of {len(entries)}; the daily brief lists all.</p>")
+        return "".join(out)
+
+    def markdown_brief(self) -> io.StringIO:
+        self.load()
+        return io.StringIO(brief_markdown(self.grouped, self.since, self.until))
+
+    def html_brief(self) -> io.StringIO:
+        self.load()
+
+        def thumbnail(image_id: int) -> bytes | None:
+            found = self.store.locator.read("image", image_id, "small")
+            return found[0] if found else None
+
+        return io.StringIO(brief_html(self.grouped, self.since, self.until, thumbnail))
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        stamp = utcnow().strftime("%Y%m%d")
+        controls = pn.Row(
+            pn.widgets.FloatInput.from_param(self.param.hours, width=140),
+            pn.widgets.RadioButtonGroup.from_param(self.param.kind, margin=(26, 10, 10, 10)),
+            pn.widgets.Checkbox.from_param(self.param.gradcam, margin=(32, 10, 10, 10)),
+            pn.widgets.FileDownload(callback=self.markdown_brief, filename=f"hydra-brief-{stamp}.md",
+                                    label="Daily brief (Markdown)", button_type="primary", margin=(24, 10, 10, 10)),
+            pn.widgets.FileDownload(callback=self.html_brief, filename=f"hydra-brief-{stamp}.html",
+                                    label="Daily brief (HTML)", margin=(24, 10, 10, 10)),
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(controls, self.body, sizing_mode="stretch_width")

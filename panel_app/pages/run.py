@@ -1,0 +1,212 @@
+"""Run page: the shift crew's "security camera" — the latest image of every plot type, Bad first, with alarms."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import panel as pn
+import param
+
+from hydra_assets.db.models import utcnow
+from panel_app import queries as q
+from panel_app.components import AlarmSound
+from panel_app.images import gradcam_url, image_url
+from panel_app.pages.common import ago, chip, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.store import HydraStore
+
+ALL = "All plot types"
+
+GRID_CSS = """
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--card, 260px), 1fr)); gap: 10px; }
+.card { border: 3px solid var(--c); border-radius: 8px; background: #fff; overflow: hidden; }
+.card.unconfirmed { border-style: dashed; }
+.card.pending { border-color: #c5ccd6; }
+.card.bad { box-shadow: 0 0 0 2px #d55e0044, 0 0 12px #d55e0077; }
+.card header { background: var(--c); color: #fff; padding: 4px 8px; text-shadow: 0 0 2px #0009; }
+.card.unconfirmed header { background: repeating-linear-gradient(135deg, var(--c), var(--c) 10px, #00000030 10px,
+  #00000030 20px); }
+.card.pending header { background: #8c96a3; }
+.card .title { display: flex; justify-content: space-between; gap: 6px; font-weight: 600; }
+.card .title .pt { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.card .meta { font-size: 0.78em; opacity: 0.95; display: flex; justify-content: space-between; gap: 6px; }
+.card .imgwrap { position: relative; background: #f6f8fa; min-height: 80px; }
+.card .imgwrap img { width: 100%; display: block; }
+.card .imgwrap img.cam { position: absolute; inset: 0; height: 100%; object-fit: fill; }
+.badge { background: #ffffffe0; color: #333; border-radius: 8px; padding: 0 6px; font-size: 0.78em;
+  text-shadow: none; font-weight: 600; }
+"""
+
+STATUS_CSS = """
+.status { display: flex; flex-wrap: wrap; gap: 6px 22px; font-size: 0.95em; color: #2d3a4a; align-items: baseline; }
+.status b { font-size: 1.05em; }
+.news { background: #fff8c5; border: 1px solid #e9d675; border-radius: 6px; padding: 5px 10px; margin-top: 6px;
+  font-size: 0.95em; }
+"""
+
+ALARM_CSS = """
+@keyframes flash { 0%, 100% { background: #b42318; } 50% { background: #f04438; } }
+.alarm { color: #fff; border-radius: 8px; padding: 10px 14px; animation: flash 1s step-end infinite;
+  font-weight: 600; }
+.alarm ul { margin: 4px 0 0; padding-left: 20px; font-weight: 400; }
+"""
+
+
+def card_html(card: q.Card, *, gradcam: bool, opacity: float, now: datetime) -> str:
+    """One card of the grid; every piece of text from the database is escaped."""
+    state = card.state
+    label = card.label if state != "pending" else (card.status or "waiting for classification")
+    badge = {"bad": "BAD", "unconfirmed": "unconfirmed", "pending": "", "good": ""}[state]
+    cam = ""
+    if gradcam and card.gradcam:
+        cam = f'<img class="cam" src="{gradcam_url(card.image_id)}" style="opacity:{opacity:.2f}" alt="GradCAM">'
+    return (
+        f'<div class="card {state}" style="--c:{esc(card.colour)}" data-plot-type="{esc(card.plot_type)}">'
+        f'<header><div class="title"><span class="pt">{esc(card.plot_type)}</span>'
+        f'<span>{esc(label)} {fmt_weight(card.weight) if card.weight is not None else ""}'
+        f'{f" <span class=badge>{badge}</span>" if badge else ""}</span></div>'
+        f'<div class="meta"><span>run {card.run} · chunk {card.chunk}</span>'
+        f'<span title="{fmt_time(card.updated_at)} UTC">{fmt_time(card.updated_at)[5:]}</span></div></header>'
+        f'<a class="imgwrap" href="{image_url(card.image_id, "full")}" target="_blank" style="display:block">'
+        f'<img src="{image_url(card.image_id)}" alt="{esc(card.plot_type)} run {card.run} chunk {card.chunk}">'
+        f"{cam}</a></div>"
+    )
+
+
+class RunPage(pn.viewable.Viewer):
+    """Latest image per plot type, refreshed every second or two; alarms on new confirmed Bad."""
+
+    group = param.Selector(default=ALL, objects=[ALL], doc="Plot group or detector system to show")
+    only_flagged = param.Boolean(default=False, label="Bad & unconfirmed only")
+    gradcam = param.Boolean(default=False, label="GradCAM overlay")
+    opacity = param.Number(default=0.5, bounds=(0.0, 1.0), step=0.05, label="GradCAM opacity")
+    card_width = param.Integer(default=260, bounds=(160, 640), step=20, label="Card size")
+    muted = param.Boolean(default=False, label="Mute alarm sound")
+
+    def __init__(self, store: HydraStore, **params) -> None:
+        self.store = store
+        super().__init__(**params)
+        self._group_values = {ALL: ("", "")}
+        for sg in store.super_group_names():
+            self._group_values[f"{sg} (system)"] = ("", sg)
+        for g in store.group_names():
+            self._group_values[g] = (g, "")
+        self.param.group.objects = list(self._group_values)
+        self.cards: list[q.Card] = []
+        self.total = 0
+        self.alarms: list[q.AlarmInfo] = []
+        self.refreshed_at: datetime | None = None
+        self._signature: object = None
+        self._last_alarm = store.read(q.last_alarm_id)  # only alarms raised after the page opened sound
+        self.sound = AlarmSound(muted=self.muted, height=0, width=0, margin=0)
+        self.grid_pane = html_pane("", stylesheets=[GRID_CSS])
+        self.status_pane = html_pane("", stylesheets=[STATUS_CSS])
+        self.alarm_pane = html_pane("", stylesheets=[ALARM_CSS], visible=False)
+        self.dismiss = pn.widgets.Button(name="Dismiss alarm", button_type="danger", visible=False)
+        self.dismiss.on_click(self._dismiss)
+        self.refresh()
+
+    # ---- logic (unit-tested without a browser) ----------------------------------------------------
+
+    def selected_plot_types(self) -> list[int] | None:
+        group, super_group = self._group_values.get(self.group, ("", ""))
+        return self.store.plot_types_in(group=group or None, super_group=super_group or None)
+
+    def refresh(self) -> None:
+        """Poll the database: grid, new alarms, status line (re-rendering the grid only when it changed)."""
+        everything = self.store.shared("run_grid", 0.4, q.run_grid, None)
+        wanted = self.selected_plot_types()
+        cards = everything if wanted is None else [c for c in everything if c.plot_type_id in set(wanted)]
+        if self.only_flagged:
+            cards = [c for c in cards if c.state in ("bad", "unconfirmed")]
+        self.cards, self.total = cards, len(everything)
+        new_alarms = self.store.read(q.alarms_after, self._last_alarm)
+        if new_alarms:
+            self._last_alarm = new_alarms[-1].id
+            self.alarms = (list(reversed(new_alarms)) + self.alarms)[:10]
+            self.sound.beeps += 1
+        self.refreshed_at = utcnow()
+        self._render()
+
+    def _render(self) -> None:
+        now = self.refreshed_at or utcnow()
+        signature = (tuple((c.image_id, c.inference_id, c.updated_at) for c in self.cards), self.gradcam,
+                     round(self.opacity, 2), self.card_width)
+        if signature != self._signature:
+            self._signature = signature
+            self.grid_pane.object = self.grid_html(now)
+        self.status_pane.object = self.status_html(now)
+        self.alarm_pane.object = self.alarm_html()
+        self.alarm_pane.visible = self.dismiss.visible = bool(self.alarms)
+
+    def grid_html(self, now: datetime) -> str:
+        if not self.total:
+            return empty_state(
+                "No images yet",
+                "The grid shows the latest image of every plot type as soon as the pipeline classifies it.",
+                "Start the demo with <code>hydra up</code>, or drop files named "
+                "<code>&lt;plot_type&gt;-&lt;run&gt;-&lt;chunk&gt;.png</code> into the incoming folder.",
+            )
+        if not self.cards:
+            return empty_state("Nothing to show with these filters",
+                               "No plot type of this group has an image yet, or none is Bad or unconfirmed.")
+        cards = "".join(card_html(c, gradcam=self.gradcam, opacity=self.opacity, now=now) for c in self.cards)
+        return f'<div class="grid" style="--card:{int(self.card_width)}px">{cards}</div>'
+
+    def status_html(self, now: datetime) -> str:
+        newest = max((c.updated_at for c in self.cards), default=None)
+        runs = [c.run for c in self.cards]
+        bad = sum(c.state == "bad" for c in self.cards)
+        unconfirmed = sum(c.state == "unconfirmed" for c in self.cards)
+        news = self.store.shared("news", 2.0, q.news, limit=1)
+        news_html = (f'<div class="news"><b>News:</b> {esc(news[0][1])} <span class="muted">— {esc(news[0][2])}, '
+                     f"{ago(news[0][0], now)}</span></div>" if news else "")
+        return (
+            '<div class="status">'
+            f"<span>last update <b>{ago(newest, now)}</b></span>"
+            f"<span>showing <b>{len(self.cards)} / {self.total}</b> images</span>"
+            f"<span>last run <b>{max(runs) if runs else '—'}</b></span>"
+            f'<span><b style="color:#b42318">{bad}</b> Bad · <b>{unconfirmed}</b> unconfirmed</span>'
+            f'<span class="muted">refreshed {fmt_time(now)[11:]} UTC</span>'
+            f"</div>{news_html}"
+        )
+
+    def alarm_html(self) -> str:
+        if not self.alarms:
+            return ""
+        items = "".join(
+            f"<li>{esc(a.plot_type)} run {a.run} chunk {a.chunk}: {esc(a.label or 'Bad')}"
+            f"{' — ' + esc(a.message) if a.message else ''} ({fmt_time(a.raised_at)[11:]} UTC)</li>"
+            for a in self.alarms
+        )
+        return f'<div class="alarm">⚠ ALARM: confirmed Bad ({len(self.alarms)})<ul>{items}</ul></div>'
+
+    def _dismiss(self, _event=None) -> None:
+        self.alarms = []
+        self._render()
+
+    @param.depends("group", "only_flagged", "gradcam", "opacity", "card_width", watch=True)
+    def _on_view_change(self) -> None:
+        self.refresh()
+
+    @param.depends("muted", watch=True)
+    def _on_mute(self) -> None:
+        self.sound.muted = self.muted
+
+    # ---- view ---------------------------------------------------------------------------------------
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self.refresh, period=self.store.config.run_refresh_ms)
+        controls = pn.Row(
+            pn.widgets.Select.from_param(self.param.group, width=220, name="Group"),
+            pn.widgets.Checkbox.from_param(self.param.only_flagged, margin=(28, 10, 10, 10)),
+            pn.widgets.Checkbox.from_param(self.param.gradcam, margin=(28, 10, 10, 10)),
+            pn.widgets.FloatSlider.from_param(self.param.opacity, width=160),
+            pn.widgets.IntSlider.from_param(self.param.card_width, width=160),
+            pn.widgets.Toggle.from_param(self.param.muted, name="Mute alarm sound", width=170,
+                                         margin=(24, 10, 10, 10)),
+            self.sound,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(controls, self.status_pane, pn.Row(self.alarm_pane, self.dismiss, sizing_mode="stretch_width"),
+                         self.grid_pane, sizing_mode="stretch_width")

@@ -1,0 +1,106 @@
+"""Status page: how long each pipeline stage takes, whether each is alive, how many images arrive."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+import panel as pn
+import param
+
+from hydra_assets.db.models import utcnow
+from panel_app import queries as q
+from panel_app.pages.charts import hourly_bars, run_scatter, stage_histogram
+from panel_app.pages.common import ago, empty_state, esc, fmt_time, html_pane
+from panel_app.store import HydraStore
+
+HEARTBEAT_OK_S, HEARTBEAT_LATE_S = 120, 600
+
+
+def beat_state(beat_at: datetime, now: datetime) -> str:
+    seconds = (now - beat_at).total_seconds()
+    return "ok" if seconds <= HEARTBEAT_OK_S else "late" if seconds <= HEARTBEAT_LATE_S else "stale"
+
+
+def per_run_means(rows: list[tuple[str, float, int, datetime]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Average duration per (stage, run number), run numbers ascending."""
+    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for stage, duration, run, _at in rows:
+        sums[stage][run].append(float(duration))
+    return {stage: (sorted(runs), [sum(runs[r]) / len(runs[r]) for r in sorted(runs)])
+            for stage, runs in sums.items()}
+
+
+class StatusPage(pn.viewable.Viewer):
+    hours = param.Number(default=24.0, bounds=(1, 24 * 14), step=1, label="Window (hours)")
+
+    def __init__(self, store: HydraStore, **params) -> None:
+        self.store = store
+        super().__init__(**params)
+        self.beats_pane = html_pane("")
+        self.summary_pane = html_pane("")
+        self.charts = pn.Column(sizing_mode="stretch_width")
+        self.timings: list[tuple[str, float, int, datetime]] = []
+        self.hourly: list[tuple[datetime, int]] = []
+        self._signature: object = None
+        self.refresh()
+
+    @param.depends("hours", watch=True)
+    def refresh(self) -> None:
+        now = utcnow()
+        since, _ = q.window(self.hours, now=now)
+        beats = self.store.read(q.heartbeats)
+        self.timings = self.store.read(q.stage_timings, since)
+        self.hourly = self.store.read(q.images_per_hour, since)
+        self.beats_pane.object = self.beats_html(beats, now)
+        self.summary_pane.object = self.summary_html()
+        signature = (self.hours, len(self.timings), max((r[3] for r in self.timings), default=None), tuple(self.hourly))
+        if signature == self._signature:
+            return  # keep the charts (and the user's zoom) when nothing changed
+        self._signature = signature
+        if not self.timings and not self.hourly:
+            self.charts[:] = [html_pane(empty_state(
+                f"No pipeline activity in the last {self.hours:g} hours",
+                "Stage timings appear once the Feeder, Predict and Keeper steps process images.",
+                f'Check the sensors and runs in the <a href="{esc(self.store.config.dagster_url)}" target="_blank">'
+                "Dagster UI</a>.",
+            ))]
+            return
+        by_stage = {stage: [d for s, d, _r, _a in self.timings if s == stage] for stage in q.STAGES}
+        self.charts[:] = [
+            pn.Row(*(pn.pane.Bokeh(stage_histogram(by_stage[stage], stage)) for stage in q.STAGES)),
+            pn.pane.Bokeh(run_scatter(per_run_means(self.timings)), sizing_mode="stretch_width"),
+            pn.pane.Bokeh(hourly_bars(self.hourly), sizing_mode="stretch_width"),
+        ]
+
+    def beats_html(self, beats: list[tuple[str, datetime, str]], now: datetime) -> str:
+        if not beats:
+            return empty_state("No heartbeat yet", "Each stage records a heartbeat when it runs; none has run so far.")
+        colours = {"ok": "#009E73", "late": "#E69F00", "stale": "#b42318"}
+        rows = "".join(
+            f"<tr><td><b>{esc(stage)}</b></td><td><span class=chip style='background:{colours[beat_state(at, now)]}'>"
+            f"{beat_state(at, now)}</span></td><td>last updated {ago(at, now)}</td><td>{fmt_time(at)} UTC</td>"
+            f"<td class=muted>{esc(detail)}</td></tr>"
+            for stage, at, detail in beats
+        )
+        return ("<table class=hy><tr><th>stage</th><th>state</th><th>heartbeat</th><th>at</th><th>detail</th></tr>"
+                f"{rows}</table>")
+
+    def summary_html(self) -> str:
+        images = sum(n for _, n in self.hourly)
+        hours = max(1.0, float(self.hours))
+        parts = [f"<b>{images}</b> images in {self.hours:g} h ({images / hours:.1f} per hour)"]
+        for stage in q.STAGES:
+            durations = sorted(d for s, d, _r, _a in self.timings if s == stage)
+            if durations:
+                p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))]
+                parts.append(f"{stage}: median {durations[len(durations) // 2]:.0f} ms, p95 {p95:.0f} ms")
+        link = (f'<a href="{esc(self.store.config.dagster_url)}" target="_blank" rel="noopener">'
+                "Open the Dagster UI</a> for runs, sensor ticks and backfills.")
+        return f"<p>{' · '.join(parts)}</p><p>{link}</p>"
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self.refresh, period=self.store.config.status_refresh_ms)
+        return pn.Column(pn.widgets.FloatInput.from_param(self.param.hours, width=140), self.summary_pane,
+                         self.beats_pane, self.charts, sizing_mode="stretch_width")

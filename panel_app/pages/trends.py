@@ -1,0 +1,67 @@
+"""Trends page: every label's output weight over time for one plot type, with its threshold lines."""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+from panel_app import queries as q
+from panel_app.pages.charts import trend_figure
+from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
+from panel_app.store import HydraStore
+
+
+class TrendsPage(pn.viewable.Viewer):
+    plot_type = param.Selector(default=None, objects=[], label="Plot type")
+    hours = param.Number(default=24.0, bounds=(0.25, 24 * 365), step=1, label="Window (hours)")
+
+    def __init__(self, store: HydraStore, **params) -> None:
+        self.store = store
+        super().__init__(**params)
+        options = store.plot_type_options()
+        self.param.plot_type.objects = options
+        self.points: list[q.TrendPoint] = []
+        self.thresholds: dict[str, float] = {}
+        self.note = html_pane("")
+        self.chart = pn.Column(sizing_mode="stretch_width")
+        if options:
+            self.plot_type = next(iter(options.values()))  # the watcher draws
+        else:
+            self.refresh()
+
+    @param.depends("plot_type", "hours", watch=True)
+    def refresh(self) -> None:
+        info = self.store.plot_type(self.plot_type)
+        if info is None:
+            self.note.object = empty_state("No plot types yet", "Add one with <code>hydra plot-type add</code> or "
+                                           "start the demo with <code>hydra up</code>.")
+            self.chart[:] = []
+            return
+        since, until = q.window(self.hours)
+        self.points = self.store.read(q.trend, info.id, since, until)
+        active = self.store.read(q.active_model, info.id)
+        self.thresholds = {}
+        if active is not None:
+            rows = self.store.read(q.thresholds_of, active.id, info.id)
+            self.thresholds = {r.label: r.value for r in rows if r.value is not None}
+        if not self.points:
+            self.note.object = empty_state(
+                f"No classification of {info.name} in the last {self.hours:g} hours",
+                "Widen the window, or check on the Status page that the pipeline is running.")
+            self.chart[:] = []
+            return
+        models = sorted({p.model_key for p in self.points})
+        self.note.object = (
+            f"<p class=muted>{len(self.points)} classifications, {fmt_time(self.points[0].at)} – "
+            f"{fmt_time(self.points[-1].at)} UTC · models: {esc(', '.join(models))} · dashed lines: thresholds of "
+            f"the active model{' ' + esc(active.key) if active else ' (none active)'} · click a legend entry to "
+            "hide a label</p>"
+        )
+        title = f"{info.name}: output weight of every label"
+        self.chart[:] = [pn.pane.Bokeh(trend_figure(self.points, info.labels, self.thresholds, title),
+                                       sizing_mode="stretch_width")]
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        controls = pn.Row(pn.widgets.Select.from_param(self.param.plot_type, width=280),
+                          pn.widgets.FloatInput.from_param(self.param.hours, width=140))
+        return pn.Column(controls, self.note, self.chart, sizing_mode="stretch_width")

@@ -1,0 +1,273 @@
+"""The pages' one door to Hydra's data: a parameterized store per browser session.
+
+It reads the Hydra database through `panel_app.queries` (and MLflow for model curves the database lacks)
+and makes every write through `catalog.guarded_write`, so the permission check and the audit record
+happen server-side whatever the browser sends.  Pages hold view state only and ask the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import param
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hydra_assets import catalog
+from hydra_assets.catalog import CatalogError, PermissionDenied
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.models import Image, Label, Model, Threshold, ThresholdChange, User, utcnow
+from hydra_assets.labeling import apply_labels
+from panel_app import queries as q
+from panel_app.config import PagesConfig
+from panel_app.images import ImageLocator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _TTLCache:
+    """Results shared by every session for a moment (twenty Run pages polling cost one query)."""
+
+    def __init__(self) -> None:
+        self._items: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, ttl: float, compute: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit and now - hit[0] < ttl:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._items[key] = (now, value)
+            if len(self._items) > 256:
+                self._items.clear()
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+SHARED = _TTLCache()
+
+
+class HydraStore(param.Parameterized):
+    """Everything a page reads or writes, for one browser session and its logged-in user."""
+
+    user = param.String(default=None, allow_None=True, doc="Login name; mapped to the Hydra user of that name.")
+    version = param.Integer(default=0, doc="Bumped after every write, so pages can refresh.")
+
+    def __init__(self, db: HydraDB, config: PagesConfig, *, locator: ImageLocator | None = None, **params: Any):
+        super().__init__(**params)
+        self.db = db
+        self.config = config
+        self.locator = locator or ImageLocator(db, config.settings)
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.db.read() as session:
+            return query(session, *args, **kwargs)
+
+    def shared(self, key: Any, ttl: float, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A read whose result all sessions share for `ttl` seconds."""
+        return SHARED.get((self.db.url, key), ttl, lambda: self.read(query, *args, **kwargs))
+
+    def catalogue(self) -> dict[int, q.PlotTypeInfo]:
+        return self.shared("catalogue", 5.0, q.catalogue)
+
+    def plot_type(self, plot_type_id: int | None) -> q.PlotTypeInfo | None:
+        return self.catalogue().get(plot_type_id) if plot_type_id is not None else None
+
+    def plot_type_options(self, counts: Mapping[int, int] | None = None) -> dict[str, int]:
+        """Select-widget options: name (and count) -> id."""
+        options = {}
+        for pt in self.catalogue().values():
+            label = pt.name if counts is None else f"{pt.name} ({counts.get(pt.id, 0)} to label)"
+            options[label] = pt.id
+        return options
+
+    def groups_of(self) -> dict[int, list[str]]:
+        return {pt.id: pt.groups for pt in self.catalogue().values()}
+
+    def group_names(self) -> list[str]:
+        return sorted({g for pt in self.catalogue().values() for g in pt.groups}, key=str.lower)
+
+    def super_group_names(self) -> list[str]:
+        return sorted({g for pt in self.catalogue().values() for g in pt.super_groups}, key=str.lower)
+
+    def plot_types_in(self, *, group: str | None = None, super_group: str | None = None) -> list[int] | None:
+        """Ids of the plot types in a group / super group; None when no filter is set."""
+        if not group and not super_group:
+            return None
+        return [
+            pt.id for pt in self.catalogue().values()
+            if (not group or group in pt.groups) and (not super_group or super_group in pt.super_groups)
+        ]
+
+    # ---- who is looking -----------------------------------------------------------------------------
+
+    def identity(self) -> tuple[int | None, str | None]:
+        """(Hydra user id, role) of the login, or (None, None)."""
+        return self.shared(("identity", self.user), 5.0, q.user_role, self.user)
+
+    def can(self, permission: str, plot_type_id: int | None = None) -> bool:
+        """What the page shows as editable; the write itself checks again (`guarded_write`)."""
+        if not self.user:
+            return False
+        return self.read(catalog.has_permission, self.user, permission, plot_type_id)
+
+    def describe_user(self) -> str:
+        if not self.user:
+            return "not signed in (read only)"
+        user_id, role = self.identity()
+        if user_id is None:
+            return f"{self.user} (no Hydra user: read only)"
+        return f"{self.user} ({role or 'no role'})"
+
+    # ---- writing ------------------------------------------------------------------------------------
+
+    def _guarded(self, permission: str, plot_type_id: int | None, action: str, work: Callable[[Session], T],
+                 detail: str = "") -> T:
+        result = catalog.guarded_write(self.db, self.user, permission, plot_type_id, action, work, detail=detail)
+        SHARED.clear()
+        self.version += 1
+        return result
+
+    def _user_id(self, session: Session) -> int | None:
+        return session.scalar(select(User.id).where(User.name == self.user)) if self.user else None
+
+    def apply_labels(
+        self, plot_type_id: int, painted: Mapping[Any, Any], *, shown: Sequence[int], source: str = "labeler"
+    ) -> int:
+        """Store painted labels (image id -> label id, None erases) in one transaction; returns how many changed.
+
+        Only images the page showed for this plot type and labels of this plot type are accepted, and only
+        from a user with `label` permission on the plot type.
+        """
+        clean = {int(k): (None if v is None else int(v)) for k, v in painted.items()}
+        stray = sorted(set(clean) - set(shown))
+        if stray:
+            raise CatalogError(f"images {stray[:5]} are not on this page")
+        info = self.plot_type(plot_type_id)
+        valid = {lab.id for lab in info.labels} if info else set()
+        wrong = sorted({v for v in clean.values() if v is not None and v not in valid})
+        if wrong:
+            raise CatalogError(f"label ids {wrong} are not labels of this plot type")
+
+        def work(session: Session) -> int:
+            foreign = session.scalars(
+                select(Image.id).where(Image.id.in_(list(clean)), Image.plot_type_id != plot_type_id)
+            ).all()
+            if foreign:
+                raise CatalogError(f"images {list(foreign)[:5]} belong to another plot type")
+            return apply_labels(session, clean, user_id=self._user_id(session), source=source)
+
+        name = info.name if info else plot_type_id
+        return self._guarded("label", plot_type_id, "apply labels", work,
+                             detail=f"{len(clean)} image(s) of plot type {name}")
+
+    def fix_label(self, image_id: int, label_id: int | None, *, source: str = "training_report") -> int:
+        """Set one image's human label (Training report's one-click fix)."""
+        plot_type_id = self.read(lambda s: s.scalar(select(Image.plot_type_id).where(Image.id == image_id)))
+        if plot_type_id is None:
+            raise CatalogError(f"unknown image {image_id}")
+        return self.apply_labels(plot_type_id, {image_id: label_id}, shown=[image_id], source=source)
+
+    def set_threshold(self, model_id: int, label_id: int, value: float) -> float | None:
+        """Change one label's threshold of a model version; returns the old value."""
+        if not 0.0 <= float(value) <= 1.0:
+            raise CatalogError(f"a threshold is a weight between 0 and 1, not {value}")
+        info = self.read(q.model, model_id)
+        if info is None:
+            raise CatalogError(f"unknown model {model_id}")
+        value = float(value)
+        user = self.user or ""
+
+        def work(session: Session) -> float | None:
+            label = session.get(Label, label_id)
+            if label is None or label.plot_type_id != info.plot_type_id:
+                raise CatalogError(f"label {label_id} is not a label of this model's plot type")
+            row = session.scalar(select(Threshold).where(Threshold.model_id == model_id, Threshold.label_id == label_id))
+            old = row.value if row else None
+            now = utcnow()
+            if row is None:
+                session.add(Threshold(model_id=model_id, label_id=label_id, value=value, changed_at=now, changed_by=user))
+            else:
+                row.value, row.changed_at, row.changed_by = value, now, user
+            session.add(ThresholdChange(model_id=model_id, label_id=label_id, old_value=old, new_value=value,
+                                        changed_at=now, changed_by=user))
+            return old
+
+        return self._guarded("edit_thresholds", info.plot_type_id, "edit threshold", work,
+                             detail=f"model {info.key} label {label_id} -> {value:.4f}")
+
+    def activate_model(self, model_id: int) -> str:
+        """Make a model version the one Predict uses for its plot type (DB flag, then the MLflow alias)."""
+        info = self.read(q.model, model_id)
+        if info is None:
+            raise CatalogError(f"unknown model {model_id}")
+        user = self.user or ""
+
+        def work(session: Session) -> None:
+            now = utcnow()
+            for row in session.scalars(select(Model).where(Model.plot_type_id == info.plot_type_id)):
+                if row.id == model_id:
+                    row.active, row.activated_at, row.activated_by = True, now, user
+                else:
+                    row.active = False
+
+        self._guarded("activate_models", info.plot_type_id, "activate model", work, detail=f"model {info.key}")
+        return self._set_mlflow_alias(info)
+
+    def _set_mlflow_alias(self, info: q.ModelInfo) -> str:
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=self.config.settings.mlflow_tracking_uri).set_registered_model_alias(
+                info.name, "active", info.version
+            )
+            return ""
+        except Exception as error:  # noqa: BLE001 - the DB flag is what Predict reads; the alias is a mirror
+            log.warning("could not set the MLflow alias of %s: %s", info.key, error)
+            return f"(MLflow alias not set: {type(error).__name__})"
+
+    # ---- MLflow ------------------------------------------------------------------------------------
+
+    def mlflow_history(self, run_id: str, keys: Sequence[str] = ("loss", "val_loss", "accuracy", "val_accuracy")
+                       ) -> dict[str, list[float]]:
+        """Per-epoch metric curves of an MLflow run ({} when MLflow cannot be reached)."""
+        if not run_id:
+            return {}
+
+        def fetch() -> dict[str, list[float]]:
+            try:
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient(tracking_uri=self.config.settings.mlflow_tracking_uri)
+                curves = {}
+                for key in keys:
+                    history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+                    if history:
+                        curves[key] = [float(m.value) for m in history]
+                return curves
+            except Exception as error:  # noqa: BLE001 - MLflow down must not break the Library page
+                log.info("MLflow history of run %s unavailable: %s", run_id, error)
+                return {}
+
+        return SHARED.get(("mlflow", run_id), 60.0, fetch)
+
+
+def now() -> datetime:
+    return utcnow()
+
+
+__all__ = ["HydraStore", "PermissionDenied", "CatalogError", "SHARED", "now"]

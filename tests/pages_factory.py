@@ -1,0 +1,353 @@
+"""Realistic Hydra rows for the pages' tests and screenshots, inserted directly through the models.
+
+`populate(db, settings)` builds a small experiment as the pipeline and training would leave it: plot
+types in groups and systems, users of every role, two model versions per plot type with thresholds,
+curves and a validation report, classified images (PNG files drawn with Pillow) with GradCAM heatmaps
+for Bad ones, keep decisions and the Labeler queue, run-time rows, alarms, stage timings, heartbeats
+and news.  `add_bad_image` plays the pipeline delivering one new confirmed Bad.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from sqlalchemy import select
+
+from hydra_assets import catalog
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.models import (
+    Alarm,
+    Heartbeat,
+    Image,
+    Inference,
+    KeepDecision,
+    LabelHistory,
+    Model,
+    NewsLine,
+    Run,
+    RunTime,
+    StageTiming,
+    Threshold,
+    TrainingReport,
+    TrainingReportItem,
+    TrainingSet,
+    TrainingSetItem,
+    utcnow,
+)
+from hydra_assets.settings import HydraSettings
+
+# name, labels, bad labels, groups, super group
+PLOT_TYPES = [
+    ("CDC_occupancy", ["Good", "Bad", "NoData"], ["Bad", "NoData"], ["CDC"], "Tracking"),
+    ("FDC_efficiency", ["Good", "Bad"], ["Bad"], ["FDC"], "Tracking"),
+    ("RF_FDC_selftiming", ["Good", "Bad"], ["Bad"], ["FDC"], "Tracking"),
+    ("BCAL_energy", ["Good", "Bad", "Hot"], ["Bad", "Hot"], ["BCAL"], "Calorimetry"),
+    ("FCAL_hits", ["Good", "Bad"], ["Bad"], ["FCAL"], "Calorimetry"),
+    ("TOF_timing", ["Good", "Bad"], ["Bad"], [], None),
+]
+USERS = {"admin": "admin", "labeler": "labeler", "expert": "expert", "viewer": "viewer"}  # name -> role
+PASSWORDS = {name: f"{name}-pw" for name in USERS}
+
+
+def draw_plot(seed: int, *, bad: bool = False, size: tuple[int, int] = (320, 240), title: str = "") -> bytes:
+    """A monitoring-plot-like PNG: a histogram with axes; Bad ones have a dead region or a spike."""
+    rng = random.Random(seed)
+    width, height = size
+    image = PILImage.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    left, bottom, top = 30, height - 22, 22
+    draw.line([(left, top), (left, bottom), (width - 8, bottom)], fill="black", width=1)
+    if title:
+        draw.text((left + 4, 4), title[:40], fill="#333333")
+    bins = 40
+    step = (width - left - 12) / bins
+    centre, spread = rng.uniform(0.35, 0.65) * bins, rng.uniform(6, 11)
+    dead = range(rng.randrange(5, 25), rng.randrange(27, 38)) if bad else range(0)
+    spike = rng.randrange(bins) if bad and rng.random() < 0.5 else -1
+    for i in range(bins):
+        value = 2.718 ** (-((i - centre) ** 2) / (2 * spread**2)) * rng.uniform(0.85, 1.0)
+        if i in dead and spike < 0:
+            value = 0.02
+        if i == spike:
+            value = 1.0
+        x0 = left + 2 + i * step
+        y0 = min(bottom - 2, bottom - value * (bottom - top - 6))
+        draw.rectangle([x0, y0, x0 + step - 1, bottom - 1], fill="#3b78c4", outline="#1d4f91")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def draw_gradcam(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A GradCAM-like heatmap: a warm blob on transparent background (what the overlay toggle shows)."""
+    rng = random.Random(seed)
+    width, height = size
+    image = PILImage.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    cx, cy = rng.randrange(width // 4, 3 * width // 4), rng.randrange(height // 4, 3 * height // 4)
+    for r, alpha in ((90, 60), (65, 110), (40, 170), (20, 220)):
+        colour = (255, int(200 - alpha * 0.8), 0, alpha)
+        draw.ellipse([cx - r, cy - r * 0.7, cx + r, cy + r * 0.7], fill=colour)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@dataclass
+class Demo:
+    """Ids of what `populate` made, for assertions."""
+
+    plot_types: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+    models: dict[str, list[int]] = field(default_factory=dict)  # plot type -> [old, active]
+    images: dict[str, list[int]] = field(default_factory=dict)
+    queue: dict[str, list[int]] = field(default_factory=dict)  # unlabeled queued images per plot type
+    reports: dict[str, int] = field(default_factory=dict)
+    now: datetime = field(default_factory=utcnow)
+
+
+def _write(folder: Path, relative: str, data: bytes) -> Path:
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _weights(rng: random.Random, labels: list[str], truth: str, confident: bool) -> dict[str, float]:
+    raw = {lab: rng.uniform(0.0, 0.15) for lab in labels}
+    raw[truth] = rng.uniform(0.8, 0.99) if confident else rng.uniform(0.35, 0.6)
+    total = sum(raw.values())
+    return {lab: round(w / total, 4) for lab, w in raw.items()}
+
+
+def populate(
+    db: HydraDB,
+    settings: HydraSettings,
+    *,
+    runs: tuple[int, ...] = (121262, 121263, 121264),
+    chunks: int = 4,
+    queue_extra: int = 40,
+    seed: int = 7,
+    now: datetime | None = None,
+) -> Demo:
+    """Fill an empty, migrated Hydra database with a small but complete experiment (all in one transaction)."""
+    rng = random.Random(seed)
+    now = now or utcnow()
+    demo = Demo(now=now)
+    images_dir, gradcam_dir, kept_dir = settings.images_dir, settings.gradcam_dir, settings.kept_dir
+    for folder in (images_dir, gradcam_dir, kept_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def work(s) -> None:  # type: ignore[no-untyped-def]
+        roles = catalog.ensure_roles(s)
+        for name, role in USERS.items():
+            demo.users[name] = catalog.add_user(s, name, role=role, full_name=name.title()).id
+        for name, labels, bad, groups, system in PLOT_TYPES:
+            pt = catalog.add_plot_type(s, name, labels, bad, groups=groups, super_group=system,
+                                       description=f"{name.replace('_', ' ')} monitoring plot")
+            demo.plot_types[name] = pt.id
+            demo.labels[name] = {lab.name: lab.id for lab in pt.labels}
+        assert roles
+        s.flush()
+        run_index = {run: i for i, run in enumerate(runs)}
+        start = now - timedelta(hours=20)
+        total_chunks = len(runs) * chunks
+        for run in runs:
+            s.add(Run(number=run, first_seen=start, last_seen=now, image_count=chunks * len(PLOT_TYPES),
+                      conditions={"beam": "on", "target": "LH2"}))
+        for p_index, (name, labels, bad_names, _g, _sg) in enumerate(PLOT_TYPES):
+            pt_id, label_ids = demo.plot_types[name], demo.labels[name]
+            # training: a training set, two model versions, thresholds, a validation report
+            tset = TrainingSet(plot_type_id=pt_id, created_at=now - timedelta(days=3), sampling="balanced", seed=seed,
+                               n_train=80, n_validation=20, label_counts={lab: 100 // len(labels) for lab in labels})
+            s.add(tset)
+            s.flush()
+            model_ids = []
+            for version in (1, 2):
+                epochs = 12
+                history = {
+                    "loss": [round(1.2 * 0.78**e + rng.uniform(0, 0.03), 4) for e in range(epochs)],
+                    "val_loss": [round(1.25 * 0.8**e + 0.05 + rng.uniform(0, 0.05), 4) for e in range(epochs)],
+                    "accuracy": [round(min(0.99, 0.5 + 0.045 * e + rng.uniform(0, 0.02)), 4) for e in range(epochs)],
+                    "val_accuracy": [round(min(0.98, 0.48 + 0.042 * e + rng.uniform(0, 0.03)), 4) for e in range(epochs)],
+                }
+                model = Model(
+                    plot_type_id=pt_id, mlflow_name=f"hydra-{name}", mlflow_version=str(version),
+                    mlflow_run_id=f"{p_index:02d}{version:02d}" + "ab" * 14, model_uri=f"models:/hydra-{name}/{version}",
+                    topology="compact" if version == 1 else "inceptionv3", input_height=128, input_width=128,
+                    label_names=labels, training_set_id=tset.id, training_set_size=100, sampling="balanced",
+                    metrics={"history": history, "val_accuracy": history["val_accuracy"][-1]},
+                    created_at=now - timedelta(days=3 - version), created_by="expert", active=version == 2,
+                    activated_at=now - timedelta(days=1) if version == 2 else None,
+                    activated_by="expert" if version == 2 else "",
+                )
+                s.add(model)
+                s.flush()
+                model_ids.append(model.id)
+                for lab in labels:
+                    s.add(Threshold(model_id=model.id, label_id=label_ids[lab], value=0.7 if lab in bad_names else 0.75,
+                                    f1=round(rng.uniform(0.8, 0.97), 3), changed_by="training"))
+            demo.models[name] = model_ids
+            active_id = model_ids[-1]
+            model_key = f"hydra-{name}/2"
+            # images of every run and chunk, classified by the active model
+            demo.images[name], demo.queue[name] = [], []
+            last = None
+            for run in runs:
+                for chunk in range(1, chunks + 1):
+                    n = run_index[run] * chunks + chunk - 1
+                    at = start + timedelta(hours=20 * (n + 0.5) / total_chunks, minutes=p_index)
+                    roll = rng.random()
+                    truth = labels[0] if roll < 0.62 else (bad_names[0] if roll < 0.85 else labels[-1])
+                    confident = rng.random() < 0.75
+                    weights = _weights(rng, labels, truth, confident)
+                    image, inference = _classified_image(
+                        s, settings, name, pt_id, label_ids, bad_names, run, chunk, weights, at, active_id, model_key,
+                        seed=seed * 1000 + p_index * 100 + n,
+                    )
+                    demo.images[name].append(image.id)
+                    if image.queue_priority is not None and rng.random() < 0.4:  # some already labeled by a human
+                        _label(s, image, label_ids[truth], demo.users["labeler"], at + timedelta(minutes=30))
+                    elif image.queue_priority is not None:
+                        demo.queue[name].append(image.id)
+                    last = (image, inference)
+                    for stage, base in (("feeder", 350.0), ("predict", 1800.0), ("keeper", 220.0)):
+                        duration = base * rng.uniform(0.6, 1.8)
+                        s.add(StageTiming(stage=stage, plot_type_id=pt_id, run_number=run, chunk=chunk, image_count=1,
+                                          started_at=at, finished_at=at + timedelta(milliseconds=duration),
+                                          duration_ms=round(duration, 1), dagster_run_id=f"dr{n:04d}"))
+            assert last is not None
+            s.add(RunTime(plot_type_id=pt_id, image_id=last[0].id, inference_id=last[1].id,
+                          run_number=last[0].run_number, chunk=last[0].chunk, updated_at=last[1].classified_at))
+            if p_index == 0:  # a deep Labeler queue for the first plot type (collected, priority 1)
+                for k in range(queue_extra):
+                    at = start + timedelta(minutes=10 + k)
+                    weights = _weights(rng, labels, labels[0], True)
+                    image, _ = _classified_image(
+                        s, settings, name, pt_id, label_ids, bad_names, runs[-1], 100 + k, weights, at, active_id,
+                        model_key, seed=seed * 7000 + k, collect=True,
+                    )
+                    demo.images[name].append(image.id)
+                    demo.queue[name].append(image.id)
+            # the validation report: agreements and disagreements with the human label
+            report = TrainingReport(model_id=active_id, created_at=now - timedelta(days=1), mlflow_run_id="r" * 32)
+            s.add(report)
+            s.flush()
+            n_dis = 0
+            for k in range(24):
+                truth = labels[k % len(labels)]
+                agree = rng.random() < 0.7
+                predicted = truth if agree else rng.choice([lab for lab in labels if lab != truth])
+                weights = _weights(rng, labels, predicted, rng.random() < 0.7)
+                image = _plain_image(s, settings, name, pt_id, 0, 500 + k, at=now - timedelta(days=2),
+                                     seed=seed * 9000 + p_index * 50 + k, bad=truth in bad_names)
+                _label(s, image, label_ids[truth], demo.users["expert"], now - timedelta(days=2))
+                s.add(TrainingSetItem(training_set_id=tset.id, image_id=image.id, label_id=label_ids[truth],
+                                      split="validation"))
+                s.add(TrainingReportItem(report_id=report.id, image_id=image.id, split="validation",
+                                         human_label_id=label_ids[truth], model_label_id=label_ids[predicted],
+                                         model_weight=weights[predicted], weights=weights))
+                n_dis += predicted != truth
+            report.n_images, report.n_disagreements = 24, n_dis
+            demo.reports[name] = report.id
+        for stage in ("sensor", "feeder", "predict", "keeper"):
+            s.add(Heartbeat(stage=stage, beat_at=now - timedelta(seconds=rng.randrange(2, 40)), detail="ok"))
+        s.add(NewsLine(text="Beam back at 14:05 <b>after</b> RF trip — expect FDC timing shifts", created_by="admin",
+                       created_at=now - timedelta(minutes=20)))
+
+    db.write(work, what="populate demo")
+    return demo
+
+
+def _plain_image(s, settings, name, pt_id, run, chunk, *, at, seed, bad=False):  # type: ignore[no-untyped-def]
+    data = draw_plot(seed, bad=bad, title=f"{name} run {run} chunk {chunk}")
+    path = _write(settings.images_dir, f"{name}/{run}/{name}-{run}-{chunk:04d}-{seed:08d}.png", data)
+    image = Image(plot_type_id=pt_id, run_number=run, chunk=chunk, digest=f"{seed:064d}", file_name=path.name,
+                  stored_path=str(path), size_bytes=len(data), width=320, height=240, received_at=at,
+                  status="registered")
+    s.add(image)
+    s.flush()
+    return image
+
+
+def _classified_image(s, settings, name, pt_id, label_ids, bad_names, run, chunk, weights, at, model_id, model_key,
+                      *, seed, collect=False):  # type: ignore[no-untyped-def]
+    top = max(weights, key=weights.get)
+    is_bad = top in bad_names
+    thresholds = {lab: (0.7 if lab in bad_names else 0.75) for lab in weights}
+    confirmed = weights[top] >= thresholds[top]
+    flagged = (confirmed and is_bad) or not confirmed
+    image = _plain_image(s, settings, name, pt_id, run, chunk, at=at, seed=seed, bad=is_bad)
+    gradcam = None
+    if is_bad:
+        gradcam = str(_write(settings.gradcam_dir, f"{name}/{run}/{image.id}-gradcam.png", draw_gradcam(seed)))
+    inference = Inference(
+        image_id=image.id, plot_type_id=pt_id, run_number=run, chunk=chunk, model_id=model_id, model_key=model_key,
+        status="classified", weights=weights, top_label_id=label_ids[top], top_weight=weights[top],
+        confirmed=confirmed, is_bad=is_bad, flagged=flagged, gradcam_path=gradcam,
+        classified_at=at + timedelta(seconds=20), feed_ms=300.0, predict_ms=1500.0, keep_ms=200.0,
+    )
+    s.add(inference)
+    s.flush()
+    reason = "bad" if confirmed and is_bad else "unconfirmed" if not confirmed else ("collect" if collect else None)
+    s.add(KeepDecision(inference_id=inference.id, image_id=image.id, keep=reason is not None, reason=reason,
+                       kept_path=image.stored_path if reason else None, decided_at=inference.classified_at))
+    if reason in ("bad", "unconfirmed"):
+        image.queue_priority = 0
+    elif reason == "collect":
+        image.queue_priority = 1
+    if confirmed and is_bad:
+        s.add(Alarm(inference_id=inference.id, image_id=image.id, plot_type_id=pt_id, label_id=label_ids[top],
+                    message=f"{top} at {weights[top]:.2f}", raised_at=inference.classified_at))
+    return image, inference
+
+
+def _label(s, image: Image, label_id: int, user_id: int, at: datetime) -> None:  # type: ignore[no-untyped-def]
+    s.add(LabelHistory(image_id=image.id, label_id=label_id, previous_label_id=None, user_id=user_id, labeled_at=at,
+                       source="labeler"))
+    image.label_id, image.labeled_at, image.labeled_by, image.queue_priority = label_id, at, user_id, None
+
+
+def add_bad_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int, chunk: int, *, seed: int = 99) -> int:
+    """Play the pipeline delivering a new confirmed Bad: image, inference, keep, run-time row and alarm."""
+
+    def work(s) -> int:  # type: ignore[no-untyped-def]
+        pt = catalog.get_plot_type(s, plot_type)
+        labels = catalog.labels_of(s, pt)
+        label_ids = {lab.name: lab.id for lab in labels}
+        bad_names = [lab.name for lab in labels if lab.is_bad]
+        model = s.scalar(select(Model).where(Model.plot_type_id == pt.id, Model.active.is_(True)))
+        weights = {lab.name: 0.01 for lab in labels}
+        weights[bad_names[0]] = 0.97
+        now = utcnow()
+        image, inference = _classified_image(
+            s, settings, plot_type, pt.id, label_ids, bad_names, run, chunk, weights, now - timedelta(seconds=20),
+            model.id if model else None, model.key if model else "none", seed=seed,
+        )
+        row = s.get(RunTime, pt.id)
+        if row is None:
+            s.add(RunTime(plot_type_id=pt.id, image_id=image.id, inference_id=inference.id, run_number=run,
+                          chunk=chunk, updated_at=now))
+        else:
+            row.image_id, row.inference_id, row.run_number, row.chunk, row.updated_at = (
+                image.id, inference.id, run, chunk, now)
+        return image.id
+
+    return db.write(work, what="add bad image")
+
+
+def make_users_only(db: HydraDB) -> dict[str, int]:
+    """Roles and the four users, nothing else (the 'empty database' of the page tests)."""
+
+    def work(s) -> dict[str, int]:  # type: ignore[no-untyped-def]
+        catalog.ensure_roles(s)
+        return {name: catalog.add_user(s, name, role=role).id for name, role in USERS.items()}
+
+    return db.write(work, what="users")
