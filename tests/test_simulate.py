@@ -1,0 +1,294 @@
+"""The synthetic experiment: reproducible plots, failure modes, defect boxes that match the pixels, files, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from hydra_assets import catalog
+from hydra_assets.cli import cli
+from hydra_assets.naming import parse_image_name
+from hydra_assets.simulate import (
+    DEMO_PLOT_TYPES,
+    FAILURE_MODES,
+    PLOT_TYPE_NAMES,
+    SimulationError,
+    generate_image,
+    label_of,
+    write_chunk,
+    write_labeled,
+)
+from hydra_assets.simulate.content import MODELS, fdc_occupancy, poisson_quantile
+from hydra_assets.simulate.experiment import CHUNK_MANIFEST, write_atomically
+from hydra_assets.simulate.render import HEIGHT, STATS_BOX_PIXELS, WIDTH
+
+RECORD_KEYS = {"file", "plot_type", "run", "chunk", "label", "failure", "defect_box", "defect", "seed", "width",
+               "height", "generator"}
+
+
+def pixels_of(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+# ---- pure content -----------------------------------------------------------------------------------
+
+
+def test_poisson_quantile_has_poisson_mean_and_variance() -> None:
+    u = np.random.default_rng(1).random(20000)
+    for mean in (0.0, 0.7, 12.0, 400.0):
+        counts = poisson_quantile(u, np.full(u.shape, mean))
+        assert np.all(counts == np.round(counts)) and counts.min() >= 0
+        assert counts.mean() == pytest.approx(mean, abs=0.05 + 0.03 * mean)
+        assert counts.var() == pytest.approx(mean, abs=0.1 + 0.06 * mean)
+
+
+def test_a_localized_defect_changes_only_its_cells() -> None:
+    """Common random numbers: same seed with and without the defect differ inside the region only."""
+    def content(failure: str | None):  # type: ignore[no-untyped-def]
+        return fdc_occupancy(failure, np.random.default_rng([5, 0]), np.random.default_rng([5, 1]))
+
+    good, bad = content(None), content("dead_sector")
+    x0, x1, y0, y1 = bad.region
+    wires, planes = np.arange(1, 97), np.arange(1, 25)
+    inside = ((planes[:, None] > y0) & (planes[:, None] < y1)) & ((wires[None, :] > x0) & (wires[None, :] < x1))
+    changed = good.counts != bad.counts
+    assert changed.any() and not changed[~inside].any()
+    assert bad.zmax == good.zmax  # the palette does not move with the defect
+
+
+# ---- the catalogue of demo plot types ------------------------------------------------------------
+
+
+def test_demo_plot_types_are_consistent() -> None:
+    assert len(DEMO_PLOT_TYPES) >= 6 and PLOT_TYPE_NAMES == [p.name for p in DEMO_PLOT_TYPES]
+    assert set(PLOT_TYPE_NAMES) == set(MODELS)
+    for spec in DEMO_PLOT_TYPES:
+        assert re.fullmatch(r"[A-Za-z0-9_]+", spec.name)
+        assert spec.labels == ("Good", "Bad", "NoData") and spec.bad == ("Bad", "NoData")
+        assert spec.group and spec.super_group in {"Tracking", "Calorimetry", "PID"}
+        assert set(spec.failures) <= set(FAILURE_MODES) and "empty" in spec.failures
+        assert {label_of(f) for f in spec.failures} == {"Bad", "NoData"}
+        assert any(FAILURE_MODES[f].localized for f in spec.failures)
+
+
+def test_demo_plot_types_register_in_the_catalogue(sqlite_db) -> None:  # type: ignore[no-untyped-def]
+    def add_all(session):  # type: ignore[no-untyped-def]
+        for spec in DEMO_PLOT_TYPES:
+            catalog.add_plot_type(session, spec.name, spec.labels, spec.bad, groups=[spec.group],
+                                  super_group=spec.super_group, description=spec.description)
+
+    sqlite_db.write(add_all, what="add demo plot types")
+    with sqlite_db.read() as s:
+        assert [lab.name for lab in catalog.labels_of(s, catalog.get_plot_type(s, "FDC_occupancy"))] == [
+            "Good", "Bad", "NoData"]
+
+
+# ---- images ---------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_bytes_and_another_seed_other_pixels() -> None:
+    first, record = generate_image("CDC_timing", run=7, chunk=3, failure="noise_burst", seed=11)
+    generate_image("CDC_timing", run=8, chunk=1, failure="shifted_peak", seed=99)  # the figure is reused
+    again, record_again = generate_image("CDC_timing", run=7, chunk=3, failure="noise_burst", seed=11)
+    assert first == again and record == record_again
+    other, _ = generate_image("CDC_timing", run=7, chunk=3, failure="noise_burst", seed=12)
+    assert not np.array_equal(pixels_of(first), pixels_of(other))
+
+
+@pytest.mark.parametrize("plot_type", PLOT_TYPE_NAMES)
+def test_every_plot_type_renders_good_and_each_failure_changes_it(plot_type: str) -> None:
+    spec = next(p for p in DEMO_PLOT_TYPES if p.name == plot_type)
+    png, record = generate_image(plot_type, run=121264, chunk=11, seed=4)
+    good = pixels_of(png)
+    assert good.shape == (HEIGHT, WIDTH, 3)
+    assert set(record) == RECORD_KEYS
+    assert record["file"] == f"{plot_type}-121264-0011.png" and record["label"] == "Good"
+    assert record["failure"] is None and record["defect_box"] is None and record["seed"] == 4
+    assert len(np.unique(good.reshape(-1, 3), axis=0)) > 20  # drawn, not blank
+    for failure in spec.failures:
+        png, record = generate_image(plot_type, run=121264, chunk=11, failure=failure, seed=4)
+        bad = pixels_of(png)
+        assert record["label"] == label_of(failure) and record["failure"] == failure
+        assert not np.array_equal(good, bad), failure
+        if FAILURE_MODES[failure].localized:
+            assert record["defect"], failure
+        else:
+            assert record["defect_box"] is None
+
+
+def _outside_stats_box(changed: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = STATS_BOX_PIXELS
+    changed = changed.copy()
+    changed[y0:y1, x0:x1] = False  # the stats box sums the whole plot: it changes wherever the defect is
+    return changed
+
+
+@pytest.mark.parametrize("plot_type", PLOT_TYPE_NAMES)
+def test_defect_box_holds_the_changed_pixels(plot_type: str) -> None:
+    """Same seed with and without the defect: the pixels that differ lie in the recorded box."""
+    spec = next(p for p in DEMO_PLOT_TYPES if p.name == plot_type)
+    localized = [f for f in spec.failures if FAILURE_MODES[f].localized]
+    for seed in (1, 2):
+        good = pixels_of(generate_image(plot_type, run=1, chunk=1, seed=seed)[0])
+        for failure in localized:
+            png, record = generate_image(plot_type, run=1, chunk=1, failure=failure, seed=seed)
+            changed = _outside_stats_box(np.any(pixels_of(png) != good, axis=2))
+            x0, y0, x1, y1 = record["defect_box"]
+            assert 0 <= x0 < x1 <= WIDTH and 0 <= y0 < y1 <= HEIGHT
+            assert (x1 - x0) * (y1 - y0) < 0.6 * WIDTH * HEIGHT, f"{failure}: box is most of the image"
+            inside = changed[y0:y1, x0:x1].sum()
+            assert changed.sum() > 30, f"{failure} (seed {seed}) is barely visible"
+            assert inside >= 0.9 * changed.sum(), f"{failure} (seed {seed}): {inside}/{changed.sum()} inside"
+
+
+def test_label_picks_a_failure_and_contradictions_are_refused() -> None:
+    assert generate_image("FDC_occupancy", run=1, chunk=1, label="NoData", seed=1)[1]["failure"] == "empty"
+    record = generate_image("FDC_occupancy", run=1, chunk=1, label="Bad", seed=1)[1]
+    assert record["label"] == "Bad" and record["failure"] not in (None, "empty")
+    with pytest.raises(SimulationError, match="NoData plot, not 'Bad'"):
+        generate_image("FDC_occupancy", run=1, chunk=1, label="Bad", failure="empty", seed=1)
+    with pytest.raises(SimulationError, match="no failure 'hot_channel'"):
+        generate_image("ST_efficiency", run=1, chunk=1, failure="hot_channel", seed=1)
+    with pytest.raises(SimulationError, match="known: FDC_occupancy"):
+        generate_image("NOPE", run=1, chunk=1, seed=1)
+
+
+# ---- files --------------------------------------------------------------------------------------------
+
+
+def test_write_chunk_names_files_by_convention_and_records_the_truth(tmp_path: Path) -> None:
+    records = write_chunk(tmp_path, run=121264, chunk=11, bad_fraction=0.5, seed=3)
+    assert [r["plot_type"] for r in records] == PLOT_TYPE_NAMES
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted([CHUNK_MANIFEST] + [r["file"] for r in records])  # no temporary files left
+    for record in records:
+        name = parse_image_name(record["file"])
+        assert (name.plot_type, name.run, name.chunk) == (record["plot_type"], 121264, 11)
+        assert record["file"].endswith("-121264-0011.png")
+        # the record is enough to draw the same image again
+        png, _ = generate_image(record["plot_type"], run=121264, chunk=11, failure=record["failure"],
+                                seed=record["seed"])
+        assert (tmp_path / record["file"]).read_bytes() == png
+    manifest = [json.loads(line) for line in (tmp_path / CHUNK_MANIFEST).read_text().splitlines()]
+    assert manifest == records
+
+
+def test_write_chunk_bad_fraction_and_images_per_chunk(tmp_path: Path) -> None:
+    two = ["TOF_multiplicity", "ST_efficiency"]
+    assert all(r["label"] == "Good" for r in write_chunk(tmp_path, run=1, chunk=1, plot_types=two,
+                                                          bad_fraction=0.0, seed=1))
+    assert all(r["failure"] for r in write_chunk(tmp_path, run=1, chunk=2, plot_types=two, bad_fraction=1.0,
+                                                 seed=1))
+    one = write_chunk(tmp_path, run=1, chunk=3, plot_types=two, seed=1, images_per_chunk=1)
+    assert len(one) == 1 and one[0]["plot_type"] in two
+    with pytest.raises(SimulationError, match="between 0 and 1"):
+        write_chunk(tmp_path, run=1, chunk=4, bad_fraction=1.5, seed=1)
+    with pytest.raises(SimulationError, match="between 1 and 2"):
+        write_chunk(tmp_path, run=1, chunk=4, plot_types=two, seed=1, images_per_chunk=3)
+
+
+def test_write_then_rename_leaves_nothing_behind_on_failure(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    write_atomically(tmp_path / "a.png", b"complete")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+    def broken_replace(source, target):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr("hydra_assets.simulate.experiment.os.replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(tmp_path / "b.png", b"never seen")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_write_labeled_makes_an_importable_training_set(tmp_path: Path, hydra_home, sqlite_db) -> None:  # type: ignore[no-untyped-def]
+    from hydra_assets.label_import import import_labeled_folder
+
+    folder = tmp_path / "train"
+    counts = write_labeled(folder, plot_types=["FCAL_energy", "BCAL_eta_phi"], per_label=2, seed=5)
+    assert counts == {"FCAL_energy": {"Good": 2, "Bad": 2, "NoData": 2},
+                      "BCAL_eta_phi": {"Good": 2, "Bad": 2, "NoData": 2}}
+    for label in ("Good", "Bad", "NoData"):
+        images = sorted((folder / "FCAL_energy" / label).glob("*.png"))
+        assert len(images) == 2
+        for image in images:
+            record = json.loads(image.with_suffix(".json").read_text())
+            assert record["label"] == label and record["file"] == image.name
+    manifest = (folder / "FCAL_energy" / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 6 and len({json.loads(line)["file"] for line in manifest}) == 6
+    bad_failures = {json.loads(line)["failure"] for line in manifest if json.loads(line)["label"] == "Bad"}
+    assert len(bad_failures) == 2  # Bad cycles through the failure modes
+
+    spec = next(p for p in DEMO_PLOT_TYPES if p.name == "FCAL_energy")
+    sqlite_db.write(lambda s: catalog.add_plot_type(s, spec.name, spec.labels, spec.bad), what="add")
+    result = import_labeled_folder(sqlite_db, hydra_home, folder / "FCAL_energy", "FCAL_energy")
+    assert result.new_images == 6 and dict(result.per_label) == {"Good": 2, "Bad": 2, "NoData": 2}
+
+    # the same set again overwrites; a folder holding other images is refused
+    assert write_labeled(folder, plot_types=["FCAL_energy"], per_label=2, seed=5)["FCAL_energy"]["Good"] == 2
+    with pytest.raises(SimulationError, match="would not replace"):
+        write_labeled(folder, plot_types=["FCAL_energy"], per_label=1, seed=5)
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for key in ("HYDRA_INPUT_DIR", "HYDRA_SEED"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HYDRA_HOME", str(tmp_path / "home"))
+    return CliRunner()
+
+
+def test_cli_writes_live_chunks_into_the_incoming_folder(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["simulate", "--run", "500", "--runs", "2", "--chunks", "2",
+                                 "--plot-types", "CDC_timing,ST_efficiency", "--bad-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    incoming = tmp_path / "home" / "incoming"
+    images = sorted(p.name for p in incoming.glob("*.png"))
+    assert images == sorted(f"{t}-{r}-{c:04d}.png" for t in ("CDC_timing", "ST_efficiency")
+                            for r in (500, 501) for c in (0, 1))
+    assert "[4/4] run 501 chunk 0001" in result.output and "ms/image" in result.output
+    assert len((incoming / CHUNK_MANIFEST).read_text().splitlines()) == 8
+    assert not [p for p in incoming.iterdir() if p.name.startswith(".") and p.name != CHUNK_MANIFEST]
+
+
+def test_cli_writes_a_labeled_set_per_plot_type(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["simulate", "--labeled", str(tmp_path / "train"), "--per-label", "1",
+                                 "--plot-types", "TOF_multiplicity,CDC_timing", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    for name in ("TOF_multiplicity", "CDC_timing"):
+        assert sorted(p.parent.name for p in (tmp_path / "train" / name).glob("*/*.png")) == ["Bad", "Good", "NoData"]
+        assert f"hydra label import {tmp_path / 'train' / name} --plot-type {name}" in result.output
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--plot-types", "CDC_timing,FOO"], "unknown plot type(s) FOO; known: FDC_occupancy"),
+    (["--bad-fraction", "1.5"], "1.5 is not in the range"),
+    (["--per-label", "5"], "--per-label only applies to --labeled"),
+    (["--labeled", "x", "--chunks", "3"], "--chunks apply to live chunks"),
+    (["--plot-types", "CDC_timing", "--images-per-chunk", "2"], "at most one image per plot type"),
+    (["--runs", "0"], "0 is not in the range"),
+])
+def test_cli_refuses_bad_arguments(runner: CliRunner, tmp_path: Path, arguments: list[str], message: str) -> None:
+    result = runner.invoke(cli, ["simulate", *arguments])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "home" / "incoming").exists()
+
+
+def test_cli_help_and_list(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["simulate", "--help"])
+    assert result.exit_code == 0 and "--labeled" in result.output and "hydra label import" in result.output
+    listing = runner.invoke(cli, ["simulate", "--list"])
+    assert listing.exit_code == 0
+    assert all(name in listing.output for name in PLOT_TYPE_NAMES) and "NoData" in listing.output
