@@ -32,10 +32,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydra_assets import catalog  # noqa: E402
-from hydra_assets.db.engine import HydraDB  # noqa: E402
-from hydra_assets.db.migrate import upgrade  # noqa: E402
-from hydra_assets.settings import load_settings  # noqa: E402
+from hydra_assets import catalog
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.migrate import upgrade
+from hydra_assets.settings import load_settings
 
 POOL = {"Good": 150, "Bad": 100, "NoData": 50}
 HELD_OUT = 60  # per label
@@ -77,7 +77,7 @@ def generate(folder: Path, plot_type: str, counts: dict[str, int], *, first_run:
     return records
 
 
-def held_out_metrics(active, records: list[dict], bad: list[str]) -> dict:  # noqa: ANN001
+def held_out_metrics(active, records: list[dict], bad: list[str]) -> dict:
     """Per-label precision/recall/F1 at the model's thresholds, and GradCAM-in-box, on held-out images."""
     from hydra_assets.ml.gradcam import gradcam_batch, peak_in_box
     from hydra_assets.ml.thresholds import evaluate_at_thresholds
@@ -111,7 +111,7 @@ def held_out_metrics(active, records: list[dict], bad: list[str]) -> dict:  # no
     }
 
 
-def train_once(db, config, tracking, plot_type: str, sampling: str, epochs: int | None):  # noqa: ANN001, ANN201
+def train_once(db, config, tracking, plot_type: str, sampling: str, epochs: int | None):
     from hydra_assets.ml import training
     from hydra_assets.ml.active import load_model_version
 

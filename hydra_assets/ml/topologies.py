@@ -44,6 +44,10 @@ MIN_INPUT = {"compact": 16, "vgg16": 32, "inceptionv3": 75}
 # Sensible training defaults per topology: (epochs, batch size, learning rate).
 TRAINING_DEFAULTS = {"compact": (12, 16, 1e-3), "vgg16": (20, 16, 1e-4), "inceptionv3": (20, 16, 1e-4)}
 
+# Keras' default 0.99 leaves the moving statistics far from the data after the few hundred steps a
+# small training set gives, and the model then predicts one class at inference; 0.9 settles in ~30 steps.
+BN_MOMENTUM = 0.9
+
 _REGISTRY: dict[str, Builder] = {}
 
 
@@ -155,11 +159,11 @@ def compact(input_shape: InputShape, n_labels: int, *, weights_path: str | None 
     x = inputs
     for i, filters in enumerate((16, 32, 48)):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
         x = keras.layers.Activation("relu", name=f"relu{i + 1}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="conv4")(x)
-    x = keras.layers.BatchNormalization(name="bn4")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn4")(x)
     x = keras.layers.Activation("relu", name="last_conv")(x)
     model = keras.Model(inputs, _head(x, n_labels, dropout=0.2), name="compact")
     _load_weights(model, weights_path)
