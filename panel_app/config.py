@@ -36,6 +36,8 @@ class PagesConfig:
     mlflow_url: str = field(default_factory=lambda: os.environ.get("HYDRA_MLFLOW_URL", "http://127.0.0.1:5000"))
     run_refresh_ms: int = field(default_factory=lambda: int(_env_float("HYDRA_RUN_REFRESH_MS", 1000)))
     status_refresh_ms: int = field(default_factory=lambda: int(_env_float("HYDRA_STATUS_REFRESH_MS", 10000)))
+    # activating a version also moves the MLflow alias `active` (tests without an MLflow registry turn it off)
+    sync_mlflow_alias: bool = True
     # when the app runs without login (local development), writes are made as this Hydra user (or nobody)
     local_user: str | None = field(default_factory=lambda: os.environ.get("HYDRA_PAGES_USER") or None)
 

@@ -463,6 +463,15 @@ def confusion(session: Session, info: ModelInfo, label_names: list[str], *, limi
     return Confusion(labels, {}, "")
 
 
+def confusion_from_predictions(label_names: Sequence[str], true_index: Any, weights: Any) -> Confusion:
+    """Cells from recorded predictions: true label index per image and the model's weights (images x labels)."""
+    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for true, row in zip(true_index, weights, strict=True):
+        predicted = int(max(range(len(row)), key=lambda k: row[k]))
+        cells[(label_names[int(true)], label_names[predicted])].append(float(row[predicted]))
+    return Confusion(list(label_names), dict(cells), f"validation split of the fit ({len(true_index)} images)")
+
+
 def _cells(rows: Iterable[Sequence[Any]], names: dict[int, str]) -> dict[tuple[str, str], list[float]]:
     cells: dict[tuple[str, str], list[float]] = defaultdict(list)
     for human, predicted, weight in rows:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import param
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.models import Image, Label, Model, Threshold, ThresholdChange, User, utcnow
+from hydra_assets.db.models import Image, Model, User, utcnow
 from hydra_assets.labeling import apply_labels
 from panel_app import queries as q
 from panel_app.config import PagesConfig
@@ -137,10 +138,10 @@ class HydraStore(param.Parameterized):
 
     def _guarded(self, permission: str, plot_type_id: int | None, action: str, work: Callable[[Session], T],
                  detail: str = "") -> T:
-        result = catalog.guarded_write(self.db, self.user, permission, plot_type_id, action, work, detail=detail)
-        SHARED.clear()
-        self.version += 1
-        return result
+        try:
+            return catalog.guarded_write(self.db, self.user, permission, plot_type_id, action, work, detail=detail)
+        finally:
+            self._changed()
 
     def _user_id(self, session: Session) -> int | None:
         return session.scalar(select(User.id).where(User.name == self.user)) if self.user else None
@@ -183,69 +184,92 @@ class HydraStore(param.Parameterized):
         return self.apply_labels(plot_type_id, {image_id: label_id}, shown=[image_id], source=source)
 
     def set_threshold(self, model_id: int, label_id: int, value: float) -> float | None:
-        """Change one label's threshold of a model version; returns the old value."""
-        if not 0.0 <= float(value) <= 1.0:
-            raise CatalogError(f"a threshold is a weight between 0 and 1, not {value}")
+        """Change one label's threshold of a model version; returns the old value.
+
+        Delegates to `hydra_assets.ml.registry.set_threshold`, which checks `edit_thresholds` and keeps history.
+        """
+        from hydra_assets.ml import registry
+
         info = self.read(q.model, model_id)
         if info is None:
             raise CatalogError(f"unknown model {model_id}")
-        value = float(value)
-        user = self.user or ""
-
-        def work(session: Session) -> float | None:
-            label = session.get(Label, label_id)
-            if label is None or label.plot_type_id != info.plot_type_id:
-                raise CatalogError(f"label {label_id} is not a label of this model's plot type")
-            row = session.scalar(select(Threshold).where(Threshold.model_id == model_id, Threshold.label_id == label_id))
-            old = row.value if row else None
-            now = utcnow()
-            if row is None:
-                session.add(Threshold(model_id=model_id, label_id=label_id, value=value, changed_at=now, changed_by=user))
-            else:
-                row.value, row.changed_at, row.changed_by = value, now, user
-            session.add(ThresholdChange(model_id=model_id, label_id=label_id, old_value=old, new_value=value,
-                                        changed_at=now, changed_by=user))
-            return old
-
-        return self._guarded("edit_thresholds", info.plot_type_id, "edit threshold", work,
-                             detail=f"model {info.key} label {label_id} -> {value:.4f}")
+        label = self.plot_type(info.plot_type_id).label(int(label_id)) if self.plot_type(info.plot_type_id) else None
+        if label is None:
+            raise CatalogError(f"label {label_id} is not a label of this model's plot type")
+        old = next((t.value for t in self.read(q.thresholds_of, model_id, info.plot_type_id) if t.label_id == label.id),
+                   None)
+        registry.set_threshold(self.db, model_id, label.name, float(value), self.user or "")
+        self._changed()
+        return old
 
     def activate_model(self, model_id: int) -> str:
-        """Make a model version the one Predict uses for its plot type (DB flag, then the MLflow alias)."""
+        """Make a model version the one Predict uses (`hydra_assets.ml.registry.activate_model`: checks
+        `activate_models`, moves the MLflow alias `active` in the same transaction)."""
+        from hydra_assets.ml import registry
+
         info = self.read(q.model, model_id)
-        if info is None:
+        plot_type = self.plot_type(info.plot_type_id) if info else None
+        if info is None or plot_type is None:
             raise CatalogError(f"unknown model {model_id}")
-        user = self.user or ""
-
-        def work(session: Session) -> None:
-            now = utcnow()
-            for row in session.scalars(select(Model).where(Model.plot_type_id == info.plot_type_id)):
-                if row.id == model_id:
-                    row.active, row.activated_at, row.activated_by = True, now, user
-                else:
-                    row.active = False
-
-        self._guarded("activate_models", info.plot_type_id, "activate model", work, detail=f"model {info.key}")
-        return self._set_mlflow_alias(info)
-
-    def _set_mlflow_alias(self, info: q.ModelInfo) -> str:
+        mlflow = self.config.settings if self.config.sync_mlflow_alias else None
         try:
-            from mlflow.tracking import MlflowClient
+            registry.activate_model(self.db, mlflow, plot_type.name, info.version, self.user or "",
+                                    reason="Library page")
+        except (PermissionDenied, CatalogError):
+            raise
+        except Exception as error:  # noqa: BLE001 - MLflow refused the alias: the whole activation rolled back
+            raise CatalogError(f"MLflow refused to move the alias, nothing changed: {error}") from error
+        finally:
+            self._changed()
+        return ""
 
-            MlflowClient(tracking_uri=self.config.settings.mlflow_tracking_uri).set_registered_model_alias(
-                info.name, "active", info.version
-            )
-            return ""
-        except Exception as error:  # noqa: BLE001 - the DB flag is what Predict reads; the alias is a mirror
-            log.warning("could not set the MLflow alias of %s: %s", info.key, error)
-            return f"(MLflow alias not set: {type(error).__name__})"
+    def _changed(self) -> None:
+        SHARED.clear()
+        self.version += 1
+
+    # ---- model quality -------------------------------------------------------------------------------
+
+    def confusion(self, info: q.ModelInfo) -> q.Confusion:
+        """The enhanced confusion matrix: from the validation predictions the fit recorded (models cache or
+        MLflow artifact), else from what the database holds (`queries.confusion`)."""
+        plot_type = self.plot_type(info.plot_type_id)
+        names = [lab.name for lab in plot_type.labels] if plot_type else []
+
+        def from_predictions() -> q.Confusion | None:
+            if not info.mlflow_run_id or not info.training_set_id or not self.mlflow_available():
+                return None
+            try:
+                from hydra_assets.ml.training import load_predictions
+                from hydra_assets.tracking import TrackingService
+
+                with self.db.read() as session:
+                    row = session.get(Model, info.id)
+                    session.expunge(row)
+                settings = self.config.settings
+                predictions = load_predictions(settings, TrackingService.from_settings(settings), row)
+            except Exception as error:  # noqa: BLE001 - no recorded predictions: fall back to the database
+                log.info("no recorded predictions for %s: %s", info.key, error)
+                return None
+            validation = predictions.split == "validation"
+            return q.confusion_from_predictions(predictions.label_names, predictions.true_index[validation],
+                                                predictions.weights[validation])
+
+        recorded = SHARED.get(("predictions", self.db.url, info.id), 300.0, from_predictions)
+        return recorded if recorded is not None and recorded.total else self.read(q.confusion, info, names)
+
+    def mlflow_available(self) -> bool:
+        """False for an embedded SQLite MLflow store that does not exist (a page must not create one)."""
+        uri = self.config.settings.mlflow_tracking_uri or ""
+        if uri.startswith("sqlite:///"):
+            return Path(uri.removeprefix("sqlite:///")).is_file()
+        return True
 
     # ---- MLflow ------------------------------------------------------------------------------------
 
     def mlflow_history(self, run_id: str, keys: Sequence[str] = ("loss", "val_loss", "accuracy", "val_accuracy")
                        ) -> dict[str, list[float]]:
         """Per-epoch metric curves of an MLflow run ({} when MLflow cannot be reached)."""
-        if not run_id:
+        if not run_id or not self.mlflow_available():
             return {}
 
         def fetch() -> dict[str, list[float]]:

@@ -9,6 +9,7 @@ and news.  `add_bad_image` plays the pipeline delivering one new confirmed Bad.
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 from dataclasses import dataclass, field
@@ -51,6 +52,17 @@ PLOT_TYPES = [
     ("FCAL_hits", ["Good", "Bad"], ["Bad"], ["FCAL"], "Calorimetry"),
     ("TOF_timing", ["Good", "Bad"], ["Bad"], [], None),
 ]
+
+
+def plot_types_for(style: str) -> list[tuple[str, list[str], list[str], list[str], str | None]]:
+    """The plot types to create: the tests' own, or the demo experiment's (style "simulate")."""
+    if style == "simulate":
+        from hydra_assets.simulate import DEMO_PLOT_TYPES
+
+        return [(p.name, list(p.labels), list(p.bad), [p.group], p.super_group) for p in DEMO_PLOT_TYPES]
+    return PLOT_TYPES
+
+
 USERS = {"admin": "admin", "labeler": "labeler", "expert": "expert", "viewer": "viewer"}  # name -> role
 PASSWORDS = {name: f"{name}-pw" for name in USERS}
 
@@ -84,13 +96,19 @@ def draw_plot(seed: int, *, bad: bool = False, size: tuple[int, int] = (320, 240
     return out.getvalue()
 
 
-def draw_gradcam(seed: int, size: tuple[int, int] = (320, 240)) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _cached_plot(variant: int, bad: bool) -> bytes:
+    """The tests need many files, not many drawings: 24 variants of Good and of Bad."""
+    return draw_plot(variant, bad=bad)
+
+
+def draw_gradcam(seed: int, size: tuple[int, int] = (320, 240), centre: tuple[int, int] | None = None) -> bytes:
     """A GradCAM-like heatmap: a warm blob on transparent background (what the overlay toggle shows)."""
     rng = random.Random(seed)
     width, height = size
     image = PILImage.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
-    cx, cy = rng.randrange(width // 4, 3 * width // 4), rng.randrange(height // 4, 3 * height // 4)
+    cx, cy = centre or (rng.randrange(width // 4, 3 * width // 4), rng.randrange(height // 4, 3 * height // 4))
     for r, alpha in ((90, 60), (65, 110), (40, 170), (20, 220)):
         colour = (255, int(200 - alpha * 0.8), 0, alpha)
         draw.ellipse([cx - r, cy - r * 0.7, cx + r, cy + r * 0.7], fill=colour)
@@ -136,9 +154,15 @@ def populate(
     queue_extra: int = 40,
     seed: int = 7,
     now: datetime | None = None,
+    style: str = "pillow",
 ) -> Demo:
-    """Fill an empty, migrated Hydra database with a small but complete experiment (all in one transaction)."""
+    """Fill an empty, migrated Hydra database with a small but complete experiment (all in one transaction).
+
+    `style` "pillow" draws simple histograms (fast, for tests); "simulate" uses the demo experiment's plot
+    types and `hydra_assets.simulate.generate_image` (realistic, for screenshots).
+    """
     rng = random.Random(seed)
+    plot_types = plot_types_for(style)
     now = now or utcnow()
     demo = Demo(now=now)
     images_dir, gradcam_dir, kept_dir = settings.images_dir, settings.gradcam_dir, settings.kept_dir
@@ -149,7 +173,7 @@ def populate(
         roles = catalog.ensure_roles(s)
         for name, role in USERS.items():
             demo.users[name] = catalog.add_user(s, name, role=role, full_name=name.title()).id
-        for name, labels, bad, groups, system in PLOT_TYPES:
+        for name, labels, bad, groups, system in plot_types:
             pt = catalog.add_plot_type(s, name, labels, bad, groups=groups, super_group=system,
                                        description=f"{name.replace('_', ' ')} monitoring plot")
             demo.plot_types[name] = pt.id
@@ -160,9 +184,9 @@ def populate(
         start = now - timedelta(hours=20)
         total_chunks = len(runs) * chunks
         for run in runs:
-            s.add(Run(number=run, first_seen=start, last_seen=now, image_count=chunks * len(PLOT_TYPES),
+            s.add(Run(number=run, first_seen=start, last_seen=now, image_count=chunks * len(plot_types),
                       conditions={"beam": "on", "target": "LH2"}))
-        for p_index, (name, labels, bad_names, _g, _sg) in enumerate(PLOT_TYPES):
+        for p_index, (name, labels, bad_names, _g, _sg) in enumerate(plot_types):
             pt_id, label_ids = demo.plot_types[name], demo.labels[name]
             # training: a training set, two model versions, thresholds, a validation report
             tset = TrainingSet(plot_type_id=pt_id, created_at=now - timedelta(days=3), sampling="balanced", seed=seed,
@@ -210,7 +234,7 @@ def populate(
                     weights = _weights(rng, labels, truth, confident)
                     image, inference = _classified_image(
                         s, settings, name, pt_id, label_ids, bad_names, run, chunk, weights, at, active_id, model_key,
-                        seed=seed * 1000 + p_index * 100 + n,
+                        seed=seed * 1000 + p_index * 100 + n, style=style,
                     )
                     demo.images[name].append(image.id)
                     if image.queue_priority is not None and rng.random() < 0.4:  # some already labeled by a human
@@ -232,7 +256,7 @@ def populate(
                     weights = _weights(rng, labels, labels[0], True)
                     image, _ = _classified_image(
                         s, settings, name, pt_id, label_ids, bad_names, runs[-1], 100 + k, weights, at, active_id,
-                        model_key, seed=seed * 7000 + k, collect=True,
+                        model_key, seed=seed * 7000 + k, collect=True, style=style,
                     )
                     demo.images[name].append(image.id)
                     demo.queue[name].append(image.id)
@@ -246,8 +270,10 @@ def populate(
                 agree = rng.random() < 0.7
                 predicted = truth if agree else rng.choice([lab for lab in labels if lab != truth])
                 weights = _weights(rng, labels, predicted, rng.random() < 0.7)
-                image = _plain_image(s, settings, name, pt_id, 0, 500 + k, at=now - timedelta(days=2),
-                                     seed=seed * 9000 + p_index * 50 + k, bad=truth in bad_names)
+                image, _box = _plain_image(s, settings, name, pt_id, 0, 500 + k, at=now - timedelta(days=2),
+                                           seed=seed * 9000 + p_index * 50 + k, truth=truth, bad=truth in bad_names,
+                                           style=style)
+                demo.images[name].append(image.id)
                 _label(s, image, label_ids[truth], demo.users["expert"], now - timedelta(days=2))
                 s.add(TrainingSetItem(training_set_id=tset.id, image_id=image.id, label_id=label_ids[truth],
                                       split="validation"))
@@ -266,28 +292,42 @@ def populate(
     return demo
 
 
-def _plain_image(s, settings, name, pt_id, run, chunk, *, at, seed, bad=False):  # type: ignore[no-untyped-def]
-    data = draw_plot(seed, bad=bad, title=f"{name} run {run} chunk {chunk}")
+def _plain_image(s, settings, name, pt_id, run, chunk, *, at, seed, truth=None, bad=False,  # type: ignore[no-untyped-def]
+                 style="pillow"):
+    """Draw and register one image; returns it with the centre of its defect (or None)."""
+    box, size = None, (320, 240)
+    if style == "simulate":
+        from hydra_assets.simulate import generate_image
+
+        data, record = generate_image(name, run=max(run, 1), chunk=chunk, label=truth, seed=seed)
+        size = (record["width"], record["height"])
+        if record["defect_box"]:
+            x0, y0, x1, y1 = record["defect_box"]
+            box = ((x0 + x1) // 2, (y0 + y1) // 2)
+    else:
+        data = _cached_plot(seed % 24, bad)
     path = _write(settings.images_dir, f"{name}/{run}/{name}-{run}-{chunk:04d}-{seed:08d}.png", data)
     image = Image(plot_type_id=pt_id, run_number=run, chunk=chunk, digest=f"{seed:064d}", file_name=path.name,
-                  stored_path=str(path), size_bytes=len(data), width=320, height=240, received_at=at,
+                  stored_path=str(path), size_bytes=len(data), width=size[0], height=size[1], received_at=at,
                   status="registered")
     s.add(image)
     s.flush()
-    return image
+    return image, (box, size)
 
 
 def _classified_image(s, settings, name, pt_id, label_ids, bad_names, run, chunk, weights, at, model_id, model_key,
-                      *, seed, collect=False):  # type: ignore[no-untyped-def]
+                      *, seed, collect=False, style="pillow"):  # type: ignore[no-untyped-def]
     top = max(weights, key=weights.get)
     is_bad = top in bad_names
     thresholds = {lab: (0.7 if lab in bad_names else 0.75) for lab in weights}
     confirmed = weights[top] >= thresholds[top]
     flagged = (confirmed and is_bad) or not confirmed
-    image = _plain_image(s, settings, name, pt_id, run, chunk, at=at, seed=seed, bad=is_bad)
+    image, (centre, size) = _plain_image(s, settings, name, pt_id, run, chunk, at=at, seed=seed, truth=top, bad=is_bad,
+                                         style=style)
     gradcam = None
     if is_bad:
-        gradcam = str(_write(settings.gradcam_dir, f"{name}/{run}/{image.id}-gradcam.png", draw_gradcam(seed)))
+        heatmap = draw_gradcam(seed, size, centre)
+        gradcam = str(_write(settings.gradcam_dir, f"{name}/{run}/{image.id}-gradcam.png", heatmap))
     inference = Inference(
         image_id=image.id, plot_type_id=pt_id, run_number=run, chunk=chunk, model_id=model_id, model_key=model_key,
         status="classified", weights=weights, top_label_id=label_ids[top], top_weight=weights[top],
@@ -315,7 +355,8 @@ def _label(s, image: Image, label_id: int, user_id: int, at: datetime) -> None: 
     image.label_id, image.labeled_at, image.labeled_by, image.queue_priority = label_id, at, user_id, None
 
 
-def add_bad_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int, chunk: int, *, seed: int = 99) -> int:
+def add_bad_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int, chunk: int, *, seed: int = 99,
+                  style: str = "pillow") -> int:
     """Play the pipeline delivering a new confirmed Bad: image, inference, keep, run-time row and alarm."""
 
     def work(s) -> int:  # type: ignore[no-untyped-def]
@@ -329,7 +370,7 @@ def add_bad_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int
         now = utcnow()
         image, inference = _classified_image(
             s, settings, plot_type, pt.id, label_ids, bad_names, run, chunk, weights, now - timedelta(seconds=20),
-            model.id if model else None, model.key if model else "none", seed=seed,
+            model.id if model else None, model.key if model else "none", seed=seed, style=style,
         )
         row = s.get(RunTime, pt.id)
         if row is None:

@@ -93,6 +93,9 @@ class LibraryPage(pn.viewable.Viewer):
         except PermissionDenied as refusal:
             self._say(f"Refused: {refusal}", "danger")
             return False
+        except CatalogError as error:
+            self._say(str(error), "warning")
+            return False
         self._say(f"v{model.version} of {model.name} is now active. {note}".strip(), "success")
         self._load_models()
         return True
@@ -141,8 +144,19 @@ class LibraryPage(pn.viewable.Viewer):
             f"<tr><td>{fmt_time(at)}</td><td>{esc(label)}</td><td>{fmt_weight(old)} → {fmt_weight(new)}</td>"
             f"<td>{esc(by)}</td></tr>" for at, label, old, new, by in changes
         )
+        quality = ""
+        per_label = (model.metrics.get("validation") or {}).get("per_label") if isinstance(
+            model.metrics.get("validation"), dict) else None
+        if isinstance(per_label, dict) and per_label:
+            cells = "".join(
+                f"<tr><td>{esc(name)}</td><td>{fmt_weight(row.get('precision'))}</td><td>{fmt_weight(row.get('recall'))}"
+                f"</td><td>{fmt_weight(row.get('f1'))}</td><td>{esc(row.get('support', ''))}</td></tr>"
+                for name, row in per_label.items() if isinstance(row, dict)
+            )
+            quality = ("<h4>Validation at these thresholds (when trained)</h4><table class=hy><tr><th>label</th>"
+                       f"<th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{cells}</table>")
         return ("<table class=hy><tr><th>label</th><th>threshold</th><th>F1 at threshold</th><th>changed (UTC)</th>"
-                f"<th>by</th></tr>{body}</table>"
+                f"<th>by</th></tr>{body}</table>" + quality
                 + (f"<h4>Changes</h4><table class=hy><tr><th>when (UTC)</th><th>label</th><th>value</th><th>by</th>"
                    f"</tr>{history}</table>" if history else ""))
 
@@ -168,7 +182,7 @@ class LibraryPage(pn.viewable.Viewer):
             "</p>"
         )
         colours = {lab.name: lab.colour for lab in info.labels}
-        conf = self.store.read(q.confusion, model, [lab.name for lab in info.labels])
+        conf = self.store.confusion(model)
         if conf.total:
             acc = conf.accuracy
             confusion_tab = pn.Column(
