@@ -1,0 +1,190 @@
+"""The demo experiment behind `hydra up`: plot types, users, a labeled history, trained models, a live feeder.
+
+Every step is cached in the Hydra home, so a second start skips what is done: plot types and users
+that exist stay, labeled images are imported once, plot types with an active model are not retrained,
+and the feeder resumes at the run and chunk where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+
+from hydra_assets import catalog
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.models import Image, Model, PlotType, User
+from hydra_assets.settings import HydraSettings
+
+Echo = Callable[[str], None]
+DEMO_USERS = {"admin": "admin", "labeler": "labeler", "shift": "viewer"}
+DEMO_INPUT_SIZE = (96, 96)  # compact CNN: trains in seconds per epoch on 2 cores, still resolves the defects
+DEMO_EPOCHS = 10
+FIRST_LIVE_RUN = 130000
+CHUNKS_PER_RUN = 30
+
+
+def seed_catalog(db: HydraDB) -> list[str]:
+    """Create the demo plot types (with groups) that are missing; returns the names created."""
+    from hydra_assets.simulate import DEMO_PLOT_TYPES
+
+    def create(session) -> list[str]:  # type: ignore[no-untyped-def]
+        existing = set(session.scalars(select(PlotType.name)))
+        made = []
+        for spec in DEMO_PLOT_TYPES:
+            if spec.name in existing:
+                continue
+            catalog.add_plot_type(session, spec.name, list(spec.labels), list(spec.bad), groups=[spec.group],
+                                  super_group=spec.super_group, description=spec.description,
+                                  collect_percent=5.0, topology="compact", input_size=DEMO_INPUT_SIZE)
+            made.append(spec.name)
+        return made
+
+    return db.write(create, what="create demo plot types")
+
+
+def seed_users(db: HydraDB, credentials: Path) -> dict[str, str]:
+    """Demo users with random passwords in `credentials` (JSON user → password, read by the pages' login).
+
+    Returns the passwords of users created now, so they are printed once.
+    """
+    known = json.loads(credentials.read_text()) if credentials.exists() else {}
+
+    def create(session) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        made = {}
+        for name, role in DEMO_USERS.items():
+            if session.scalar(select(User.id).where(User.name == name)) is None:
+                catalog.add_user(session, name, role=role, full_name=f"demo {role}")
+            if name not in known:
+                made[name] = secrets.token_urlsafe(9)
+        return made
+
+    made = db.write(create, what="create demo users")
+    if made:
+        credentials.parent.mkdir(parents=True, exist_ok=True)
+        partial = credentials.with_suffix(".partial")
+        partial.write_text(json.dumps({**known, **made}, indent=1))
+        partial.chmod(0o600)
+        partial.replace(credentials)
+    return made
+
+
+def labeled_count(db: HydraDB, plot_type: str) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.count(Image.id)).join(PlotType, PlotType.id == Image.plot_type_id)
+                        .where(PlotType.name == plot_type, Image.label_id.is_not(None))) or 0
+
+
+def seed_history(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo) -> None:
+    """Generate and import a labeled history for every demo plot type that has none yet."""
+    from hydra_assets.label_import import import_labeled_folder
+    from hydra_assets.simulate import DEMO_PLOT_TYPES, write_labeled
+
+    missing = [p.name for p in DEMO_PLOT_TYPES if labeled_count(db, p.name) == 0]
+    if not missing:
+        return
+    folder = config.home / "demo" / "labeled"
+    started = time.perf_counter()
+
+    def progress(plot_type: str, done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            echo(f"  generating labeled history: {plot_type} {done}/{total}")
+
+    write_labeled(folder, plot_types=missing, per_label=per_label, seed=config.seed, progress=progress)
+    for name in missing:
+        result = import_labeled_folder(db, config, folder / name, name, user_name="labeler")
+        echo(f"  imported {result.new_images} labeled images of {name}")
+    echo(f"  labeled history ready in {time.perf_counter() - started:.0f} s")
+
+
+def plot_types_without_model(db: HydraDB) -> list[str]:
+    with db.read() as s:
+        active = set(s.scalars(select(Model.plot_type_id).where(Model.active.is_(True))))
+        return [p.name for p in s.scalars(select(PlotType).order_by(PlotType.id)) if p.id not in active]
+
+
+def train_missing(db: HydraDB, *, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
+    """Train and activate a compact model, through the Dagster training job, for each plot type lacking one."""
+    from hydra_assets.ml.cli import train
+
+    for name in plot_types_without_model(db):
+        if labeled_count(db, name) == 0:
+            continue
+        echo(f"  training {name} (compact CNN, {epochs} epochs, through Dagster)…")
+        started = time.perf_counter()
+        with click.Context(train) as ctx:
+            ctx.invoke(train, plot_type_name=name, epochs=epochs, activate="always", user_name="admin",
+                       progress=True)
+        echo(f"  {name}: trained and activated in {time.perf_counter() - started:.0f} s")
+
+
+def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo) -> None:
+    """Everything the demo needs before the services start; cached, so a second start is quick."""
+    db = HydraDB(config.db_url)
+    try:
+        created = seed_catalog(db)
+        if created:
+            echo(f"created demo plot types: {', '.join(created)}")
+        passwords = seed_users(db, config.home / "credentials.json")
+        for name, password in passwords.items():
+            echo(f"demo login (shown once, kept in {config.home / 'credentials.json'}): "
+                 f"{name} / {password}  [{DEMO_USERS[name]}]")
+        seed_history(db, config, per_label=per_label, echo=echo)
+        train_missing(db, echo=echo)
+    finally:
+        db.dispose()
+
+
+# ---- the live feeder --------------------------------------------------------------------------------
+
+
+def next_position(state_file: Path) -> tuple[int, int]:
+    """The run and chunk the feeder writes next (continuing after a restart)."""
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        return int(state["run"]), int(state["chunk"])
+    return FIRST_LIVE_RUN, 0
+
+
+def advance(run: int, chunk: int) -> tuple[int, int]:
+    """Like an experiment: chunks count up within a run, then a new run starts."""
+    return (run + 1, 0) if chunk + 1 >= CHUNKS_PER_RUN else (run, chunk + 1)
+
+
+def feed(config: HydraSettings, *, interval: float, bad_fraction: float, chunks: int | None, echo: Echo) -> None:
+    """Write one chunk (an image per demo plot type) into the incoming folder every `interval` seconds."""
+    from hydra_assets.simulate import write_chunk
+
+    state_file = config.home / "demo" / "feeder.json"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    run, chunk = next_position(state_file)
+    written = 0
+    while chunks is None or written < chunks:
+        started = time.monotonic()
+        records = write_chunk(config.input_dir, run=run, chunk=chunk, bad_fraction=bad_fraction,
+                              seed=config.seed + 7)
+        bad = [r["plot_type"] for r in records if r.get("label") != "Good"]
+        echo(f"run {run} chunk {chunk}: {len(records)} images" + (f", failing: {', '.join(bad)}" if bad else ""))
+        run, chunk = advance(run, chunk)
+        state_file.write_text(json.dumps({"run": run, "chunk": chunk}))
+        written += 1
+        if chunks is None or written < chunks:
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+@click.command("demo-feed")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=20.0, show_default=True,
+              help="Seconds between chunks.")
+@click.option("--bad-fraction", type=click.FloatRange(0, 1), default=0.15, show_default=True)
+@click.option("--chunks", type=click.IntRange(min=1), default=None, help="Stop after this many (default: never).")
+def demo_feed(interval: float, bad_fraction: float, chunks: int | None) -> None:
+    """Feed the demo experiment: a chunk of synthetic monitoring images every INTERVAL seconds."""
+    from hydra_assets.cli.common import settings
+
+    feed(settings(), interval=interval, bad_fraction=bad_fraction, chunks=chunks,
+         echo=lambda line: click.echo(line, err=False))
