@@ -172,3 +172,57 @@ def test_bad_model_files_refused_with_clear_message(sqlite_db: HydraDB, hydra_ho
         assert "Lambda" in message and "safe mode" in message
     if kind == "h5":
         assert "not a .keras file" in message
+
+
+def test_local_weights_file_seeds_the_model(tmp_path: Path):
+    first = topologies.build_model("compact", (32, 32, 3), 2)
+    weights = tmp_path / "start.weights.h5"
+    first.save_weights(weights)
+    seeded = topologies.build_model("compact", (32, 32, 3), 2, weights_path=str(weights))
+    for a, b in zip(first.get_weights(), seeded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # a head with another number of labels is skipped, the convolutional base still loads
+    three = topologies.build_model("compact", (32, 32, 3), 3, weights_path=str(weights))
+    np.testing.assert_array_equal(three.get_layer("conv1").get_weights()[0], first.get_layer("conv1").get_weights()[0])
+    with pytest.raises(topologies.TopologyError, match="does not exist"):
+        topologies.build_model("compact", (32, 32, 3), 2, weights_path=str(tmp_path / "none.weights.h5"))
+
+
+def test_activation_and_threshold_edits_on_both_backends(db: HydraDB, tmp_path: Path):
+    """The Library page's writes (activate, deactivate, set_threshold) on SQLite and MariaDB."""
+    from sqlalchemy import select
+
+    from hydra_assets.db.models import AuditLog, Model, ThresholdChange
+    from hydra_assets.ml.registry import activate_model, deactivate_model, list_models, set_threshold
+
+    _plot_type(db)
+    db.write(lambda s: catalog.add_user(s, "erin", role="expert"))
+    db.write(lambda s: catalog.add_user(s, "lee", role="labeler"))
+    path = tmp_path / "absent.keras"  # never loaded here: the input size is given
+    one = register_local_model(db, "T1", path, ["Good", "Bad"], input_size=(32, 32), activate=False)
+    two = register_local_model(db, "T1", path, ["Good", "Bad"], input_size=(32, 32), activate=False)
+    assert activate_model(db, None, "T1", "1", "erin").id == one.id
+    assert activate_model(db, None, "T1", "local-T1/2", "erin").id == two.id
+    with db.read() as s:
+        assert [m.id for m in s.scalars(select(Model).where(Model.active.is_(True)))] == [two.id]
+    with pytest.raises(catalog.PermissionDenied):
+        deactivate_model(db, None, "T1", "lee")
+    set_threshold(db, two.id, "Bad", 0.7, "erin")
+    set_threshold(db, two.id, "Bad", 0.65, "erin")
+    listed = list_models(db, "T1")
+    assert [m["active"] for m in listed] == [False, True]
+    assert listed[1]["thresholds"]["Bad"] == {"threshold": 0.65, "f1": None}
+    with db.read() as s:
+        changes = s.scalars(select(ThresholdChange).where(ThresholdChange.model_id == two.id)
+                            .order_by(ThresholdChange.id)).all()
+        assert [(c.old_value, c.new_value) for c in changes] == [(0.5, 0.7), (0.7, 0.65)]
+        refused = s.scalars(select(AuditLog).where(AuditLog.allowed.is_(False))).all()
+        assert [r.user_name for r in refused] == ["lee"]
+    assert deactivate_model(db, None, "T1", "erin").id == two.id
+    assert load_active_model(db, load_settings_for_test(tmp_path), "T1") is None
+
+
+def load_settings_for_test(tmp_path: Path) -> HydraSettings:
+    from hydra_assets.settings import load_settings
+
+    return load_settings(home=tmp_path / "home")

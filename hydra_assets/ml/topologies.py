@@ -145,10 +145,19 @@ def _head(features: keras.KerasTensor, n_labels: int, *, dropout: float = 0.3) -
 def _load_weights(model: keras.Model, weights_path: str | None) -> None:
     """Load a local weights file, skipping layers whose shapes differ (e.g. a head with other labels)."""
     if weights_path:
+        import logging
+        import warnings
+
         try:
-            model.load_weights(weights_path, skip_mismatch=True)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.load_weights(weights_path, skip_mismatch=True)
         except Exception as error:  # h5py/keras raise many kinds
             raise TopologyError(f"cannot load weights {weights_path} into {model.name}: {error}") from error
+        skipped = [str(w.message).rsplit("could not be loaded:", 1)[-1].strip() for w in caught
+                   if "could not be loaded" in str(w.message)]
+        if skipped:  # expected for a head trained on other labels
+            logging.getLogger(__name__).info("weights %s: layers left at random: %s", weights_path, "; ".join(skipped))
 
 
 def compact(input_shape: InputShape, n_labels: int, *, weights_path: str | None = None) -> keras.Model:
