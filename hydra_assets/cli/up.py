@@ -52,7 +52,8 @@ def build_services(
                 env=env, port=dagster_port, host=host, ready_url=f"http://{host}:{dagster_port}/server_info",
                 url=f"http://{host}:{dagster_port}", log_path=logs / "dagster-webserver.log"),
         Service("Hydra pages", [_tool("hydra"), "pages", "--address", host, "--port", str(panel_port),
-                                *([] if auth else ["--no-auth"])],
+                                *(["--credentials", str(config.home / "credentials.json")] if auth else
+                                  ["--no-auth"])],
                 env=env, port=panel_port, host=host, ready_url=f"http://{host}:{panel_port}/",
                 url=f"http://{host}:{panel_port}/run", log_path=logs / "pages.log"),
     ]
