@@ -116,8 +116,8 @@ class BrowserPage(pn.viewable.Viewer):
             self.page -= 1
 
     def __panel__(self) -> pn.viewable.Viewable:
-        prev_button = pn.widgets.Button(name="◀ Previous", margin=(5, 6))
-        next_button = pn.widgets.Button(name="Next ▶", margin=(5, 6))
+        prev_button = pn.widgets.Button(label="◀ Previous", margin=(5, 6))
+        next_button = pn.widgets.Button(label="Next ▶", margin=(5, 6))
         prev_button.on_click(self.previous_page)
         next_button.on_click(self.next_page)
         filters = pn.Column(

@@ -183,7 +183,7 @@ class LabelerPage(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         def button(name: str, callback, kind: str = "default") -> pn.widgets.Button:  # type: ignore[no-untyped-def]
-            widget = pn.widgets.Button(name=name, button_type=kind, margin=(24, 6, 10, 6))
+            widget = pn.widgets.Button(label=name, color=kind, margin=(24, 6, 10, 6))
             widget.on_click(callback)
             return widget
 

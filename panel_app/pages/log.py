@@ -189,7 +189,7 @@ class LogPage(pn.viewable.Viewer):
             pn.widgets.RadioButtonGroup.from_param(self.param.kind, margin=(26, 10, 10, 10)),
             pn.widgets.Checkbox.from_param(self.param.gradcam, margin=(32, 10, 10, 10)),
             pn.widgets.FileDownload(callback=self.markdown_brief, filename=f"hydra-brief-{stamp}.md",
-                                    label="Daily brief (Markdown)", button_type="primary", margin=(24, 10, 10, 10)),
+                                    label="Daily brief (Markdown)", color="primary", margin=(24, 10, 10, 10)),
             pn.widgets.FileDownload(callback=self.html_brief, filename=f"hydra-brief-{stamp}.html",
                                     label="Daily brief (HTML)", margin=(24, 10, 10, 10)),
             sizing_mode="stretch_width",

@@ -130,12 +130,12 @@ class ReportPage(pn.viewable.Viewer):
                 f"<span>weights</span><span class=weights>{weights}</span>"
                 f"<span>image</span><span>run {item.run} · chunk {item.chunk} · {esc(item.split)}</span></div></div>"
             )
-            fix_button = pn.widgets.Button(name=f"Human label → {model.name}" if model else "—",
-                                           button_type="primary", disabled=model is None or item.fixed, width=220)
+            fix_button = pn.widgets.Button(label=f"Human label → {model.name}" if model else "—",
+                                           color="primary", disabled=model is None or item.fixed, width=220)
             fix_button.on_click(lambda _e, i=item.image_id, m=item.model_label_id: self.fix(i, m))
             other = pn.widgets.Select(options={lab.name: lab.id for lab in info.labels}, width=120,
                                       value=item.current_label_id if item.current_label_id else info.labels[0].id)
-            set_button = pn.widgets.Button(name="Set", width=60)
+            set_button = pn.widgets.Button(label="Set", width=60)
             set_button.on_click(lambda _e, i=item.image_id, w=other: self.fix(i, w.value))
             rows.append(pn.Row(html_pane(text, stylesheets=[ITEM_CSS], width=720),
                                pn.Column(fix_button, pn.Row(other, set_button)), sizing_mode="stretch_width"))
@@ -150,8 +150,8 @@ class ReportPage(pn.viewable.Viewer):
             self.page -= 1
 
     def __panel__(self) -> pn.viewable.Viewable:
-        prev_button = pn.widgets.Button(name="◀ Previous", margin=(24, 6, 10, 6))
-        next_button = pn.widgets.Button(name="Next ▶", margin=(24, 6, 10, 6))
+        prev_button = pn.widgets.Button(label="◀ Previous", margin=(24, 6, 10, 6))
+        next_button = pn.widgets.Button(label="Next ▶", margin=(24, 6, 10, 6))
         prev_button.on_click(self.previous_page)
         next_button.on_click(self.next_page)
         controls = pn.Row(pn.widgets.Select.from_param(self.param.plot_type, width=260),

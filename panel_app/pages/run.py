@@ -101,7 +101,7 @@ class RunPage(pn.viewable.Viewer):
         self.grid_pane = html_pane("", stylesheets=[GRID_CSS])
         self.status_pane = html_pane("", stylesheets=[STATUS_CSS])
         self.alarm_pane = html_pane("", stylesheets=[ALARM_CSS], visible=False)
-        self.dismiss = pn.widgets.Button(name="Dismiss alarm", button_type="danger", visible=False)
+        self.dismiss = pn.widgets.Button(label="Dismiss alarm", color="danger", visible=False)
         self.dismiss.on_click(self._dismiss)
         self.refresh()
 
@@ -113,13 +113,16 @@ class RunPage(pn.viewable.Viewer):
 
     def refresh(self) -> None:
         """Poll the database: grid, new alarms, status line (re-rendering the grid only when it changed)."""
-        everything = self.store.shared("run_grid", 0.4, q.run_grid, None)
+        new_alarms = self.store.read(q.alarms_after, self._last_alarm)
+        if new_alarms:  # the grid other sessions cached a moment ago may predate this Bad: read it afresh
+            everything = self.store.read(q.run_grid, None)
+        else:
+            everything = self.store.shared("run_grid", 0.4, q.run_grid, None)
         wanted = self.selected_plot_types()
         cards = everything if wanted is None else [c for c in everything if c.plot_type_id in set(wanted)]
         if self.only_flagged:
             cards = [c for c in cards if c.state in ("bad", "unconfirmed")]
         self.cards, self.total = cards, len(everything)
-        new_alarms = self.store.read(q.alarms_after, self._last_alarm)
         if new_alarms:
             self._last_alarm = new_alarms[-1].id
             self.alarms = (list(reversed(new_alarms)) + self.alarms)[:10]
@@ -198,12 +201,12 @@ class RunPage(pn.viewable.Viewer):
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self.refresh, period=self.store.config.run_refresh_ms)
         controls = pn.Row(
-            pn.widgets.Select.from_param(self.param.group, width=220, name="Group"),
+            pn.widgets.Select.from_param(self.param.group, width=220),
             pn.widgets.Checkbox.from_param(self.param.only_flagged, margin=(28, 10, 10, 10)),
             pn.widgets.Checkbox.from_param(self.param.gradcam, margin=(28, 10, 10, 10)),
             pn.widgets.FloatSlider.from_param(self.param.opacity, width=160),
             pn.widgets.IntSlider.from_param(self.param.card_width, width=160),
-            pn.widgets.Toggle.from_param(self.param.muted, name="Mute alarm sound", width=170,
+            pn.widgets.Toggle.from_param(self.param.muted, label="Mute alarm sound", width=170,
                                          margin=(24, 10, 10, 10)),
             self.sound,
             sizing_mode="stretch_width",

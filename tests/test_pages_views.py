@@ -1,0 +1,304 @@
+"""Each page's logic without a browser: what it shows on an empty and a populated database, and its callbacks."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.migrate import upgrade
+from hydra_assets.db.models import Image, LabelHistory, NewsLine, Threshold, utcnow
+from hydra_assets.settings import load_settings
+from pages_factory import add_bad_image, make_users_only, populate
+from panel_app.config import PagesConfig
+from panel_app.pages import PAGE_CLASSES
+from panel_app.pages.browser import BrowserPage
+from panel_app.pages.labeler import EDITOR, LabelerPage
+from panel_app.pages.library import LibraryPage
+from panel_app.pages.log import LogPage, brief_markdown
+from panel_app.pages.report import ReportPage
+from panel_app.pages.run import RunPage
+from panel_app.pages.status import StatusPage, beat_state, per_run_means
+from panel_app.pages.trends import TrendsPage
+from panel_app.store import SHARED, HydraStore
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A populated SQLite database made once; each test gets a copy of the file (images are shared, read only)."""
+    home = tmp_path_factory.mktemp("pages_views")
+    settings = load_settings(home=home, db_url=f"sqlite:///{home / 'hydra.db'}", images_dir=home / "images",
+                             kept_dir=home / "kept", gradcam_dir=home / "gradcam",
+                             mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    upgrade(settings.db_url)
+    database = HydraDB(settings.db_url)
+    demo = populate(database, settings)
+    database.dispose()
+    return settings, demo
+
+
+@pytest.fixture
+def demo_db(template, tmp_path):
+    settings, demo = template
+    copy = tmp_path / "hydra.db"
+    shutil.copyfile(settings.home / "hydra.db", copy)
+    settings = settings.model_copy(update={"db_url": f"sqlite:///{copy}"})
+    database = HydraDB(settings.db_url)
+    SHARED.clear()
+    yield database, settings, demo
+    database.dispose()
+
+
+def store(db, settings, user="labeler"):
+    SHARED.clear()
+    return HydraStore(db, PagesConfig(settings=settings, sync_mlflow_alias=False), user=user)
+
+
+# ---- empty database --------------------------------------------------------------------------------
+
+EMPTY_MESSAGES = {
+    "run": "No images yet",
+    "log": "Nothing flagged",
+    "library": "No plot types yet",
+    "labeler": "No plot types yet",
+    "status": "No pipeline activity",
+    "browser": "No images yet",
+    "trends": "No plot types yet",
+    "report": "No plot types yet",
+}
+
+
+def _text(viewable) -> str:  # type: ignore[no-untyped-def]
+    """Every HTML/Markdown/Alert text inside a rendered page (what a person would read)."""
+    import panel as pn
+
+    texts = []
+    for pane in viewable.select(lambda o: isinstance(o, pn.pane.HTML | pn.pane.Markdown | pn.pane.Alert)):
+        if getattr(pane, "visible", True) and pane.object:
+            texts.append(str(pane.object))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("slug", list(PAGE_CLASSES))
+def test_every_page_explains_an_empty_database(sqlite_db, hydra_home, slug):
+    make_users_only(sqlite_db)
+    page = PAGE_CLASSES[slug](store=store(sqlite_db, hydra_home, "viewer"))
+    assert EMPTY_MESSAGES[slug] in _text(page.__panel__())
+
+
+@pytest.mark.parametrize("slug", list(PAGE_CLASSES))
+def test_every_page_renders_the_demo(demo_db, slug):
+    db, settings, _demo = demo_db
+    text = _text(PAGE_CLASSES[slug](store=store(db, settings, "viewer")).__panel__())
+    assert text and EMPTY_MESSAGES[slug] not in text
+
+
+# ---- Run -------------------------------------------------------------------------------------------
+
+
+def test_run_page_announces_a_new_confirmed_bad(demo_db):
+    db, settings, _demo = demo_db
+    page = RunPage(store(db, settings))
+    assert page.alarms == [] and page.sound.beeps == 0  # old alarms do not sound when the page opens
+    image_id = add_bad_image(db, settings, "TOF_timing", 121265, 1)
+    page.refresh()
+    assert page.sound.beeps == 1 and page.alarm_pane.visible
+    assert "TOF_timing run 121265" in page.alarm_pane.object
+    assert page.cards[0].state == "bad"
+    assert f"hydra/image/{image_id}" in page.grid_pane.object
+    assert "last run <b>121265</b>" in page.status_pane.object
+    page.refresh()  # no new alarm, no new beep
+    assert page.sound.beeps == 1
+    page._dismiss()
+    assert not page.alarm_pane.visible
+
+
+def test_run_page_filters_by_group_and_flags_and_escapes(demo_db):
+    db, settings, demo = demo_db
+    db.write(lambda s: s.add(NewsLine(text="<script>alert(1)</script> beam off", created_by="<i>x</i>")))
+    page = RunPage(store(db, settings))
+    assert "showing <b>6 / 6</b>" in page.status_pane.object
+    assert "&lt;script&gt;" in page.status_pane.object and "<script>" not in page.status_pane.object
+    page.group = "FDC"
+    assert {c.plot_type for c in page.cards} == {"FDC_efficiency", "RF_FDC_selftiming"}
+    assert "showing <b>2 / 6</b>" in page.status_pane.object
+    page.group = "Calorimetry (system)"
+    assert {c.plot_type for c in page.cards} == {"BCAL_energy", "FCAL_hits"}
+    page.group = "All plot types"
+    page.only_flagged = True
+    assert page.cards and all(c.state in ("bad", "unconfirmed") for c in page.cards)
+    page.gradcam, page.opacity = True, 0.3
+    assert "hydra/gradcam/" in page.grid_pane.object and "opacity:0.30" in page.grid_pane.object
+    page.muted = True
+    assert page.sound.muted
+
+
+# ---- Log -------------------------------------------------------------------------------------------
+
+
+def test_log_page_window_kinds_and_daily_brief(demo_db):
+    db, settings, _demo = demo_db
+    page = LogPage(store(db, settings))
+    entries = [e for items in page.grouped.values() for e in items]
+    assert entries and list(page.grouped)[-1] == "Ungrouped"
+    page.kind = "confirmed Bad"
+    assert all(e.kind == "confirmed Bad" for items in page.grouped.values() for e in items)
+    page.kind = "all"
+    page.hours = 1
+    assert sum(len(v) for v in page.grouped.values()) < len(entries)
+    page.hours = 24
+    markdown = page.markdown_brief().getvalue()
+    assert markdown.startswith("# Hydra daily brief") and "## CDC" in markdown and "| time (UTC) |" in markdown
+    html = page.html_brief().getvalue()
+    assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html and "http" not in html
+
+
+def test_daily_brief_escapes_user_text():
+    from panel_app.queries import LogEntry
+
+    now = utcnow()
+    entry = LogEntry(1, 1, 1, "<b>x</b>|y", 5, 1, now, "Bad*", "#f00", 0.9, True, True, False, {}, "<img src=x>")
+    text = brief_markdown({"<script>": [entry]}, now - timedelta(hours=1), now)
+    assert "<script>" not in text and "<img" not in text and "\\|y" in text
+
+
+# ---- Library ---------------------------------------------------------------------------------------
+
+
+def test_library_read_only_for_viewer_and_editable_for_expert(demo_db):
+    db, settings, demo = demo_db
+    viewer = LibraryPage(store(db, settings, "viewer"))
+    viewer.plot_type = demo.plot_types["FCAL_hits"]
+    assert "★" in viewer.models_pane.object and viewer.selected().active
+    assert not viewer.save_threshold.visible and "read-only" in viewer.permission_note.object
+    bad = demo.labels["FCAL_hits"]["Bad"]
+    assert viewer.edit_threshold(bad, 0.2) is False  # the callback itself refuses, widget hidden or not
+    assert "Refused" in viewer.feedback.object
+    viewer.model_id = demo.models["FCAL_hits"][0]
+    assert viewer.activate() is False
+    with db.read() as s:
+        assert s.scalar(select(Threshold.value).where(Threshold.label_id == bad,
+                                                      Threshold.model_id == demo.models["FCAL_hits"][1])) == 0.7
+    expert = LibraryPage(store(db, settings, "expert"))
+    expert.plot_type = demo.plot_types["FCAL_hits"]
+    assert expert.save_threshold.visible
+    assert expert.edit_threshold(bad, 0.33) is True and "0.700 → 0.330" in expert.feedback.object
+    assert "0.330" in expert.thresholds_pane.object
+    expert.model_id = demo.models["FCAL_hits"][0]
+    assert expert.activate_button.visible and expert.activate() is True
+    assert expert.selected().active and any(n.startswith("★ v1") for n in expert.param.model_id.names)
+    tabs = [name for name, _ in zip(expert.tabs._names, expert.tabs, strict=False)]
+    assert tabs == ["Confusion matrix", "Loss & accuracy", "Thresholds"]
+
+
+# ---- Labeler ---------------------------------------------------------------------------------------
+
+
+def test_labeler_paint_twenty_and_apply_stores_twenty_and_refills(demo_db):
+    db, settings, demo = demo_db
+    page = LabelerPage(store(db, settings, "labeler"))
+    page.plot_type = demo.plot_types["CDC_occupancy"]
+    queued = page.counts[page.plot_type]
+    shown = [t.image_id for t in page.tiles]
+    assert len(shown) == min(50, queued) and page.tiles[0].priority == 0
+    page.grid.selected = 1  # "Bad"
+    page.grid.painted = {str(i): demo.labels["CDC_occupancy"]["Bad"] for i in shown[:20]}
+    assert page.apply() == 20
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(LabelHistory).where(LabelHistory.image_id.in_(shown[:20]))) == 20
+    assert page.counts[page.plot_type] == queued - 20
+    assert not set(shown[:20]) & {t.image_id for t in page.tiles}  # refilled with the next images
+    assert page.grid.painted == {} and "Stored 20" in page.feedback.object
+
+
+def test_labeler_label_all_and_refusal_for_viewer(demo_db):
+    db, settings, demo = demo_db
+    page = LabelerPage(store(db, settings, "viewer"))
+    page.plot_type = demo.plot_types["CDC_occupancy"]
+    assert "read only" in page.info.object
+    page.label_all()
+    assert len(page.grid.painted) == len(page.tiles)
+    assert page.apply() is None and "Refused" in page.feedback.object
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Image).where(
+            Image.id.in_([t.image_id for t in page.tiles]), Image.label_id.is_not(None))) == 0
+    assert len(page.grid.painted) == len(page.tiles)  # the paint stays, nothing is lost
+
+
+def test_labeler_editor_mode_filters_and_pages(demo_db):
+    db, settings, demo = demo_db
+    page = LabelerPage(store(db, settings, "labeler"), page_size=20)
+    page.plot_type = demo.plot_types["CDC_occupancy"]
+    page.mode = EDITOR
+    first = [t.image_id for t in page.tiles]
+    assert len(first) == 20 and all(t.label_id is not None for t in page.tiles)
+    page.next_page()
+    second = [t.image_id for t in page.tiles]
+    assert second and not set(first) & set(second)
+    page.previous_page()
+    assert [t.image_id for t in page.tiles] == first
+    page.editor_label = demo.labels["CDC_occupancy"]["Good"]
+    assert all(t.label_id == demo.labels["CDC_occupancy"]["Good"] for t in page.tiles)
+    page.start = utcnow() - timedelta(hours=30)
+    assert all(t.labeled_at >= page.start for t in page.tiles)
+    # relabel in editor mode: Good -> NoData
+    target = page.tiles[0].image_id
+    page.grid.painted = {str(target): demo.labels["CDC_occupancy"]["NoData"]}
+    assert page.apply() == 1
+    with db.read() as s:
+        assert s.get(Image, target).label_id == demo.labels["CDC_occupancy"]["NoData"]
+
+
+# ---- Status, Browser, Trends, Report ---------------------------------------------------------------
+
+
+def test_status_page_heartbeats_and_stage_summaries(demo_db):
+    db, settings, _demo = demo_db
+    page = StatusPage(store(db, settings))
+    assert "last updated" in page.beats_pane.object and "predict: median" in page.summary_pane.object
+    assert len(page.charts) == 3
+    now = utcnow()
+    assert beat_state(now - timedelta(seconds=5), now) == "ok" and beat_state(now - timedelta(hours=1), now) == "stale"
+    means = per_run_means([("predict", 10.0, 2, now), ("predict", 30.0, 2, now), ("predict", 5.0, 1, now)])
+    assert means == {"predict": ([1, 2], [5.0, 20.0])}
+
+
+def test_browser_page_filters_and_pages(demo_db):
+    db, settings, demo = demo_db
+    page = BrowserPage(store(db, settings), page_size=30)
+    total = page.total
+    assert len(page.tiles) == 30 and "of " in page.pager.object
+    page.next_page()
+    assert page.page == 1 and page.tiles
+    page.group = "BCAL"
+    assert page.page == 0 and {t.plot_type_id for t in page.tiles} == {demo.plot_types["BCAL_energy"]}
+    page.group = ""
+    page.label_source, page.label_name = "model", "Bad"
+    assert page.total < total and all(t.model_label_id is not None for t in page.tiles)
+    page.run_min, page.run_max = 121264, 121264
+    assert {t.run for t in page.tiles} == {121264}
+
+
+def test_trends_page_points_and_thresholds(demo_db):
+    db, settings, demo = demo_db
+    page = TrendsPage(store(db, settings))
+    page.plot_type = demo.plot_types["BCAL_energy"]
+    assert len(page.points) == 12 and page.thresholds == {"Good": 0.75, "Bad": 0.7, "Hot": 0.7}
+    page.hours = 0.25
+    assert page.points == [] and "No classification" in page.note.object
+
+
+def test_report_page_one_click_fix_checks_permission(demo_db):
+    db, settings, demo = demo_db
+    viewer = ReportPage(store(db, settings, "viewer"))
+    viewer.plot_type = demo.plot_types["FDC_efficiency"]
+    item = viewer.items[0]
+    assert "Read only" in viewer.header.object
+    assert viewer.fix(item.image_id, item.model_label_id) is False
+    labeler = ReportPage(store(db, settings, "labeler"))
+    labeler.plot_type = demo.plot_types["FDC_efficiency"]
+    assert labeler.fix(item.image_id, item.model_label_id) is True
+    assert next(i for i in labeler.items if i.image_id == item.image_id).fixed
