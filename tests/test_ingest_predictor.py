@@ -1,0 +1,101 @@
+"""The warm predictor service: started on demand, same answers as in-process, errors carried across."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from hydra_assets.ingest.feeder import prepare
+from hydra_assets.ingest.predictor import (
+    InProcessClassifier,
+    InputSizeMismatch,
+    ServiceClassifier,
+    ensure_service,
+)
+from test_ingest_support import (  # noqa: F401 - fixtures
+    PLOT,
+    activate,
+    drop,
+    home,
+    metadata,
+    model_files,
+    png_bytes,
+    run_request,
+    tick,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
+
+
+@pytest.fixture
+def service(home, sqlite_db, model_files):
+    """A running service for this home (with the 'bad' model active), stopped by its pid afterwards."""
+    activate(sqlite_db, model_files["bad"])
+    client = ensure_service(home, wait_s=180)
+    assert client is not None, (home.home / "run" / "predictor.log").read_text()
+    pid = client.ping()["pid"]
+    yield client
+    os.kill(pid, signal.SIGTERM)
+
+
+def batch(home, n=3):
+    paths = []
+    for i in range(n):
+        path = home.images_dir / f"x{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png_bytes(i))
+        paths.append(path)
+    return np.stack([prepare(p, (32, 32)) for p in paths])
+
+
+def test_service_answers_like_in_process(home, sqlite_db, service, tmp_path):
+    images = batch(home)
+    paths = [str(tmp_path / f"cam{i}.png") for i in range(3)]
+    remote = service.classify(PLOT, images, paths)
+    local = InProcessClassifier(sqlite_db, home).classify(PLOT, images, [None] * 3)
+    assert remote.where.startswith("service pid") and local.where.startswith("in-process")
+    assert remote.model_key == local.model_key and remote.label_names == ["Good", "Bad"]
+    np.testing.assert_allclose(remote.weights, local.weights, atol=1e-6)
+    assert sorted(remote.gradcams) == [0, 1, 2] and all(os.path.isfile(p) for p in remote.gradcams.values())
+    with pytest.raises(InputSizeMismatch) as mismatch:
+        service.classify(PLOT, np.zeros((1, 16, 16, 3), np.uint8), [None])
+    assert mismatch.value.size == (32, 32)
+
+
+def test_service_reports_model_load_errors(home, sqlite_db, service, model_files):
+    from hydra_assets.ml.active import ModelLoadError, register_local_model
+
+    register_local_model(sqlite_db, PLOT, model_files["corrupt"], ["Good", "Bad"], input_size=(32, 32))
+    with pytest.raises(ModelLoadError, match="corrupt.keras"):
+        service.classify(PLOT, batch(home, 1), [None])
+
+
+def test_second_service_for_the_same_home_exits(home, service):
+    started = time.monotonic()
+    second = subprocess.run([sys.executable, "-m", "hydra_assets.ingest.predictor", "--home", str(home.home),
+                             "--db-url", home.db_url, "--no-warm"], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and "already running" in second.stderr
+    assert time.monotonic() - started < 60
+    assert service.ping()["pid"]
+
+
+def test_chunk_job_uses_the_warm_service(home, service):
+    instance = dg.DagsterInstance.ephemeral()
+    drop(home.input_dir, f"{PLOT}-40-0001.png", png_bytes(1))
+    (request,) = tick(instance, mode="service").run_requests
+    run = run_request(instance, request, mode="service")
+    assert str(metadata(run, "inference")["where"]).startswith("service pid")
+    assert metadata(run, "inference")["gradcams"] == 1
+
+
+def test_unreachable_service_is_none_without_spawning(home):
+    assert ensure_service(home, wait_s=0.5, spawn=False) is None
+    with pytest.raises(Exception, match="not reachable"):
+        ServiceClassifier(home).ping()
