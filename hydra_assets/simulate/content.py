@@ -328,7 +328,7 @@ def fcal_energy(failure: str | None, base: Generator, defect: Generator) -> Hist
         wide = width * defect.uniform(2.5, 4.0)
         mean, detail = spectrum(1.0, wide), f"MIP width {wide:.0f} MeV instead of {width:.0f} MeV"
     elif failure == "hot_channel":
-        first = int(defect.integers(8, len(e) - 2))
+        first = int(defect.integers(24, len(e) - 2))  # above 120 MeV, where a spike stands out
         bins = slice(first, first + int(defect.integers(1, 3)))
         mean = mean.copy()
         mean[bins] += np.maximum(mean[bins], 20.0 * scale) * defect.uniform(15.0, 40.0)

@@ -107,7 +107,7 @@ class _Canvas:
         self.axes.set_autoscale_on(False)
         self.axes.set_xlabel(style.x_title, loc="right", fontsize=9)
         self.axes.set_ylabel(style.y_title, loc="top", fontsize=9)
-        self.axes.tick_params(which="both", direction="in", top=True, right=True, labelsize=8)
+        self.axes.tick_params(which="both", direction="in", top=False, right=False, labelsize=8)
         self.axes.minorticks_on()
         self.figure.text(0.36, 0.93, style.title, ha="center", va="center", fontsize=11)
         self.run_text = self.figure.text(0.36, 0.855, "", ha="center", va="center", fontsize=8.5, color="#333333")
