@@ -192,6 +192,8 @@ def test_write_chunk_bad_fraction_and_images_per_chunk(tmp_path: Path) -> None:
     assert len(one) == 1 and one[0]["plot_type"] in two
     with pytest.raises(SimulationError, match="between 0 and 1"):
         write_chunk(tmp_path, run=1, chunk=4, bad_fraction=1.5, seed=1)
+    with pytest.raises(SimulationError, match="no plot types selected"):
+        write_chunk(tmp_path, run=1, chunk=4, plot_types=[], seed=1)
     with pytest.raises(SimulationError, match="between 1 and 2"):
         write_chunk(tmp_path, run=1, chunk=4, plot_types=two, seed=1, images_per_chunk=3)
 

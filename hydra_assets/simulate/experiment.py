@@ -230,8 +230,8 @@ def write_chunk(
     are appended to the hidden `folder/.manifest.jsonl`; no side-cars, since `folder` is usually the incoming
     folder where only images belong.
     """
-    plan = plan_chunk(run=run, chunk=chunk, plot_types=plot_types or PLOT_TYPE_NAMES, bad_fraction=bad_fraction,
-                      seed=seed, images_per_chunk=images_per_chunk)
+    plan = plan_chunk(run=run, chunk=chunk, plot_types=PLOT_TYPE_NAMES if plot_types is None else plot_types,
+                      bad_fraction=bad_fraction, seed=seed, images_per_chunk=images_per_chunk)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records = []
