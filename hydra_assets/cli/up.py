@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import time
@@ -41,11 +43,12 @@ def build_services(
            "PYTHONUNBUFFERED": "1"}
     workspace = ["-w", str(REPO / "workspace.yaml")] if (REPO / "workspace.yaml").exists() else [
         "-m", "hydra_assets.definitions"]
+    mlflow_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job runners: 8 idle processes
     services = [
         Service("MLflow UI", [_tool("mlflow"), "server", "--backend-store-uri", config.mlflow_tracking_uri,
                               "--default-artifact-root", str(config.mlflow_artifact_root),
                               "--host", host, "--port", str(mlflow_port), "--workers", "1"],
-                env=env, port=mlflow_port, host=host, ready_url=f"http://{host}:{mlflow_port}/health",
+                env=mlflow_env, port=mlflow_port, host=host, ready_url=f"http://{host}:{mlflow_port}/health",
                 url=f"http://{host}:{mlflow_port}", log_path=logs / "mlflow.log"),
         Service("Dagster daemon", [_tool("dagster-daemon"), "run", *workspace], env=env, log_path=logs / "daemon.log"),
         Service("Dagster UI", [_tool("dagster-webserver"), "-h", host, "-p", str(dagster_port), *workspace],
@@ -61,6 +64,56 @@ def build_services(
         services.append(Service("demo feeder", [_tool("hydra"), "demo-feed", "--interval", str(feed_interval)],
                                 env=env, log_path=logs / "demo-feeder.log"))
     return services
+
+
+def start_predictor(config: HydraSettings) -> None:
+    """Warm the predictor service (TensorFlow + active models) now, so the first chunk is classified quickly."""
+    from hydra_assets.ingest.predictor import ensure_service
+
+    ensure_service(config, wait_s=0.0)
+
+
+def predictor_pids(config: HydraSettings) -> list[int]:
+    """Predictor services of this Hydra home, found by command line (their socket name changes with the code)."""
+    wanted = ["-m", "hydra_assets.ingest.predictor", "--home", str(config.home)]
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if all(part in argv for part in wanted):
+            pids.append(int(proc.name))
+    return pids
+
+
+def stop_predictor(config: HydraSettings, *, grace: float = 10.0) -> None:
+    """Stop this home's predictor services: they run detached from the runs that start them."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        pids = predictor_pids(config)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _alive(pid)]
+            time.sleep(0.2)
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(")")[-1].split()[0] != "Z"  # a zombie is dead for us
+    except OSError:
+        return False
 
 
 @click.command()
@@ -113,9 +166,11 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     click.echo("starting services…")
+    start_predictor(config)
     try:
         supervisor.start_all()
     except ServiceError as error:
+        stop_predictor(config)
         raise click.ClickException(str(error)) from error
     click.echo("all services up:")
     for service in services:
@@ -137,6 +192,7 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     finally:
         click.echo("stopping services…")
         supervisor.stop_all()
+        stop_predictor(config)
         click.echo("stopped.")
     if not stopping["now"]:
         sys.exit(1)
