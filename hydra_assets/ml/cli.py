@@ -104,7 +104,7 @@ def run_training(
     import dagster as dg
 
     from hydra_assets.assets.training import TRAINING_ASSETS
-    from hydra_assets.jobs.training import train_plot_type
+    from hydra_assets.jobs.training import train_plot_type as training_job
     from hydra_assets.partitions import plot_type as partitions
     from hydra_assets.resources.hydra import HydraResource
     from hydra_assets.resources.mlflow import MlflowResource
@@ -116,12 +116,12 @@ def run_training(
     if not instance.has_dynamic_partition(partitions.name, plot_type):
         instance.add_dynamic_partitions(partitions.name, [plot_type])
     defs = dg.Definitions(
-        assets=TRAINING_ASSETS, jobs=[train_plot_type],
+        assets=TRAINING_ASSETS, jobs=[training_job],
         resources={"hydra": HydraResource(home=str(config.home), db_url=config.db_url),
                    "mlflow": MlflowResource(tracking_uri=config.mlflow_tracking_uri,
                                             artifact_root=str(config.mlflow_artifact_root))},
     )
-    job = defs.resolve_job_def(train_plot_type.name)
+    job = defs.resolve_job_def(training_job.name)
     try:
         return job.execute_in_process(run_config=run_config, instance=instance, partition_key=plot_type,
                                       tags=tags or {}, raise_on_error=True)
@@ -220,10 +220,42 @@ def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_s
     one run of the `train_plot_type` job (visible in the Dagster UI); each step is an MLflow run and the
     model is registered as `hydra-PLOT_TYPE`.
     """
+    summary = train_plot_type(
+        plot_type_name, topology=topology, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        input_size=_size(input_size), weights_path=weights_path, sampling=sampling, min_per_label=min_per_label,
+        max_per_label=max_per_label, validation_fraction=validation_fraction, seed=seed, activate=activate,
+        progress=progress, user_name=user_name,
+    )
+    echo_json(summary)
+
+
+def train_plot_type(
+    plot_type_name: str,
+    *,
+    topology: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    input_size: list[int] | None = None,
+    weights_path: str | None = None,
+    sampling: str = "balanced",
+    min_per_label: int = 10,
+    max_per_label: int = 0,
+    validation_fraction: float = 0.2,
+    seed: int = 12345,
+    activate: str = "never",
+    progress: bool = False,
+    user_name: str = "cli",
+    config=None,  # type: ignore[no-untyped-def]
+) -> dict[str, Any]:
+    """`hydra train` as a function (the demo and scripts call it): runs the job, returns the JSON summary.
+
+    Raises `CatalogError` (refusals, e.g. `TrainingRefused`) and `PermissionDenied` like the pages do.
+    """
     from hydra_assets import catalog
     from hydra_assets.ml.training import add_progress_listener, configure_tensorflow
 
-    config = settings()
+    config = config or settings()
     db = database(config)
     with db.read() as s:
         plot_id = catalog.get_plot_type(s, plot_type_name).id
@@ -243,7 +275,7 @@ def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_s
                                         "min_per_label": min_per_label, "max_per_label": max_per_label,
                                         "seed": seed}},
             "model": {"config": {"topology": topology or "", "epochs": epochs or 0, "batch_size": batch_size or 0,
-                                 "learning_rate": learning_rate or 0.0, "input_size": _size(input_size),
+                                 "learning_rate": learning_rate or 0.0, "input_size": list(input_size or []),
                                  "weights_path": os.path.abspath(weights_path) if weights_path else "",
                                  "seed": seed, "created_by": user}},
             "thresholds": {"config": {"activate": activate, "user": user}},
@@ -256,7 +288,10 @@ def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_s
                                                                         "hydra/plot_type": plot_type_name})
     finally:
         stop()
-    echo_json(training_summary(db, plot_type_name, result.run_id))
+    try:
+        return training_summary(db, plot_type_name, result.run_id)
+    finally:
+        db.dispose()
 
 
 # ---- hydra model ---------------------------------------------------------------------------------
