@@ -173,6 +173,9 @@ def test_pipeline_records_everything_in_hydra_db_and_mlflow(sqlite_db: HydraDB, 
     assert active.thresholds == pytest.approx(thresholds.thresholds)
     assert active.predict(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 3)
     assert list((hydra_home.models_dir / "hydra-T1" / "1").rglob("*.keras"))
+    with sqlite_db.read() as s:  # the recorded predictions come back from the model's MLflow run too
+        predictions = training.load_predictions(hydra_home, tracking, s.get(Model, model.model_id))
+    assert predictions.weights.shape == (30, 3) and sorted(set(predictions.split)) == ["train", "validation"]
 
     # a second training: `never` leaves version 1 active; explicit activation moves the alias
     _, second, again, _ = _train(sqlite_db, hydra_home, tracking, activate="never", epochs=1, run_id="r2")
