@@ -127,6 +127,29 @@ def test_hostile_or_wrong_names_are_refused_with_a_reason(name):
     assert "bad file name" in out.rejected[0].reason
 
 
+def test_complete_trailer_detection(tmp_path):
+    import io
+
+    from PIL import Image as PILImage
+
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(png, format="PNG")
+    PILImage.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    cases = {"a.png": png.getvalue(), "b.png": png.getvalue()[:-5], "c.jpg": jpeg.getvalue(),
+             "d.jpeg": jpeg.getvalue()[:-1], "e.txt": png.getvalue(), "f.png": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert {n for n in cases if scan.has_complete_trailer(tmp_path / n)} == {"a.png", "c.jpg"}
+    assert not scan.has_complete_trailer(tmp_path / "missing.png")
+
+
+def test_young_file_with_complete_trailer_is_ready():
+    item = seen("RF_FDC-1-2.png", age=0.1)
+    out = scan.triage([item], now_ns=NOW, min_age_s=1.0, regex=REGEX, plot_types={"RF_FDC": True},
+                      complete=lambda path: True)
+    assert len(out.candidates) == 1 and out.waiting == 0
+
+
 def test_pending_files_are_not_requested_twice():
     item = seen("RF_FDC-1-2.png")
     out = sort_out(item, pending=frozenset({item.fingerprint}))

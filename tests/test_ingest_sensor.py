@@ -35,7 +35,13 @@ def quarantined(db) -> dict[str, str]:
 def test_sensor_is_running_by_default_with_a_short_interval():
     sensor = defs.resolve_sensor_def("incoming_images")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds <= 5
+    assert sensor.minimum_interval_seconds < 5  # one tick per 5-s daemon loop, not one per two
+
+
+def test_minimum_interval_avoids_skipping_daemon_loops():
+    from hydra_assets.sensors.incoming import minimum_interval
+
+    assert minimum_interval(5) == 3 and minimum_interval(1) == 1 and minimum_interval(30) == 29
 
 
 def test_one_run_per_run_number_carrying_its_chunks(home, instance, sqlite_db):
@@ -82,6 +88,14 @@ def test_half_written_file_waits_until_complete(home, instance, monkeypatch):
     os.utime(path, (stamp, stamp))
     result = tick(instance, result.cursor)
     assert [f.digest for f in files_of(result.run_requests[0])] == [__import__("hashlib").sha256(data).hexdigest()]
+
+
+def test_a_young_but_complete_image_does_not_wait_for_the_minimum_age(home, instance, monkeypatch):
+    monkeypatch.setenv("HYDRA_MIN_FILE_AGE_SECONDS", "30")
+    drop(home.input_dir, f"{PLOT}-5-0001.png", png_bytes(1), age=0)  # complete PNG, renamed just now
+    drop(home.input_dir, f"{PLOT}-5-0002.png", png_bytes(2)[:-20], age=0)  # no IEND yet: still written
+    result = tick(instance)
+    assert [f.name for f in files_of(result.run_requests[0])] == [f"{PLOT}-5-0001.png"]
 
 
 def test_temporary_names_are_left_alone(home, instance):

@@ -279,6 +279,11 @@ class _Server:
         self.config, self.idle_s = config, idle_s
         self.db = HydraDB(config.db_url)
         self.classifier = InProcessClassifier(self.db, config)
+        # This process exists to keep every active model warm: a Hall with 80+ plot types must not cycle
+        # models through the small default cache of hydra_assets.ml.active.
+        from hydra_assets.ml import active
+
+        active.CACHE_SIZE = max(active.CACHE_SIZE, int(os.environ.get("HYDRA_PREDICTOR_MODELS", "128")))
         self.started = time.time()
         self.last_request = time.monotonic()
         self.busy = 0
@@ -290,14 +295,15 @@ class _Server:
         from sqlalchemy import select
 
         from hydra_assets.db.models import Model, PlotType
-        from hydra_assets.ml.active import CACHE_SIZE, load_active_model
+        from hydra_assets.ml import active as active_models
+        from hydra_assets.ml.active import load_active_model
 
         import keras  # noqa: F401 - the import is the point
 
         with self.db.read() as s:
             names = list(s.scalars(select(PlotType.name).join(Model, Model.plot_type_id == PlotType.id)
                                    .where(Model.active.is_(True), PlotType.enabled.is_(True))
-                                   .order_by(Model.activated_at.desc()).limit(CACHE_SIZE)))
+                                   .order_by(Model.activated_at.desc()).limit(active_models.CACHE_SIZE)))
         warmed = []
         for name in names:
             try:

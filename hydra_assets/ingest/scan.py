@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,10 @@ class Seen:
         return hashlib.blake2b(raw, digest_size=FINGERPRINT_CHARS // 2).hexdigest()
 
     def age_s(self, now_ns: int) -> float:
-        return (now_ns - self.mtime_ns) / 1e9
+        """Seconds since the last write; a future mtime (a writer's wrong clock) falls back to the ctime,
+        which the kernel stamps with its own clock, so such a file is not left waiting forever."""
+        changed = self.mtime_ns if self.mtime_ns <= now_ns else min(self.ctime_ns, now_ns)
+        return (now_ns - changed) / 1e9
 
 
 def list_incoming(folder: Path) -> list[Seen]:
@@ -74,6 +77,31 @@ def list_incoming(folder: Path) -> list[Seen]:
 
 def is_temporary(name: str) -> bool:
     return name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
+
+
+PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+JPEG_TRAILER = b"\xff\xd9"
+
+
+def has_complete_trailer(path: Path) -> bool:
+    """True when the file already ends like a complete PNG (IEND) or JPEG (EOI): no longer being written.
+
+    Lets a young file through without waiting for the minimum age (a tick, 5 s, for one that just missed
+    it); a half-written or truncated file has no trailer and still waits.
+    """
+    suffix = path.suffix.lower()
+    trailer = PNG_TRAILER if suffix == ".png" else JPEG_TRAILER if suffix in (".jpg", ".jpeg") else None
+    if trailer is None:
+        return False
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() < len(trailer):
+                return False
+            handle.seek(-len(trailer), os.SEEK_END)
+            return handle.read(len(trailer)) == trailer
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -100,11 +128,13 @@ def triage(
     plot_types: Mapping[str, bool],
     pending: frozenset[str] = frozenset(),
     abandoned_after_s: float = ABANDONED_AFTER_S,
+    complete: Callable[[Path], bool] = has_complete_trailer,
 ) -> Triage:
     """Sort entries into candidates, refusals (with the reason a person reads) and files to wait for.
 
     `plot_types` maps known plot type names to whether they are enabled.  A file younger than
-    `min_age_s` (by mtime) may still be written to; so may a file under a temporary name.
+    `min_age_s` (by mtime) may still be written to, unless it already ends like a complete image; a file
+    under a temporary name is being written.
     """
     out = Triage()
     for item in seen:
@@ -119,7 +149,7 @@ def triage(
                 out.rejected.append(Rejected(item, f"temporary file left unchanged for {age / 3600:.1f} h "
                                                    "(writers should rename it when complete)"))
             continue
-        if age < min_age_s:
+        if age < min_age_s and not (item.kind == "file" and complete(item.path)):
             out.waiting += 1
             continue
         if item.kind == "symlink":

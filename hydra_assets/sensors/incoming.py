@@ -15,13 +15,26 @@ from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
 
 
+DAEMON_LOOP_SECONDS = 5  # dagster/_daemon/sensor.py MIN_INTERVAL_LOOP_TIME: sensors are looked at every 5 s
+
+
+def minimum_interval(wanted: int) -> int:
+    """The sensor's `minimum_interval_seconds` for ticks every `wanted` seconds.
+
+    The daemon looks at sensors once per 5-s loop and skips a sensor whose last tick is younger than its
+    minimum interval.  Asking for exactly 5 s therefore skips every other loop (ticks alternate 5 s and
+    10 s apart — measured), so at or below the loop time we ask for less and get one tick per loop.
+    """
+    return max(1, wanted - 2) if wanted <= DAEMON_LOOP_SECONDS + 2 else wanted - 1
+
+
 def _interval() -> int:
     try:
         from hydra_assets.settings import load_settings
 
-        return load_settings().sensor_interval_seconds
+        return minimum_interval(load_settings().sensor_interval_seconds)
     except Exception:  # noqa: BLE001 - a bad setting must not break loading the code location
-        return 5
+        return minimum_interval(DAEMON_LOOP_SECONDS)
 
 
 @dg.sensor(

@@ -1,0 +1,544 @@
+"""Ingestion benchmark: latency from file landed to classified, pipeline/model throughput, drain times.
+
+    .venv/bin/python bench/ingest.py                 # all three parts, printing their figures
+    .venv/bin/python bench/ingest.py --parts latency --chunks 24 --variant queued-threads
+    .venv/bin/python bench/ingest.py --parts latency --chunks 8 --variant all   # compare set-ups
+
+(a) latency: a fresh Hydra home, `dagster dev` (webserver, daemon, code server) with the repository's
+    dagster.yaml, the sensor running; chunks of the six demo plot types (480x360 PNGs from
+    `hydra simulate`'s renderer, compact models at 128x128) are written under a temporary name and renamed
+    into the incoming folder every few seconds.  Latency = inference row's `classified_at` − rename time;
+    the breakdown per chunk comes from Dagster's run and event records and Hydra's stage timings.
+(b) throughput ratio: the chunk job (dg.materialize, in this process, model warm) on N images vs the bare
+    Keras model on the same N preprocessed images, in the same process.
+(c) drain: with the daemon running, a Hall-B-like chunk (81 plot types x 1 image) and a burst of 1,000
+    images of one run, timed from the last rename to the last inference row.
+
+Everything runs in a temporary folder; processes started here are stopped by their ids at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEMO_SIZE = (128, 128)
+
+# Dagster instance variants compared by --variant (dagster.yaml written into the bench's DAGSTER_HOME).
+VARIANTS = {
+    "queued-threads": {"yaml": "repo", "env": {}},  # what ships: dagster.yaml as in the repository
+    "queued-nothreads-5s": {"yaml": "queued_default", "env": {}},  # QueuedRunCoordinator defaults
+    "default-coordinator": {"yaml": "default", "env": {}},  # no queue: the sensor daemon launches at once
+    "multiprocess": {"yaml": "repo", "env": {"HYDRA_EXECUTOR": "multiprocess"}},  # a process per step
+    "no-predictor-service": {"yaml": "repo", "env": {"HYDRA_PREDICTOR": "inprocess"}},  # TF in every run
+}
+YAML_VARIANTS = {
+    "queued_default": "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
+                      "telemetry:\n  enabled: false\n",
+    "default": "telemetry:\n  enabled: false\n",
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * q
+    lo, hi = int(index), min(int(index) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (index - lo)
+
+
+def epoch(moment: datetime) -> float:
+    return moment.replace(tzinfo=UTC).timestamp()
+
+
+# ---- images -----------------------------------------------------------------------------------------------
+
+
+class ImagePool:
+    """Realistic plots rendered once; each drop gets unique bytes via a PNG text chunk (same pixels)."""
+
+    def __init__(self, variants: int = 3) -> None:
+        from hydra_assets.simulate.experiment import PLOT_TYPE_NAMES, generate_image
+
+        self.names = list(PLOT_TYPE_NAMES)
+        self.pngs: list[bytes] = []
+        for i, name in enumerate(self.names):
+            for v in range(variants):
+                label = "Bad" if v == variants - 1 else None
+                try:
+                    data, _ = generate_image(name, run=1, chunk=v, label=label, seed=1000 * i + v)
+                except Exception:  # noqa: BLE001 - a plot type without a "Bad" failure mode
+                    data, _ = generate_image(name, run=1, chunk=v, seed=1000 * i + v)
+                self.pngs.append(data)
+        self.counter = 0
+
+    def unique(self, index: int) -> bytes:
+        self.counter += 1
+        data = self.pngs[index % len(self.pngs)]
+        text = b"Comment\0bench " + str(self.counter).encode()
+        chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+        return data[:-12] + chunk + data[-12:]  # before IEND
+
+
+def write_atomically(folder: Path, name: str, data: bytes) -> float:
+    """Write under a temporary name, rename; returns the rename time."""
+    temporary = folder / f".{name}.bench.tmp"
+    temporary.write_bytes(data)
+    os.replace(temporary, folder / name)
+    return time.time()
+
+
+# ---- a Hydra home --------------------------------------------------------------------------------------------
+
+
+def make_home(root: Path, plot_types: list[str], *, topology: str = "compact", size=DEMO_SIZE, env=None):
+    """Initialise a home with `plot_types`, each with an (untrained) active model of `topology`."""
+    os.environ["HYDRA_HOME"] = str(root)
+    for key in ("HYDRA_DB_URL", "DAGSTER_HOME", "HYDRA_INPUT_DIR", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(key, None)
+    os.environ.update(env or {})
+    from hydra_assets import catalog
+    from hydra_assets.cli.manage import initialise
+    from hydra_assets.db.engine import HydraDB
+    from hydra_assets.ml.active import register_local_model
+    from hydra_assets.ml.topologies import build_model
+    from hydra_assets.settings import load_settings
+
+    config = load_settings()
+    initialise(config)
+    db = HydraDB(config.db_url)
+    model_path = root / f"{topology}.keras"
+    if not model_path.exists():
+        build_model(topology, (*size, 3), 2).save(model_path)
+    for name in plot_types:
+        db.write(lambda s, n=name: catalog.add_plot_type(s, n, "Good,Bad", "Bad", collect_percent=5.0,
+                                                         topology=topology, input_size=size))
+        register_local_model(db, name, model_path, ["Good", "Bad"], topology=topology, input_size=size)
+    return config, db
+
+
+def add_plot_types(config, db, names: list[str], topology: str = "compact", size=DEMO_SIZE) -> None:
+    from hydra_assets import catalog
+    from hydra_assets.ml.active import register_local_model
+
+    model_path = config.home / f"{topology}.keras"
+    for name in names:
+        db.write(lambda s, n=name: catalog.add_plot_type(s, n, "Good,Bad", "Bad", collect_percent=5.0,
+                                                         topology=topology, input_size=size))
+        register_local_model(db, name, model_path, ["Good", "Bad"], topology=topology, input_size=size)
+
+
+# ---- dagster dev -----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dagster_dev(config, variant: str) -> Iterator[subprocess.Popen]:
+    """`dagster dev` on the home's DAGSTER_HOME with the variant's dagster.yaml; stopped by its process group."""
+    spec = VARIANTS[variant]
+    dagster_home = config.dagster_home
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if spec["yaml"] == "repo":
+        shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    else:
+        (dagster_home / "dagster.yaml").write_text(YAML_VARIANTS[spec["yaml"]])
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "HYDRA_HOME": str(config.home), **spec["env"]}
+    out = (config.home / f"dagster-dev-{variant}.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-m", "hydra_assets.definitions", "-p", str(free_port()),
+         "-h", "127.0.0.1"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        out.close()
+
+
+def stop_predictor(config) -> None:
+    from hydra_assets.ingest.predictor import PredictorUnavailable, ServiceClassifier
+
+    with contextlib.suppress(PredictorUnavailable, KeyError, ProcessLookupError):
+        pid = ServiceClassifier(config, timeout_s=5).ping()["pid"]
+        os.kill(pid, signal.SIGTERM)
+        log(f"stopped predictor service pid {pid}")
+
+
+def wait_for_sensor(db, timeout: float = 240.0) -> float:
+    from hydra_assets.db.models import Heartbeat
+
+    started = time.time()
+    while time.time() - started < timeout:
+        with db.read() as s:
+            beat = s.get(Heartbeat, "sensor")
+            if beat is not None and epoch(beat.beat_at) > started:
+                return time.time() - started
+        time.sleep(0.5)
+    raise RuntimeError("the sensor never ticked; see the dagster dev log in the bench home")
+
+
+def wait_classified(db, names: set[str], run: int, timeout: float) -> dict[str, float]:
+    """File name -> classified_at (epoch) once every file of `names` in run `run` has an inference."""
+    from sqlalchemy import select
+
+    from hydra_assets.db.models import Image, Inference
+
+    deadline = time.time() + timeout
+    found: dict[str, float] = {}
+    while time.time() < deadline:
+        with db.read() as s:
+            rows = s.execute(select(Image.file_name, Inference.classified_at).join(Inference, Inference.image_id == Image.id)
+                             .where(Image.run_number == run, Image.file_name.in_(list(names - set(found)))))
+            for name, when in rows:
+                found.setdefault(name, epoch(when))
+        if len(found) == len(names):
+            return found
+        time.sleep(0.1)
+    raise TimeoutError(f"{len(names) - len(found)} of {len(names)} images of run {run} not classified in {timeout:.0f} s")
+
+
+# ---- (a) latency -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkTiming:
+    chunk: int
+    landed: float
+    classified: dict[str, float]
+    parts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def image_latencies(self) -> list[float]:
+        return [t - self.landed for t in self.classified.values()]
+
+
+def dagster_breakdown(instance, run: int, chunk: int, landed: float, classified: float) -> dict[str, float]:
+    """Where the time between landing and classification went, from Dagster's records for the chunk's run."""
+    from dagster import DagsterEventType
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    records = [r for r in instance.get_run_records(RunsFilter(tags={"hydra/run": str(run)}))
+               if any(part.rsplit(":", 1)[-1] == str(chunk)
+                      for part in r.dagster_run.tags.get("hydra/chunks", "").split(","))]
+    if not records:
+        return {}
+    record = max(records, key=lambda r: r.create_timestamp)  # a chunk split over two ticks: the later run
+    run_id = record.dagster_run.run_id
+    events: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = defaultdict(dict)
+    metadata: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        kind = event.event_type
+        if kind in (DagsterEventType.RUN_STARTING, DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS):
+            events.setdefault(kind.value, entry.timestamp)
+        elif kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+            steps[event.step_key][kind.value] = entry.timestamp
+        elif kind == DagsterEventType.ASSET_MATERIALIZATION and event.step_key == "inference":
+            for key, value in event.event_specific_data.materialization.metadata.items():
+                if key.endswith("_ms"):
+                    metadata[key] = float(value.value)
+    created = record.create_timestamp.timestamp()
+    parts = {"sensor wait + tick": created - landed}
+    if "PIPELINE_STARTING" in events or "RUN_STARTING" in events:
+        starting = events.get("PIPELINE_STARTING", events.get("RUN_STARTING"))
+        parts["queue (dequeue)"] = starting - created
+        start = events.get("PIPELINE_START", events.get("RUN_START"))
+        if start:
+            parts["launch + process + imports"] = start - starting
+    image_step, inference_step = steps.get("image", {}), steps.get("inference", {})
+    first_step = image_step.get("STEP_START")
+    start = events.get("PIPELINE_START", events.get("RUN_START"))
+    if start and first_step:
+        parts["run set-up (resources)"] = first_step - start
+    if image_step.get("STEP_START") and image_step.get("STEP_SUCCESS"):
+        parts["feeder step"] = image_step["STEP_SUCCESS"] - image_step["STEP_START"]
+    if inference_step.get("STEP_START") and image_step.get("STEP_SUCCESS"):
+        parts["between steps"] = inference_step["STEP_START"] - image_step["STEP_SUCCESS"]
+    if inference_step.get("STEP_START"):
+        predict_total = classified - inference_step["STEP_START"]
+        parts["predict step to row"] = predict_total
+        parts["  model load (cache)"] = metadata.get("load_ms", 0.0) / 1000
+        parts["  inference + gradcam"] = (metadata.get("infer_ms", 0.0) + metadata.get("gradcam_ms", 0.0)) / 1000
+        parts["  predictor connect/IPC, DB"] = predict_total - parts["  model load (cache)"] - parts["  inference + gradcam"]
+    return parts
+
+
+def measure_latency(config, db, pool: ImagePool, *, chunks: int, interval: float, run: int,
+                    warmup: int = 2) -> tuple[list[ChunkTiming], float]:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(config.dagster_home))
+    names = pool.names
+    results: list[ChunkTiming] = []
+    cold = float("nan")
+    for number in range(warmup + chunks):
+        files = {f"{name}-{run}-{number:04d}.png": i * 3 + number % 3 for i, name in enumerate(names)}
+        landed = 0.0
+        for file_name, index in files.items():
+            landed = write_atomically(config.input_dir, file_name, pool.unique(index))
+        classified = wait_classified(db, set(files), run, timeout=300)
+        latest = max(classified.values())
+        if number < warmup:
+            if number == 0:
+                cold = latest - landed
+            log(f"warm-up chunk {number}: {latest - landed:.1f} s")
+            continue
+        timing = ChunkTiming(number, landed, classified)
+        timing.parts = dagster_breakdown(instance, run, number, landed, latest)
+        results.append(timing)
+        log(f"chunk {number}: {latest - landed:.2f} s (max over {len(files)} images)")
+        time.sleep(max(0.0, interval - (time.time() - landed)))
+    instance.dispose()
+    return results, cold
+
+
+def report_latency(variant: str, results: list[ChunkTiming], cold: float) -> dict:
+    per_image = [x for r in results for x in r.image_latencies]
+    per_chunk = [max(r.image_latencies) for r in results]
+    summary = {
+        "variant": variant, "chunks": len(results), "images": len(per_image), "cold_start_s": round(cold, 2),
+        "image_p50_s": round(pct(per_image, 0.5), 2), "image_p95_s": round(pct(per_image, 0.95), 2),
+        "chunk_p50_s": round(pct(per_chunk, 0.5), 2), "chunk_p95_s": round(pct(per_chunk, 0.95), 2),
+        "max_s": round(max(per_chunk), 2) if per_chunk else None,
+    }
+    print(f"\n== (a) latency, file renamed -> inference row [{variant}] ==")
+    print(f"  {len(results)} chunks x {len(per_image) // max(len(results), 1)} images; first (cold) chunk "
+          f"{cold:.1f} s")
+    print(f"  per image: p50 {summary['image_p50_s']:.2f} s   p95 {summary['image_p95_s']:.2f} s")
+    print(f"  per chunk (last image): p50 {summary['chunk_p50_s']:.2f} s   p95 {summary['chunk_p95_s']:.2f} s   "
+          f"max {summary['max_s']:.2f} s")
+    keys: list[str] = []
+    for r in results:
+        keys += [k for k in r.parts if k not in keys]
+    if keys:
+        print("  breakdown per chunk (median / p95, seconds):")
+        for key in keys:
+            values = [r.parts[key] for r in results if key in r.parts]
+            print(f"    {key:<32} {statistics.median(values):6.2f} / {pct(values, 0.95):6.2f}")
+        summary["breakdown_median_s"] = {k: round(statistics.median([r.parts[k] for r in results if k in r.parts]), 3)
+                                         for k in keys}
+    return summary
+
+
+# ---- (b) throughput ratio ------------------------------------------------------------------------------------------
+
+
+def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, reps: int) -> dict:
+    """Chunk job vs bare model on the same n images, same process, warm model."""
+    import dagster as dg
+    import numpy as np
+
+    from hydra_assets.assets.ingest import INGEST_ASSETS, PredictorResource
+    from hydra_assets.images import load_rgb
+    from hydra_assets.ingest.scan import FileRef
+    from hydra_assets.images import file_digest
+    from hydra_assets.ml.active import load_active_model
+    from hydra_assets.resources.hydra import HydraResource
+
+    plot = "RATIO_" + topology
+    config, db = make_home(root, [plot], topology=topology, size=size, env={"HYDRA_MIN_FILE_AGE_SECONDS": "0"})
+    active = load_active_model(db, config, plot)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"hydra": HydraResource(), "predictor": PredictorResource(mode="inprocess")}
+    job_times, bare_times, details = [], [], []
+    for rep in range(reps + 1):  # the first round warms imports, tracing and caches
+        run = 500 + rep
+        refs, paths = [], []
+        for chunk in range(n):
+            name = f"{plot}-{run}-{chunk:04d}.png"
+            write_atomically(config.input_dir, name, pool.unique(chunk))
+            paths.append(config.input_dir / name)
+            refs.append(FileRef(file_digest(config.input_dir / name), name).encode())
+        batch = np.stack([load_rgb(p, active.input_size) for p in paths])
+        instance.add_dynamic_partitions("run_number", [str(run)])
+        started = time.perf_counter()
+        result = dg.materialize(INGEST_ASSETS, partition_key=str(run), instance=instance, resources=resources,
+                                run_config={"ops": {"image": {"config": {"files": refs}}}},
+                                tags={"hydra/source": "bench"})
+        job = time.perf_counter() - started
+        bares = []
+        for _ in range(3):
+            started = time.perf_counter()
+            active.predict(batch)
+            bares.append(time.perf_counter() - started)
+        bare = min(bares)
+        meta = {}
+        for event in result.get_asset_materialization_events():
+            for key, value in event.materialization.metadata.items():
+                if key.endswith("_ms"):
+                    meta[key] = float(value.value)
+        if rep == 0:
+            continue
+        job_times.append(job)
+        bare_times.append(bare)
+        details.append(meta)
+    job, bare = statistics.median(job_times), statistics.median(bare_times)
+    feeder = statistics.median(d.get("feeder_ms", 0) for d in details) / 1000
+    predict = statistics.median(d.get("predict_ms", 0) for d in details) / 1000
+    infer = statistics.median(d.get("infer_ms", 0) for d in details) / 1000
+    keeper = statistics.median(d.get("keeper_ms", 0) for d in details) / 1000
+    summary = {
+        "topology": topology, "input": f"{size[0]}x{size[1]}", "images": n,
+        "bare_images_per_s": round(n / bare, 1), "job_images_per_s": round(n / job, 1),
+        "ratio": round(bare / job, 3), "job_s": round(job, 3), "bare_s": round(bare, 3),
+        "feeder_s": round(feeder, 3), "predict_s": round(predict, 3), "model_in_job_s": round(infer, 3),
+        "keeper_s": round(keeper, 3), "dagster_overhead_s": round(job - feeder - predict - keeper, 3),
+    }
+    print(f"\n== (b) throughput: chunk job vs bare Keras model, {n} images, {topology} {size[0]}x{size[1]} ==")
+    print(f"  bare model      {summary['bare_images_per_s']:8.1f} images/s  ({bare:.3f} s)")
+    print(f"  chunk job       {summary['job_images_per_s']:8.1f} images/s  ({job:.3f} s)")
+    print(f"  ratio           {summary['ratio']:.3f}")
+    print(f"  job breakdown   feeder {feeder:.3f} s | predict {predict:.3f} s (model {infer:.3f} s) | "
+          f"keeper {keeper:.3f} s | Dagster {summary['dagster_overhead_s']:.3f} s")
+    instance.dispose()
+    db.dispose()
+    os.environ.pop("HYDRA_MIN_FILE_AGE_SECONDS", None)
+    return summary
+
+
+# ---- (c) drain ---------------------------------------------------------------------------------------------------------
+
+
+def drop_many(config, pool: ImagePool, names: list[str], run: int, chunks: range) -> tuple[set[str], float]:
+    files = set()
+    landed = 0.0
+    for chunk in chunks:
+        for i, name in enumerate(names):
+            file_name = f"{name}-{run}-{chunk:04d}.png"
+            landed = write_atomically(config.input_dir, file_name, pool.unique(i + chunk))
+            files.add(file_name)
+    return files, landed
+
+
+def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
+    hall_b = [f"HB_{i:02d}" for i in range(81)]
+    add_plot_types(config, db, hall_b)
+    summary: dict[str, object] = {}
+    # A Hall-B chunk: the first loads 81 models into the predictor; then steady state.
+    times = []
+    for chunk in range(4):
+        files, landed = drop_many(config, pool, hall_b, 9000, range(chunk, chunk + 1))
+        done = wait_classified(db, files, 9000, timeout=900)
+        took = max(done.values()) - landed
+        log(f"Hall-B chunk {chunk}: 81 images drained in {took:.1f} s" + (" (first: loads 81 models)" if not chunk else ""))
+        if chunk:
+            times.append(took)
+        time.sleep(2)
+    summary["hallb_chunk_81_images_s"] = {"first": None, "median": round(statistics.median(times), 2),
+                                          "max": round(max(times), 2)}
+    # A burst of `burst` images of one run.
+    per_chunk = len(hall_b)
+    chunks = range(100, 100 + (burst + per_chunk - 1) // per_chunk)
+    files, landed = drop_many(config, pool, hall_b, 9001, chunks)
+    files = set(sorted(files)[:burst])
+    for extra in sorted(set(f.name for f in config.input_dir.iterdir() if f.name.endswith(".png")) - files):
+        if "-9001-" in extra:
+            (config.input_dir / extra).unlink(missing_ok=True)  # exactly `burst` images
+    started = time.time()
+    done = wait_classified(db, files, 9001, timeout=1800)
+    drain = max(done.values()) - landed
+    summary["burst"] = {"images": len(files), "drain_s": round(drain, 1),
+                        "images_per_s": round(len(files) / drain, 1),
+                        "first_classified_after_s": round(min(done.values()) - landed, 1),
+                        "wall_s": round(time.time() - started, 1)}
+    print("\n== (c) drain with the daemon running ==")
+    print(f"  Hall-B chunk (81 plot types x 1 image): median {summary['hallb_chunk_81_images_s']['median']:.1f} s, "
+          f"max {summary['hallb_chunk_81_images_s']['max']:.1f} s (steady state, 3 chunks)")
+    print(f"  burst of {len(files)} images (one run): drained in {drain:.1f} s "
+          f"({len(files) / drain:.1f} images/s; first classified after {summary['burst']['first_classified_after_s']} s)")
+    return summary
+
+
+# ---- main -----------------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="latency,ratio,drain", help="comma list of latency, ratio, drain")
+    parser.add_argument("--variant", default="queued-threads", help=f"{', '.join(VARIANTS)} or all")
+    parser.add_argument("--chunks", type=int, default=24, help="measured chunks per latency variant (>= 20)")
+    parser.add_argument("--interval", type=float, default=8.0, help="seconds between chunks")
+    parser.add_argument("--ratio-images", type=int, default=81)
+    parser.add_argument("--ratio-reps", type=int, default=3)
+    parser.add_argument("--ratio-topologies", default="compact", help="e.g. compact,inceptionv3")
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    root = Path(tempfile.mkdtemp(prefix="hydra-bench-"))
+    log(f"bench folder {root} on {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+    figures: dict[str, object] = {"cores": os.cpu_count(), "load_at_start": os.getloadavg()}
+    pool = ImagePool()
+    try:
+        if "ratio" in parts:
+            sizes = {"compact": DEMO_SIZE, "vgg16": (128, 128), "inceptionv3": (299, 299)}
+            figures["ratio"] = [measure_ratio(root / f"ratio-{t}", pool, topology=t, size=sizes[t],
+                                              n=args.ratio_images, reps=args.ratio_reps)
+                                for t in args.ratio_topologies.split(",")]
+        if "latency" in parts or "drain" in parts:
+            variants = list(VARIANTS) if args.variant == "all" else args.variant.split(",")
+            figures["latency"] = []
+            for index, variant in enumerate(variants):
+                home = root / f"live-{variant}"
+                config, db = make_home(home, pool.names)
+                with dagster_dev(config, variant):
+                    log(f"[{variant}] dagster dev starting; sensor ticked after {wait_for_sensor(db):.1f} s")
+                    if "latency" in parts:
+                        results, cold = measure_latency(config, db, pool, chunks=args.chunks,
+                                                        interval=args.interval, run=121264)
+                        figures["latency"].append(report_latency(variant, results, cold))
+                    if "drain" in parts and index == 0:
+                        figures["drain"] = measure_drain(config, db, pool, burst=args.burst)
+                stop_predictor(config)
+                db.dispose()
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2, default=str))
+        print("\n" + json.dumps(figures, indent=2, default=str))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
