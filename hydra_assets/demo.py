@@ -7,7 +7,10 @@ and the feeder resumes at the run and chunk where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -80,25 +83,32 @@ def labeled_count(db: HydraDB, plot_type: str) -> int:
                         .where(PlotType.name == plot_type, Image.label_id.is_not(None))) or 0
 
 
+def _write_one(folder: Path, plot_type: str, per_label: int, seed: int) -> str:
+    from hydra_assets.simulate import write_labeled
+
+    write_labeled(folder, plot_types=[plot_type], per_label=per_label, seed=seed)
+    return plot_type
+
+
 def seed_history(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo) -> None:
-    """Generate and import a labeled history for every demo plot type that has none yet."""
+    """Generate (on every core) and import a labeled history for every demo plot type that has none yet."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     from hydra_assets.label_import import import_labeled_folder
-    from hydra_assets.simulate import DEMO_PLOT_TYPES, write_labeled
+    from hydra_assets.simulate import DEMO_PLOT_TYPES
 
     missing = [p.name for p in DEMO_PLOT_TYPES if labeled_count(db, p.name) == 0]
     if not missing:
         return
     folder = config.home / "demo" / "labeled"
     started = time.perf_counter()
-
-    def progress(plot_type: str, done: int, total: int) -> None:
-        if done == total or done % 50 == 0:
-            echo(f"  generating labeled history: {plot_type} {done}/{total}")
-
-    write_labeled(folder, plot_types=missing, per_label=per_label, seed=config.seed, progress=progress)
-    for name in missing:
-        result = import_labeled_folder(db, config, folder / name, name, user_name="labeler")
-        echo(f"  imported {result.new_images} labeled images of {name}")
+    echo(f"  generating a labeled history: {per_label} images per label for {len(missing)} plot types…")
+    with ProcessPoolExecutor(max_workers=max(1, min(len(missing), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(_write_one, folder, name, per_label, config.seed) for name in missing]
+        for future in as_completed(futures):
+            name = future.result()
+            result = import_labeled_folder(db, config, folder / name, name, user_name="labeler")
+            echo(f"  {name}: {result.new_images} labeled images imported")
     echo(f"  labeled history ready in {time.perf_counter() - started:.0f} s")
 
 
@@ -108,22 +118,30 @@ def plot_types_without_model(db: HydraDB) -> list[str]:
         return [p.name for p in s.scalars(select(PlotType).order_by(PlotType.id)) if p.id not in active]
 
 
-def train_missing(db: HydraDB, *, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
-    """Train and activate a compact model, through the Dagster training job, for each plot type lacking one."""
+def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
+    """Train and activate a compact model, through the Dagster training job, for each plot type lacking one.
+
+    The JSON summary `hydra train` prints goes to HYDRA_HOME/logs/demo-training.jsonl instead of the screen.
+    """
     from hydra_assets.ml.cli import train
 
+    log_folder = config.home / "logs"
+    log_folder.mkdir(parents=True, exist_ok=True)
     for name in plot_types_without_model(db):
         if labeled_count(db, name) == 0:
             continue
         echo(f"  training {name} (compact CNN, {epochs} epochs, through Dagster)…")
         started = time.perf_counter()
-        with click.Context(train) as ctx:
+        summary = io.StringIO()
+        with click.Context(train) as ctx, contextlib.redirect_stdout(summary):
             ctx.invoke(train, plot_type_name=name, epochs=epochs, activate="always", user_name="admin",
                        progress=True)
+        with (log_folder / "demo-training.jsonl").open("a") as log:
+            log.write(" ".join(summary.getvalue().split()) + "\n")
         echo(f"  {name}: trained and activated in {time.perf_counter() - started:.0f} s")
 
 
-def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo) -> None:
+def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
     """Everything the demo needs before the services start; cached, so a second start is quick."""
     db = HydraDB(config.db_url)
     try:
@@ -135,7 +153,7 @@ def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo) -> None:
             echo(f"demo login (shown once, kept in {config.home / 'credentials.json'}): "
                  f"{name} / {password}  [{DEMO_USERS[name]}]")
         seed_history(db, config, per_label=per_label, echo=echo)
-        train_missing(db, echo=echo)
+        train_missing(db, config, echo=echo, epochs=epochs)
     finally:
         db.dispose()
 

@@ -129,10 +129,12 @@ def _alive(pid: int) -> bool:
               help="Seconds between demo chunks (one image per plot type each).")
 @click.option("--per-label", type=int, default=100, show_default=True,
               help="Labeled demo images per label and plot type used to train the demo models.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs of the demo models (default: the demo's, 10).")
 @click.option("--no-auth", is_flag=True, help="Serve the pages without login (local development only).")
 @friendly_errors
 def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port: int, mlflow_port: int,
-       feed_interval: float, per_label: int, no_auth: bool) -> None:
+       feed_interval: float, per_label: int, epochs: int | None, no_auth: bool) -> None:
     """Bring up the whole platform: Dagster (UI + daemon, sensors on), the Hydra pages, the MLflow UI and,
     unless --no-demo, a live demo experiment with trained models.  Ctrl-C stops everything."""
     from hydra_assets.cli.manage import initialise
@@ -154,9 +156,9 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     click.echo(f"Hydra home: {config.home}")
     initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
     if not no_demo:
-        from hydra_assets.demo import seed_demo
+        from hydra_assets.demo import DEMO_EPOCHS, seed_demo
 
-        seed_demo(config, per_label=per_label, echo=click.echo)
+        seed_demo(config, per_label=per_label, echo=click.echo, epochs=epochs or DEMO_EPOCHS)
 
     stopping = {"now": False}
 
