@@ -291,7 +291,8 @@ def guarded_write(
     try:
         return db.write(checked, what=action)
     except PermissionDenied as refusal:
-        db.write(lambda s: record_audit(s, user or "", action, allowed=False, detail=f"{refusal}; {detail}"))
+        reason = f"{refusal}; {detail}"
+        db.write(lambda s: record_audit(s, user or "", action, allowed=False, detail=reason))
         raise
 
 

@@ -7,8 +7,6 @@ and the feeder resumes at the run and chunk where it stopped.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import secrets
@@ -121,9 +119,9 @@ def plot_types_without_model(db: HydraDB) -> list[str]:
 def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
     """Train and activate a compact model, through the Dagster training job, for each plot type lacking one.
 
-    The JSON summary `hydra train` prints goes to HYDRA_HOME/logs/demo-training.jsonl instead of the screen.
+    The JSON summary `hydra train` would print goes to HYDRA_HOME/logs/demo-training.jsonl instead.
     """
-    from hydra_assets.ml.cli import train
+    from hydra_assets.ml.cli import train_plot_type
 
     log_folder = config.home / "logs"
     log_folder.mkdir(parents=True, exist_ok=True)
@@ -132,12 +130,10 @@ def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int
             continue
         echo(f"  training {name} (compact CNN, {epochs} epochs, through Dagster)…")
         started = time.perf_counter()
-        summary = io.StringIO()
-        with click.Context(train) as ctx, contextlib.redirect_stdout(summary):
-            ctx.invoke(train, plot_type_name=name, epochs=epochs, activate="always", user_name="admin",
-                       progress=True)
+        summary = train_plot_type(name, epochs=epochs, activate="always", user_name="admin", progress=True,
+                                  config=config)
         with (log_folder / "demo-training.jsonl").open("a") as log:
-            log.write(" ".join(summary.getvalue().split()) + "\n")
+            log.write(json.dumps(summary, default=str) + "\n")
         echo(f"  {name}: trained and activated in {time.perf_counter() - started:.0f} s")
 
 

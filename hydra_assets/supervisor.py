@@ -36,7 +36,7 @@ def port_is_free(host: str, port: int) -> bool:
 
 def http_ready(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own localhost URL
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # our own localhost URL
             return response.status < 500
     except urllib.error.HTTPError as error:
         return error.code < 500  # a login redirect or 401 still means "up"
