@@ -10,7 +10,7 @@ from typing import Any
 import panel as pn
 
 from hydra_assets.db.engine import HydraDB
-from panel_app.auth import LOGIN_TEMPLATE, cookie_secret, load_credentials, session_user
+from panel_app.auth import INDEX_TEMPLATE, LOGIN_TEMPLATE, cookie_secret, load_credentials, session_user
 from panel_app.config import PAGES, PagesConfig
 from panel_app.images import ImageLocator, image_routes
 from panel_app.pages import PAGE_CLASSES
@@ -71,6 +71,7 @@ def serve(
         load_credentials(credentials)  # refuse a broken file before starting
         options.update(basic_auth=str(credentials), cookie_secret=cookie_secret(config.settings),
                        login_template=str(LOGIN_TEMPLATE))
+    options["index"] = str(INDEX_TEMPLATE)
     allowed = list(origins) or [f"{host}:{port}" for host in {"localhost", "127.0.0.1", address}]
     return pn.serve(
         pages,

@@ -20,6 +20,7 @@ from hydra_assets.settings import HydraSettings
 CREDENTIALS_FILE = "pages_credentials.json"
 COOKIE_SECRET_FILE = "pages_cookie_secret"
 LOGIN_TEMPLATE = Path(__file__).parent / "templates" / "login.html"
+INDEX_TEMPLATE = Path(__file__).parent / "templates" / "index.html"  # "/" leads to the Run page
 
 
 class AuthError(RuntimeError):
