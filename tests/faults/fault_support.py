@@ -1,0 +1,211 @@
+"""Helpers for the fault tests and scripts: a Hydra home + Dagster instance in a folder, files dropped in
+bulk, the real `dagster-daemon run` as a subprocess, a sensor iteration killed at a chosen point (Dagster's
+own debug-crash flags), and the counts that prove nothing was lost or doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from hydra_assets.db.engine import HydraDB  # noqa: E402
+from hydra_assets.db.models import Image, Inference, KeepDecision  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+PLOT = "RF_FDC"
+
+
+@dataclass
+class Counts:
+    """What the Hydra database and the folders say after a scenario."""
+
+    files_left: int
+    registered: int
+    distinct_files: int
+    quarantined: int
+    inferences: int
+    images_with_inference: int
+    keep_decisions: int
+    inferences_with_decision: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+    @property
+    def duplicates(self) -> int:
+        return (self.registered - self.distinct_files) + (self.inferences - self.images_with_inference) + (
+            self.keep_decisions - self.inferences_with_decision)
+
+
+def counts(db: HydraDB, input_dir: Path) -> Counts:
+    with db.read() as s:
+        def one(query) -> int:  # type: ignore[no-untyped-def]
+            return int(s.scalar(query) or 0)
+
+        registered = Image.status == "registered"
+        return Counts(
+            files_left=sum(1 for p in input_dir.iterdir() if p.is_file()) if input_dir.exists() else 0,
+            registered=one(select(func.count(Image.id)).where(registered)),
+            distinct_files=one(select(func.count(func.distinct(Image.file_name))).where(registered)),
+            quarantined=one(select(func.count(Image.id)).where(Image.status == "quarantined")),
+            inferences=one(select(func.count(Inference.id))),
+            images_with_inference=one(select(func.count(func.distinct(Inference.image_id)))),
+            keep_decisions=one(select(func.count(KeepDecision.id))),
+            inferences_with_decision=one(select(func.count(func.distinct(KeepDecision.inference_id)))),
+        )
+
+
+def drop_many(folder: Path, n: int, *, runs: int = 5, first_run: int = 121000, seed: int = 0, age: float = 30.0
+              ) -> list[str]:
+    """`n` small distinct PNGs spread over `runs` run numbers, written then renamed, `age` s old."""
+    from test_ingest_support import drop, png_bytes
+
+    names = []
+    for i in range(n):
+        name = f"{PLOT}-{first_run + i % runs}-{i // runs + 1:04d}.png"
+        drop(folder, name, png_bytes(seed * 1_000_000 + i, size=(16, 16)), age=age)
+        names.append(name)
+    return names
+
+
+def dagster_home(folder: Path, yaml: Path | None = None) -> Path:
+    """A Dagster home with the repository's dagster.yaml (queued runs, threaded sensors)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(yaml or REPO / "dagster.yaml", folder / "dagster.yaml")
+    return folder
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "HYDRA_PREDICTOR": "inprocess", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.update(extra or {})
+    return env
+
+
+# ---- a sensor iteration killed at a chosen point (as dagster's test_sensor_failure_recovery does) -------
+
+
+def _iteration_child(home: str, crash_at: str | None, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    from dagster import DagsterInstance
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    flags = {"incoming_images": {crash_at: signal.SIGKILL}} if crash_at else None
+    # the workspace the real daemon loads: the same code location, so run keys match across the restart
+    os.chdir(REPO)
+    target = WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])
+    with DagsterInstance.from_config(home) as instance:
+        with create_test_daemon_workspace_context(target, instance) as workspace:
+            list(execute_sensor_iteration(workspace, logging.getLogger("fault"), None, None,
+                                          debug_crash_flags=flags))
+
+
+def sensor_iteration(home: Path, crash_at: str | None, *, timeout: float = 180.0) -> int | None:
+    """One daemon sensor iteration in a fresh process, SIGKILLed at `crash_at`; returns its exit code."""
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_iteration_child, args=(str(home), crash_at, child_env()))
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise TimeoutError(f"sensor iteration did not finish in {timeout}s")
+    return process.exitcode
+
+
+# ---- the real daemon ------------------------------------------------------------------------------------
+
+
+class Daemon:
+    """`dagster-daemon run` on the repository's workspace, in its own process group."""
+
+    def __init__(self, home: Path, log: Path, env: Mapping[str, str] | None = None) -> None:
+        self.home, self.log = home, log
+        self.env = child_env({"DAGSTER_HOME": str(home), **(env or {})})
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        handle = self.log.open("a")
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")], cwd=REPO, env=self.env,
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the daemon's whole process group (daemon, code server, launched runs)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        # run workers launched by the code server live in the same session; make sure none is left
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, *, every: float = 1.0,
+               alive: Callable[[], bool] = lambda: True) -> float:
+    """Seconds it took `predicate` to hold; raises TimeoutError after `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        if not alive():
+            raise RuntimeError("the process under test died")
+        time.sleep(every)
+    raise TimeoutError(f"condition not met within {timeout:.0f}s")
+
+
+def runs_by_status(home: Path) -> dict[str, int]:
+    from collections import Counter
+
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        return dict(Counter(r.status.value for r in instance.get_runs()))
+
+
+def sensor_ticks(home: Path, limit: int = 1000):  # type: ignore[no-untyped-def]
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        states = [s for s in instance.all_instigator_state() if s.name == "incoming_images"]
+        if not states:
+            return []
+        state = states[0]
+        return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=limit))
