@@ -29,7 +29,7 @@ def page_function(slug: str, db: HydraDB, config: PagesConfig, locator: ImageLoc
         store = HydraStore(db, config, locator=locator, user=user)
         try:
             body = PAGE_CLASSES[slug](store=store)
-        except Exception as error:  # noqa: BLE001 - a page must say what failed, not show a traceback
+        except Exception as error:  # a page must say what failed, not show a traceback
             log.exception("page %s failed to load", slug)
             body = html_pane(empty_state(
                 f"The {PAGES[slug][0]} page could not load",

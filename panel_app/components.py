@@ -7,6 +7,8 @@ and keys; the server decides what is stored (see `HydraStore.apply_labels`).  Te
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import param
 from panel.custom import JSComponent
 
@@ -44,7 +46,7 @@ class LabelerGrid(JSComponent):
     painted = param.Dict(default={}, doc="image id (str) -> label id or None (erase)")
     tile_width = param.Integer(default=180)
 
-    _stylesheets = [LABELER_CSS]
+    _stylesheets: ClassVar[list[str]] = [LABELER_CSS]
 
     _esm = """
 export function render({ model, el }) {

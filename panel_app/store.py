@@ -217,7 +217,7 @@ class HydraStore(param.Parameterized):
                                     reason="Library page")
         except (PermissionDenied, CatalogError):
             raise
-        except Exception as error:  # noqa: BLE001 - MLflow refused the alias: the whole activation rolled back
+        except Exception as error:  # MLflow refused the alias: the whole activation rolled back
             raise CatalogError(f"MLflow refused to move the alias, nothing changed: {error}") from error
         finally:
             self._changed()
@@ -294,4 +294,4 @@ def now() -> datetime:
     return utcnow()
 
 
-__all__ = ["HydraStore", "PermissionDenied", "CatalogError", "SHARED", "now"]
+__all__ = ["SHARED", "CatalogError", "HydraStore", "PermissionDenied", "now"]

@@ -9,10 +9,10 @@ import stat
 
 import pytest
 from click.testing import CliRunner
+from pages_factory import draw_plot, make_users_only
 from PIL import Image as PILImage
 
 from hydra_assets.db.models import Image, Inference
-from pages_factory import draw_plot, make_users_only
 from panel_app.auth import AuthError, cookie_secret, load_credentials, write_credentials
 from panel_app.images import ImageLocator, gradcam_url, image_roots, image_url, safe_path
 

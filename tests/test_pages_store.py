@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pages_factory import add_bad_image, make_users_only, populate
 from sqlalchemy import func, select
 
 from hydra_assets.catalog import CatalogError, PermissionDenied
@@ -12,7 +13,6 @@ from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import AuditLog, Image, LabelHistory, Model, Threshold, utcnow
 from hydra_assets.settings import load_settings
-from pages_factory import add_bad_image, make_users_only, populate
 from panel_app import queries as q
 from panel_app.config import PagesConfig
 from panel_app.store import SHARED, HydraStore
@@ -37,9 +37,7 @@ def shared(request, tmp_path_factory):
     if request.param == "sqlite":
         url, drop = f"sqlite:///{home / 'hydra.db'}", None
     else:
-        from conftest import fresh_mysql_database
-
-        url, drop = fresh_mysql_database(request.getfixturevalue("mysql_server"))
+        url, drop = _mysql_database(request.getfixturevalue("mysql_server"))
     settings = load_settings(home=home, db_url=url, images_dir=home / "images", kept_dir=home / "kept",
                              gradcam_dir=home / "gradcam", mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     upgrade(url)
@@ -49,6 +47,25 @@ def shared(request, tmp_path_factory):
     database.dispose()
     if drop:
         drop()
+
+
+def _mysql_database(server: str):  # type: ignore[no-untyped-def]
+    """A scratch MariaDB database for a whole module (the shared `db` fixture is per test)."""
+    import uuid
+
+    import pymysql
+
+    name = f"hydra_pages_{uuid.uuid4().hex[:10]}"
+    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+
+    def drop() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
+
+    return f"{server}/{name}?charset=utf8mb4", drop
 
 
 def store_for(db, config, user):
@@ -96,7 +113,7 @@ def test_new_confirmed_bad_reaches_grid_and_alarms(db, hydra_home, demo):
 
 
 def test_log_lists_flagged_newest_first_grouped_by_plot_group(shared):
-    db, _settings, demo = shared
+    db, _settings, _demo = shared
     since, until = q.window(24)
     with db.read() as s:
         entries = q.log_entries(s, since, until)

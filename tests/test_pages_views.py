@@ -6,13 +6,13 @@ import shutil
 from datetime import timedelta
 
 import pytest
+from pages_factory import add_bad_image, make_users_only, populate
 from sqlalchemy import func, select
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import Image, LabelHistory, NewsLine, Threshold, utcnow
 from hydra_assets.settings import load_settings
-from pages_factory import add_bad_image, make_users_only, populate
 from panel_app.config import PagesConfig
 from panel_app.pages import PAGE_CLASSES
 from panel_app.pages.browser import BrowserPage
@@ -117,7 +117,7 @@ def test_run_page_announces_a_new_confirmed_bad(demo_db):
 
 
 def test_run_page_filters_by_group_and_flags_and_escapes(demo_db):
-    db, settings, demo = demo_db
+    db, settings, _demo = demo_db
     db.write(lambda s: s.add(NewsLine(text="<script>alert(1)</script> beam off", created_by="<i>x</i>")))
     page = RunPage(store(db, settings))
     assert "showing <b>6 / 6</b>" in page.status_pane.object

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
-from bokeh.models import BasicTicker, ColumnDataSource, FixedTicker, HoverTool, Legend, NumeralTickFormatter, Span
+from bokeh.models import (
+    BasicTicker,
+    ColumnDataSource,
+    FixedTicker,
+    HoverTool,
+    Legend,
+    NumeralTickFormatter,
+    Span,
+)
 from bokeh.plotting import figure
 
 from panel_app import queries as q

@@ -58,8 +58,8 @@ def brief_markdown(grouped: dict[str, list[q.LogEntry]], since: datetime, until:
         "# Hydra daily brief",
         "",
         f"Window: {fmt_time(since)} – {fmt_time(until)} UTC  ",
-        f"Confirmed Bad: **{bad}** · unconfirmed: **{len(entries) - bad}** · runs: "
-        f"{', '.join(map(str, runs)) if runs else '—'}",
+        (f"Confirmed Bad: **{bad}** · unconfirmed: **{len(entries) - bad}** · runs: "
+         f"{', '.join(map(str, runs)) if runs else '—'}"),
         "",
     ]
     if not entries:
@@ -84,14 +84,14 @@ def brief_html(grouped: dict[str, list[q.LogEntry]], since: datetime, until: dat
     entries = [e for items in grouped.values() for e in items]
     bad = sum(e.kind == "confirmed Bad" for e in entries)
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Hydra daily brief</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;width:100%}"
-        "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}"
-        "th{background:#f3f5f8}.chip{color:#fff;padding:1px 8px;border-radius:9px;text-shadow:0 0 2px #0008}"
-        "img{width:120px}</style></head><body>",
+        ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Hydra daily brief</title><style>"
+         "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;width:100%}"
+         "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}"
+         "th{background:#f3f5f8}.chip{color:#fff;padding:1px 8px;border-radius:9px;text-shadow:0 0 2px #0008}"
+         "img{width:120px}</style></head><body>"),
         "<h1>Hydra daily brief</h1>",
-        f"<p>Window: {fmt_time(since)} – {fmt_time(until)} UTC<br>Confirmed Bad: <b>{bad}</b> · unconfirmed: "
-        f"<b>{len(entries) - bad}</b></p>",
+        (f"<p>Window: {fmt_time(since)} – {fmt_time(until)} UTC<br>Confirmed Bad: <b>{bad}</b> · unconfirmed: "
+         f"<b>{len(entries) - bad}</b></p>"),
     ]
     if not entries:
         parts.append("<p>Nothing to report: no confirmed Bad and no unconfirmed classification in this window.</p>")
@@ -151,9 +151,9 @@ class LogPage(pn.viewable.Viewer):
                 "Widen the window above, or check the Status page that the pipeline is running.",
             )
         bad = sum(e.kind == "confirmed Bad" for e in entries)
-        out = [f'<div class="summary"><span><b>{bad}</b> confirmed Bad</span><span><b>{len(entries) - bad}</b> '
-               f"unconfirmed</span><span class=muted>{fmt_time(self.since)} – {fmt_time(self.until)} UTC, "
-               "newest first</span></div>"]
+        out = [(f'<div class="summary"><span><b>{bad}</b> confirmed Bad</span><span><b>{len(entries) - bad}</b> '
+                f"unconfirmed</span><span class=muted>{fmt_time(self.since)} – {fmt_time(self.until)} UTC, "
+                "newest first</span></div>")]
         shown = 0
         for group, items in self.grouped.items():
             if shown >= SHOW_MAX:

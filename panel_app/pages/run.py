@@ -11,7 +11,7 @@ from hydra_assets.db.models import utcnow
 from panel_app import queries as q
 from panel_app.components import AlarmSound
 from panel_app.images import gradcam_url, image_url
-from panel_app.pages.common import ago, chip, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.pages.common import ago, empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import HydraStore
 
 ALL = "All plot types"

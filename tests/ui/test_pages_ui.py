@@ -7,11 +7,11 @@ import re
 import time
 
 import pytest
+from pages_factory import PASSWORDS, add_bad_image, make_users_only, populate
+from pages_server import make_home, start_pages, stop_pages
 from sqlalchemy import func, select
 
-from conftest import make_home, start_pages, stop_pages
 from hydra_assets.db.models import Image, LabelHistory
-from pages_factory import PASSWORDS, add_bad_image, make_users_only, populate
 from panel_app.auth import write_credentials
 
 pytestmark = pytest.mark.ui
