@@ -1,7 +1,7 @@
 """Ingestion benchmark: latency from file landed to classified, pipeline/model throughput, drain times.
 
     .venv/bin/python bench/ingest.py                 # all three parts, printing their figures
-    .venv/bin/python bench/ingest.py --parts latency --chunks 24 --variant queued-threads
+    .venv/bin/python bench/ingest.py --parts latency --chunks 24 --variant shipped
     .venv/bin/python bench/ingest.py --parts latency --chunks 8 --variant all   # compare set-ups
 
 (a) latency: a fresh Hydra home, `dagster dev` (webserver, daemon, code server) with the repository's
@@ -45,19 +45,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEMO_SIZE = (128, 128)
 
-# Dagster instance variants compared by --variant (dagster.yaml written into the bench's DAGSTER_HOME).
-VARIANTS = {
-    "queued-threads": {"yaml": "repo", "env": {}},  # what ships: dagster.yaml as in the repository
-    "queued-nothreads-5s": {"yaml": "queued_default", "env": {}},  # QueuedRunCoordinator defaults
-    "default-coordinator": {"yaml": "default", "env": {}},  # no queue: the sensor daemon launches at once
-    "multiprocess": {"yaml": "repo", "env": {"HYDRA_EXECUTOR": "multiprocess"}},  # a process per step
-    "no-predictor-service": {"yaml": "repo", "env": {"HYDRA_PREDICTOR": "inprocess"}},  # TF in every run
+# Dagster set-ups compared by --variant: changes to the repository's dagster.yaml and environment.
+VARIANTS: dict[str, dict] = {
+    "shipped": {},  # dagster.yaml as in the repository
+    "default-launcher": {"drop": ["run_launcher"]},  # a spawned interpreter per run
+    "queue-defaults": {"coordinator": {}},  # QueuedRunCoordinator defaults: 5 s, no threads
+    "no-queue": {"replace": {"run_coordinator": {"module": "dagster._core.run_coordinator",
+                                                 "class": "DefaultRunCoordinator"}}},  # sensor daemon launches
+    "multiprocess": {"env": {"HYDRA_EXECUTOR": "multiprocess"}},  # a process per step
+    "no-predictor-service": {"env": {"HYDRA_PREDICTOR": "inprocess"}},  # TensorFlow + model in every run
 }
-YAML_VARIANTS = {
-    "queued_default": "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n"
-                      "telemetry:\n  enabled: false\n",
-    "default": "telemetry:\n  enabled: false\n",
-}
+
+
+def variant_yaml(variant: str) -> str:
+    import yaml
+
+    spec = VARIANTS[variant]
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    for key in spec.get("drop", []):
+        config.pop(key, None)
+    if "coordinator" in spec:
+        config["run_coordinator"]["config"] = spec["coordinator"]
+    config.update(spec.get("replace", {}))
+    return yaml.safe_dump(config)
 
 
 def log(message: str) -> None:
@@ -169,11 +179,8 @@ def dagster_dev(config, variant: str) -> Iterator[subprocess.Popen]:
     spec = VARIANTS[variant]
     dagster_home = config.dagster_home
     dagster_home.mkdir(parents=True, exist_ok=True)
-    if spec["yaml"] == "repo":
-        shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    else:
-        (dagster_home / "dagster.yaml").write_text(YAML_VARIANTS[spec["yaml"]])
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "HYDRA_HOME": str(config.home), **spec["env"]}
+    (dagster_home / "dagster.yaml").write_text(variant_yaml(variant))
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "HYDRA_HOME": str(config.home), **spec.get("env", {})}
     out = (config.home / f"dagster-dev-{variant}.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "hydra_assets.definitions", "-p", str(free_port()),
@@ -495,7 +502,7 @@ def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="latency,ratio,drain", help="comma list of latency, ratio, drain")
-    parser.add_argument("--variant", default="queued-threads", help=f"{', '.join(VARIANTS)} or all")
+    parser.add_argument("--variant", default="shipped", help=f"{', '.join(VARIANTS)} or all")
     parser.add_argument("--chunks", type=int, default=24, help="measured chunks per latency variant (>= 20)")
     parser.add_argument("--interval", type=float, default=8.0, help="seconds between chunks")
     parser.add_argument("--ratio-images", type=int, default=81)

@@ -1,0 +1,77 @@
+"""The warm run launcher: runs forked from a warm worker, through the real sensor daemon code path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import func, select
+
+from hydra_assets.db.models import Inference
+from hydra_assets.ingest.launcher import PID_TAG, WarmRunLauncher, code_fingerprint
+from test_ingest_support import PLOT, activate, drop, home, model_files, png_bytes  # noqa: F401
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_fingerprint_follows_the_code(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = code_fingerprint(tmp_path)
+    assert code_fingerprint(tmp_path) == before
+    (tmp_path / "a.py").write_text("x = 22\n")
+    assert code_fingerprint(tmp_path) != before
+
+
+def test_launcher_is_configured_in_the_shipped_dagster_yaml(tmp_path):
+    import shutil
+
+    shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    assert isinstance(instance.run_launcher, WarmRunLauncher)
+    assert instance.run_launcher.preload_modules == ["hydra_assets.definitions"]
+    instance.dispose()
+
+
+@pytest.mark.usefixtures("home")
+def test_sensor_runs_are_forked_from_the_warm_worker(home, sqlite_db, model_files, monkeypatch):
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.test_utils import create_test_daemon_workspace_context, instance_for_test
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._daemon.sensor import execute_sensor_iteration
+
+    monkeypatch.setenv("HYDRA_PREDICTOR", "inprocess")  # no service process in this test
+    activate(sqlite_db, model_files["good"])
+    target = ModuleTarget(module_name="hydra_assets.definitions", attribute=None, working_directory=str(REPO),
+                          location_name="hydra")
+    overrides = {"run_launcher": {"module": "hydra_assets.ingest.launcher", "class": "WarmRunLauncher"},
+                 "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}}
+    with instance_for_test(overrides=overrides) as instance:
+        with create_test_daemon_workspace_context(target, instance) as workspace:
+            for round_ in range(2):  # the second run reuses the warm worker
+                drop(home.input_dir, f"{PLOT}-60-{round_:04d}.png", png_bytes(round_))
+                list(execute_sensor_iteration(workspace, logging.getLogger("test"), None, None))
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    runs = instance.get_runs()
+                    if len(runs) == round_ + 1 and all(r.is_finished for r in runs):
+                        break
+                    time.sleep(0.5)
+                time.sleep(5.5)  # the next daemon loop may tick again
+            runs = instance.get_runs()
+            assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 2
+            pids = [int(r.tags[PID_TAG]) for r in runs]
+            assert len(set(pids)) == 2 and os.getpid() not in pids
+            zygote = instance.run_launcher._zygote.process
+            assert zygote is not None and zygote.poll() is None
+            os.kill(zygote.pid, signal.SIGTERM)  # a dead worker is replaced on the next launch
+            zygote.wait(timeout=30)
+            assert not instance.run_launcher.terminate(runs[0].run_id)  # finished runs cannot be stopped
+            instance.run_launcher.dispose()
+    with sqlite_db.read() as s:
+        assert s.scalar(select(func.count(Inference.id))) == 2
