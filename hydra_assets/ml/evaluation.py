@@ -7,6 +7,7 @@ threads of a Dagster worker and leave no open windows behind.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -83,8 +84,8 @@ def enhanced_confusion_figure(
     return fig
 
 
-def history_figure(history: dict[str, list[float]], *, title: str = "training") -> Figure:
-    """Loss and accuracy per epoch, training and validation side by side."""
+def history_figure(history: dict[str, Any], *, title: str = "training") -> Figure:
+    """Loss and accuracy per epoch, training and validation side by side; the kept epoch dotted."""
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
@@ -93,6 +94,9 @@ def history_figure(history: dict[str, list[float]], *, title: str = "training") 
             if values:
                 ax.plot(range(1, len(values) + 1), values, style, markersize=3,
                         label="validation" if prefix else "training")
+        best = history.get("best_epoch")
+        if best:
+            ax.axvline(best, color="grey", linestyle=":", linewidth=1, label=f"kept (epoch {best})")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)

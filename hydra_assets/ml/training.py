@@ -378,27 +378,62 @@ def fit(
     weights_path: str | None = None,
     seed: int = 12345,
     logger: Any = log,
-) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Build the topology and fit it; inputs are arrays or, for large sets, lists of image paths."""
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Build the topology and fit it; inputs are arrays or, for large sets, lists of image paths.
+
+    The learning rate decays along a cosine to 5 % by the last epoch, and the weights of the epoch with
+    the lowest validation loss are kept (`history["best_epoch"]`): on a few hundred images the validation
+    accuracy swings from epoch to epoch, and the last epoch is then a lottery.
+    """
     import keras
 
     from hydra_assets.ml.topologies import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model(topology, (*input_size, 3), len(label_names), weights_path=weights_path)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
     (x_train, y_train), (x_val, y_val) = train, validation
-    reporter = _Reporter(epochs, logger)
+    steps = max(1, (len(x_train) + batch_size - 1) // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    best = _BestWeights()
+    callbacks = [_Reporter(epochs, logger), best]
     if isinstance(x_train, np.ndarray):
         history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
-                            batch_size=batch_size, shuffle=True, verbose=0, callbacks=[reporter])
+                            batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
     else:
         history = model.fit(_batches(x_train, y_train, input_size, batch_size, shuffle=True, seed=seed),
                             validation_data=_batches(x_val, y_val, input_size, batch_size, shuffle=False,
                                                      seed=seed),
-                            epochs=epochs, verbose=0, callbacks=[reporter])
-    return model, {k: [float(v) for v in values] for k, values in history.history.items()}
+                            epochs=epochs, verbose=0, callbacks=callbacks)
+    out: dict[str, Any] = {k: [float(v) for v in values] for k, values in history.history.items()}
+    out["best_epoch"] = best.epoch
+    if best.epoch:
+        logger.info(f"kept the weights of epoch {best.epoch} (lowest validation loss {best.loss:.4f})")
+    return model, out
+
+
+class _BestWeights:
+    """Keras callback: keep the weights of the epoch with the lowest validation loss, restore them at the end."""
+
+    def __new__(cls) -> Any:
+        import keras
+
+        class BestWeights(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.loss, self.epoch, self.weights = float("inf"), 0, None
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                loss = (logs or {}).get("val_loss")
+                if loss is not None and np.isfinite(loss) and loss <= self.loss:
+                    self.loss, self.epoch, self.weights = float(loss), epoch + 1, self.model.get_weights()
+
+            def on_train_end(self, logs: dict | None = None) -> None:
+                if self.weights is not None:
+                    self.model.set_weights(self.weights)
+
+        return BestWeights()
 
 
 def predict(model: keras.Model, images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
@@ -494,10 +529,12 @@ def train_model_step(
             "val_accuracy": float(np.mean(top == targets["validation"])) if len(top) else None,
             "val_loss": history.get("val_loss", [None])[-1],
             "train_accuracy": history.get("accuracy", [None])[-1],
+            "best_epoch": history.get("best_epoch"),
             "training_seconds": round(training_seconds, 2),
         }
         mlflow.log_metrics({k: v for k, v in (("training_seconds", training_seconds),
-                                              ("final_val_accuracy", metrics["val_accuracy"])) if v is not None})
+                                              ("final_val_accuracy", metrics["val_accuracy"]),
+                                              ("best_epoch", metrics["best_epoch"])) if v is not None})
         tracking.log_figure(run_id, evaluation.history_figure(history, title=f"{plot_type} {topology}"),
                             "plots/loss_accuracy.png")
         matrix = evaluation.confusion(targets["validation"], top, len(label_names))
