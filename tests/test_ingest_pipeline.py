@@ -230,6 +230,29 @@ def test_feeder_quarantines_a_duplicate_a_concurrent_run_registered(home, sqlite
     assert again.already == 1 and not again.unaccounted
 
 
+@pytest.mark.parametrize("where", ["sensor", "feeder"])
+def test_file_left_by_a_run_that_died_after_registering_is_not_a_duplicate(home, instance, sqlite_db, where):
+    from hydra_assets.db.models import PlotType as PT
+    from hydra_assets.ingest.quarantine import landed_at
+
+    data = png_bytes(1)
+    path = drop(home.input_dir, f"{PLOT}-7-0001.png", data)
+    digest = hashlib.sha256(data).hexdigest()
+    result = tick(instance) if where == "feeder" else None
+
+    def registered_then_died(s):  # the Feeder's transaction committed, the process died before the unlink
+        plot_type_id = s.scalar(select(PT.id))
+        s.add(Image(plot_type_id=plot_type_id, run_number=7, chunk=1, digest=digest, file_name=path.name,
+                    stored_path=str(path), received_at=landed_at(path.lstat()), status="registered"))
+    sqlite_db.write(registered_then_died)
+    if where == "sensor":
+        assert not tick(instance).run_requests
+    else:
+        fed = feed_files(sqlite_db, home, 7, [FileRef(digest, path.name)])
+        assert fed.already == 1 and not fed.duplicates and result is not None
+    assert not path.exists() and not images(sqlite_db, status="quarantined")
+
+
 def test_same_name_with_new_bytes_is_a_new_image(home, instance, sqlite_db, model_files):
     activate(sqlite_db, model_files["good"])
     name = f"{PLOT}-8-0001.png"

@@ -9,12 +9,15 @@ in-process executor); otherwise Predict rebuilds them from the stored files.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -24,12 +27,14 @@ from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Model, PlotType
 from hydra_assets.images import BadImage, check_image, file_digest, find_image, load_rgb, store_file, stored_name, touch_run
 from hydra_assets.ingest.health import write_resolving_conflicts
-from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files
+from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
 from hydra_assets.ingest.scan import FileRef
 from hydra_assets.naming import BadFileName, ImageName, parse_image_name
 from hydra_assets.settings import HydraSettings
 
 USABLE = ("registered", "labeled_import")
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -126,14 +131,67 @@ def _already_registered(db: HydraDB, run: int, refs: Sequence[FileRef]) -> set[t
         return {(name, digest) for name, digest in rows}
 
 
-def _registered(db: HydraDB, run: int, digests: Sequence[str]) -> dict[tuple[int, int, str], tuple[int, object]]:
+def _registered(db: HydraDB, run: int, digests: Sequence[str]
+                ) -> dict[tuple[int, int, str], tuple[int, object, str]]:
     """Usable images of `run` with these digests, by identity: one query for the whole chunk."""
     if not digests:
         return {}
     with db.read() as s:
-        rows = s.execute(select(Image.plot_type_id, Image.chunk, Image.digest, Image.id, Image.received_at).where(
+        rows = s.execute(select(Image.plot_type_id, Image.chunk, Image.digest, Image.id, Image.received_at,
+                                Image.file_name).where(
             Image.run_number == run, Image.digest.in_(list(set(digests))), Image.status.in_(USABLE)))
-        return {(pt, chunk, digest): (image_id, received) for pt, chunk, digest, image_id, received in rows}
+        return {(pt, chunk, digest): (image_id, received, name) for pt, chunk, digest, image_id, received, name in rows}
+
+
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+
+
+def parallel(work: Callable[[T], U], items: Sequence[T]) -> list[U]:
+    """`work` over `items` in a few threads: Pillow decoding, hashing and fsync release the GIL, so a chunk's
+    files are checked and stored on every core (the cores are otherwise idle until Predict)."""
+    if len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="feeder") as pool:
+        return list(pool.map(work, items))
+
+
+def _inspect(config: HydraSettings, run: int, ref: FileRef,
+             plot_types: dict[str, tuple[int, bool]]) -> tuple[str, Any]:
+    """What to do with one requested file: accepted | quarantine | gone | missing | changed | elsewhere."""
+    path = config.input_dir / ref.name
+    if Path(ref.name).name != ref.name or ref.name in {".", ".."}:
+        return "missing", None  # never touch anything outside the incoming folder
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return "gone", None
+    if not path.is_file() or path.is_symlink():
+        return "quarantine", QuarantineItem(path, "not a regular file")
+    try:
+        digest = file_digest(path)
+    except OSError as error:
+        return "quarantine", QuarantineItem(path, f"unreadable: {error.strerror or error}", digest="")
+    if digest != ref.digest:
+        return "changed", None  # still being written or replaced: the sensor asks again
+    try:
+        name = parse_image_name(ref.name, config.file_regex)
+    except BadFileName as error:
+        return "quarantine", QuarantineItem(path, f"bad file name: {error}", digest=digest)
+    if name.run != run:
+        return "elsewhere", None
+    known = plot_types.get(name.plot_type)
+    if known is None or not known[1]:
+        why = "unknown plot type" if known is None else "disabled plot type"
+        return "quarantine", QuarantineItem(path, f"{why} {name.plot_type!r}", name, None, digest)
+    plot_type_id = known[0]
+    try:
+        checked = check_image(path, max_pixels=config.max_image_pixels)
+    except BadImage as error:
+        return "quarantine", QuarantineItem(path, str(error), name, plot_type_id, digest)
+    except OSError as error:
+        return "quarantine", QuarantineItem(path, f"unreadable: {error}", name, plot_type_id, digest)
+    return "accepted", _Accepted(FileRef(digest, ref.name), path, name, plot_type_id, checked.width,
+                                 checked.height, info.st_size, landed_at(info))
 
 
 def feed_files(
@@ -153,51 +211,16 @@ def feed_files(
     accepted: list[_Accepted] = []
     to_quarantine: list[QuarantineItem] = []
     gone: list[FileRef] = []
-    for ref in refs:
-        path = config.input_dir / ref.name
-        if Path(ref.name).name != ref.name or ref.name in {".", ".."}:
-            result.missing.append(ref.name)  # never touch anything outside the incoming folder
-            continue
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
+    inspected = parallel(lambda ref: _inspect(config, run, ref, plot_types), refs)
+    for ref, (kind, payload) in zip(refs, inspected, strict=True):
+        if kind == "accepted":
+            accepted.append(payload)
+        elif kind == "quarantine":
+            to_quarantine.append(payload)
+        elif kind == "gone":
             gone.append(ref)
-            continue
-        if not path.is_file() or path.is_symlink():
-            to_quarantine.append(QuarantineItem(path, "not a regular file"))
-            continue
-        try:
-            digest = file_digest(path)
-        except OSError as error:
-            to_quarantine.append(QuarantineItem(path, f"unreadable: {error.strerror or error}", digest=""))
-            continue
-        if digest != ref.digest:
-            result.changed.append(ref.name)  # still being written or replaced: the sensor asks again
-            continue
-        try:
-            name = parse_image_name(ref.name, config.file_regex)
-        except BadFileName as error:
-            to_quarantine.append(QuarantineItem(path, f"bad file name: {error}", digest=digest))
-            continue
-        if name.run != run:
-            result.elsewhere.append(ref.name)
-            continue
-        known = plot_types.get(name.plot_type)
-        if known is None or not known[1]:
-            why = "unknown plot type" if known is None else "disabled plot type"
-            to_quarantine.append(QuarantineItem(path, f"{why} {name.plot_type!r}", name, None, digest))
-            continue
-        plot_type_id = known[0]
-        try:
-            checked = check_image(path, max_pixels=config.max_image_pixels)
-        except BadImage as error:
-            to_quarantine.append(QuarantineItem(path, str(error), name, plot_type_id, digest))
-            continue
-        except OSError as error:
-            to_quarantine.append(QuarantineItem(path, f"unreadable: {error}", name, plot_type_id, digest))
-            continue
-        accepted.append(_Accepted(FileRef(digest, ref.name), path, name, plot_type_id, checked.width,
-                                  checked.height, info.st_size, landed_at(info)))
+        else:
+            getattr(result, kind).append(ref.name)  # missing | changed | elsewhere
 
     registered_before = _registered(db, run, [a.ref.digest for a in accepted])
     fresh = []
@@ -206,7 +229,13 @@ def feed_files(
         if existing is None:
             fresh.append(a)
             continue
-        image_id, received = existing
+        image_id, received, registered_name = existing
+        if registered_name == db_text(a.ref.name) and same_landing(a.received_at, received):
+            # this very file (name, bytes and landing time), registered by an earlier attempt of the run that
+            # died before removing it: its bytes are stored, the copy is redundant, not a second drop
+            a.path.unlink(missing_ok=True)
+            result.already += 1
+            continue
         to_quarantine.append(QuarantineItem(
             a.path, f"duplicate: the same bytes are already registered as image {image_id} ({a.name.plot_type}, "
                     f"run {run}, chunk {a.name.chunk}, received {received:%Y-%m-%d %H:%M:%S} UTC)",
@@ -221,11 +250,10 @@ def feed_files(
         else:
             result.missing.append(ref.name)
 
-    stored = {
-        a.ref.name: store_file(a.path, config.images_dir,
-                               stored_name(a.name.plot_type, run, a.name.chunk, a.ref.digest, a.path.suffix))
-        for a in accepted
-    }
+    stored = dict(zip([a.ref.name for a in accepted], parallel(
+        lambda a: store_file(a.path, config.images_dir,
+                             stored_name(a.name.plot_type, run, a.name.chunk, a.ref.digest, a.path.suffix)),
+        accepted), strict=True))
 
     def register(session: Session) -> tuple[list[FedImage], list[_Accepted]]:
         fed, dupes = [], []
@@ -263,13 +291,13 @@ def feed_files(
         result.chunks[(image.plot_type_id, image.chunk)] += 1
     result.duration_ms = (time.perf_counter() - started) * 1000
     if dagster_run_id and fed:
-        arrays = {}
-        for image in fed:
+        def prepared(image: FedImage) -> np.ndarray | None:
             try:
-                arrays[image.image_id] = prepare(image.stored, sizes[image.plot_type_id])
+                return prepare(image.stored, sizes[image.plot_type_id])
             except (OSError, ValueError):
-                continue  # Predict reads the stored file itself
-        stash_prepared(dagster_run_id, arrays)
+                return None  # Predict reads the stored file itself
+        arrays = parallel(prepared, fed)
+        stash_prepared(dagster_run_id, {i.image_id: a for i, a in zip(fed, arrays, strict=True) if a is not None})
         result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 

@@ -43,6 +43,15 @@ def landed_at(info: os.stat_result) -> datetime:
     return min(datetime.fromtimestamp(stamp, UTC).replace(tzinfo=None), utcnow())
 
 
+def same_landing(landed: datetime, received: datetime) -> bool:
+    """Is `landed` the very landing recorded as `received`?  Then a file still in the incoming folder is the
+    one an interrupted run registered (not a second drop).  Exact to the microsecond where the database
+    keeps them (SQLite), to the second where it does not (MySQL DATETIME)."""
+    if received.microsecond == 0:
+        return landed.replace(microsecond=0) == received
+    return abs((landed - received).total_seconds()) < 0.001
+
+
 @dataclass(frozen=True)
 class QuarantineItem:
     path: Path

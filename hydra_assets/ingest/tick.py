@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from datetime import datetime
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from hydra_assets.db.models import Image, PlotType
 from hydra_assets.images import file_digest
 from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import beat, write_resolving_conflicts
-from hydra_assets.ingest.quarantine import QuarantineItem, quarantine_files
+from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
 from hydra_assets.ingest.scan import (
     MAX_PENDING,
     ReadyFile,
@@ -110,21 +111,30 @@ def evaluate_tick(
     ready = _hash_ready(trimmed)
 
     digests = {f.digest for files in ready.values() for f in files}
-    registered: dict[tuple[int, int, int, str], int] = {}
+    registered: dict[tuple[int, int, int, str], tuple[int, str, datetime]] = {}
     if digests:
         with db.read() as s:
-            for image_id, pid, run, chunk, digest in s.execute(
-                    select(Image.id, Image.plot_type_id, Image.run_number, Image.chunk, Image.digest)
+            for image_id, pid, run, chunk, digest, name, received in s.execute(
+                    select(Image.id, Image.plot_type_id, Image.run_number, Image.chunk, Image.digest, Image.file_name,
+                           Image.received_at)
                     .where(Image.digest.in_(list(digests)), Image.status.in_(USABLE))):
-                registered[(pid, run, chunk, digest)] = image_id
+                registered[(pid, run, chunk, digest)] = (image_id, name, received)
     fresh: dict[int, list[ReadyFile]] = {}
     for run, files in ready.items():
         keep = []
         for f in files:
             pid = plot_types[f.name.plot_type][0]
-            image_id = registered.get((pid, run, f.name.chunk, f.digest))
-            if image_id is None:
+            existing = registered.get((pid, run, f.name.chunk, f.digest))
+            if existing is None:
                 keep.append(f)
+                continue
+            image_id, name, received = existing
+            try:
+                landed = landed_at(f.seen.path.lstat())
+            except FileNotFoundError:
+                continue  # taken meanwhile
+            if name == db_text(f.seen.name) and same_landing(landed, received):
+                f.seen.path.unlink(missing_ok=True)  # registered by a run that died before removing it
                 continue
             rejects.append(QuarantineItem(
                 f.seen.path, f"duplicate: the same bytes are already registered as image {image_id} "
