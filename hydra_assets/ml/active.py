@@ -12,6 +12,7 @@ activation is still read from the database on every call, so a newly activated v
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -122,10 +123,10 @@ def _cached_keras(key: str, path: Path, *, what: str) -> keras.Model:
 def model_file(config: HydraSettings, model: Model) -> Path:
     """The local `.keras` file of a model version, downloading it from MLflow once when needed."""
     uri = model.model_uri or ""
-    if "://" not in uri and not uri.startswith("models:/"):
-        return Path(uri).expanduser()
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://"))
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:/", uri):  # no scheme (models:/, runs:/, s3://…): a local path
+        return Path(uri).expanduser()
     from hydra_assets.ml.registry import fetch_model_file
 
     try:
