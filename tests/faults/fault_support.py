@@ -209,3 +209,59 @@ def sensor_ticks(home: Path, limit: int = 1000):  # type: ignore[no-untyped-def]
             return []
         state = states[0]
         return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=limit))
+
+
+# ---- a run worker killed mid-chunk, and Dagster's retry of it ---------------------------------------------
+
+KILL_POINTS = {
+    # module whose write helper is wrapped, the write it watches, kill before or after it commits
+    "feeder_registered": ("hydra_assets.ingest.feeder", "register images", "after"),
+    "predict_written": ("hydra_assets.ingest.predict", "record inferences", "after"),
+    "keeper_before_commit": ("hydra_assets.ingest.keeper", "keep decisions", "before"),
+}
+
+
+def ingest_job():  # type: ignore[no-untyped-def]
+    """The real `ingest_chunk` job, reconstructable (what the run launcher hands a run worker)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repo = ReconstructableRepository.for_module("hydra_assets.definitions", "defs", working_directory=str(REPO))
+    return repo.get_reconstructable_job("ingest_chunk")
+
+
+def _worker_child(home: str, run_config: dict, tags: dict, partition: str, kill_at: str, env: dict) -> None:
+    os.environ.update(env)
+    import importlib
+
+    import dagster as dg
+
+    module_name, what_prefix, when = KILL_POINTS[kill_at]
+    module = importlib.import_module(module_name)
+    original = module.write_resolving_conflicts
+
+    def wrapped(db, work, *, what, **kwargs):  # type: ignore[no-untyped-def]
+        if what.startswith(what_prefix) and when == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = original(db, work, what=what, **kwargs)
+        if what.startswith(what_prefix):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    module.write_resolving_conflicts = wrapped
+    with dg.DagsterInstance.from_config(home) as instance:
+        dg.execute_job(ingest_job(), instance, run_config=run_config,
+                       tags={**tags, "dagster/partition": partition})
+
+
+def killed_worker(home: Path, run_config: dict, tags: dict, partition: str, kill_at: str,
+                  *, timeout: float = 300.0) -> int | None:
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_worker_child,
+                              args=(str(home), run_config, tags, partition, kill_at, child_env()))
+    process.start()
+    process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise TimeoutError("the run worker neither finished nor died")
+    return process.exitcode
