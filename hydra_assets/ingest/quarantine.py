@@ -8,6 +8,7 @@ whatever it holds — quotes, `<script>`, invalid UTF-8 — is kept in the row, 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from hydra_assets.images import file_digest, find_image, store_file
 from hydra_assets.naming import ImageName
 from hydra_assets.settings import HydraSettings
 
+log = logging.getLogger(__name__)
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -140,7 +142,12 @@ def quarantine_files(db: HydraDB, config: HydraSettings, items: list[QuarantineI
             continue
         digest = item.digest if item.digest is not None else _safe_digest(item.path)
         item = QuarantineItem(item.path, item.reason, item.name, item.plot_type_id, digest)
-        target = move_aside(config, item.path, digest)
+        try:
+            target = move_aside(config, item.path, digest)
+        except OSError as error:  # e.g. the quarantine folder is full: the file waits, good files go on
+            log.error("cannot quarantine %s (%s): %s; left in place, tried again on a later tick",
+                      item.path.name, item.reason, error)
+            continue
         if target is None:
             continue
         moved.append((item, target, info.st_size, landed_at(info)))
