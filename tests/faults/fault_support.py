@@ -86,6 +86,10 @@ def dagster_home(folder: Path, yaml: Path | None = None) -> Path:
     """A Dagster home with the repository's dagster.yaml (queued runs, threaded sensors)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(yaml or REPO / "dagster.yaml", folder / "dagster.yaml")
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(folder)):  # create the storage now, not racing the daemon for it
+        pass
     return folder
 
 

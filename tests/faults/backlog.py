@@ -1,0 +1,87 @@
+"""Fault 5 (script, run by hand) — backlog: the daemon is stopped while N files (default 10,000) arrive;
+the real `dagster-daemon run` is then started.  Prints how long until everything is processed, every tick's
+duration (none may reach Dagster's 60 s sensor timeout) and the counts that show nothing lost or doubled.
+
+    .venv/bin/python tests/faults/backlog.py --files 10000 --runs 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=50, help="run numbers the files are spread over")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="hydra-backlog-"))
+    os.environ.update(HYDRA_HOME=str(root / "home"), DAGSTER_HOME=str(root / "dagster"), HYDRA_PREDICTOR="inprocess")
+    for key in ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "HYDRA_INPUT_DIR"):
+        os.environ.pop(key, None)
+    from fault_support import PLOT, Daemon, counts, dagster_home, drop_many, runs_by_status, sensor_ticks, wait_until
+    from hydra_assets import catalog
+    from hydra_assets.db.engine import HydraDB
+    from hydra_assets.db.migrate import upgrade
+    from hydra_assets.ml.active import register_local_model
+    from hydra_assets.settings import load_settings
+    from test_ingest_support import SIZE, constant_model
+
+    settings = load_settings()
+    settings.ensure_folders()
+    upgrade(settings.db_url)
+    db = HydraDB(settings.db_url)
+    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=5.0, input_size=SIZE))
+    register_local_model(db, PLOT, constant_model(root / "m.keras", [0.9, 0.1]), ["Good", "Bad"], input_size=SIZE)
+    dhome = dagster_home(root / "dagster")
+
+    started = time.monotonic()
+    drop_many(settings.input_dir, args.files, runs=args.runs)
+    print(f"{args.files} files dropped over {args.runs} run numbers in {time.monotonic() - started:.0f} s "
+          "(daemon stopped)", flush=True)
+    daemon = Daemon(dhome, root / "daemon.log").start()
+    started = time.monotonic()
+    try:
+        def done() -> bool:
+            c = counts(db, settings.input_dir)
+            print(f"  t={time.monotonic() - started:5.0f}s left={c.files_left} registered={c.registered} "
+                  f"inferences={c.inferences} decisions={c.keep_decisions} runs={runs_by_status(dhome)}", flush=True)
+            return c.files_left == 0 and c.keep_decisions >= args.files and not (
+                set(runs_by_status(dhome)) & {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"})
+
+        wait_until(done, args.timeout, every=15.0, alive=lambda: daemon.process.poll() is None)
+    finally:
+        daemon.stop()
+    elapsed = time.monotonic() - started
+    ticks = sensor_ticks(dhome)
+    durations = sorted(t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp)
+    failed = [t for t in ticks if t.status.value == "FAILURE"]
+    c = counts(db, settings.input_dir)
+    print(f"\nprocessed {args.files} files in {elapsed:.0f} s ({args.files / elapsed:.1f} files/s)")
+    print(f"counts: {c.as_dict()} duplicates={c.duplicates} runs={runs_by_status(dhome)}")
+    if durations:
+        print(f"ticks: {len(ticks)}, failed {len(failed)}, duration median {durations[len(durations) // 2]:.2f} s, "
+              f"max {durations[-1]:.2f} s (limit 60 s)")
+    ok = (c.files_left == 0 and c.registered == c.distinct_files == c.inferences == c.keep_decisions == args.files
+          and not failed and (not durations or durations[-1] < 60))
+    print("OK" if ok else "FAILED", f"(home: {root})" if args.keep else "")
+    db.dispose()
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
