@@ -42,7 +42,7 @@ class Builder(Protocol):
 LAST_CONV_LAYERS = {"compact": "last_conv", "vgg16": "block5_conv3", "inceptionv3": "mixed10"}
 MIN_INPUT = {"compact": 16, "vgg16": 32, "inceptionv3": 75}
 # Sensible training defaults per topology: (epochs, batch size, learning rate).
-TRAINING_DEFAULTS = {"compact": (12, 16, 1e-3), "vgg16": (20, 16, 1e-4), "inceptionv3": (20, 16, 1e-4)}
+TRAINING_DEFAULTS = {"compact": (12, 16, 2e-3), "vgg16": (20, 16, 1e-4), "inceptionv3": (20, 16, 1e-4)}
 
 # Keras' default 0.99 leaves the moving statistics far from the data after the few hundred steps a
 # small training set gives, and the model then predicts one class at inference; 0.9 settles in ~30 steps.
