@@ -158,7 +158,7 @@ def _sync_alias(config: HydraSettings | None, plot_type: str, active: Model | No
         return
     try:
         client.delete_registered_model_alias(name, ACTIVE_ALIAS)
-    except Exception:  # noqa: BLE001 - no such model or alias: nothing to remove
+    except Exception:  # no such model or alias: nothing to remove
         log.debug("no alias to remove on %s", name)
 
 

@@ -13,6 +13,8 @@ training is refused when no image is labeled, when fewer than two labels reach t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -543,10 +545,14 @@ def train_model_step(
                             "plots/confusion_matrix_top_label.png")
         mlflow.log_dict(history, "history.json")
         emit("registering", name=name)
-        info = mlflow.keras.log_model(model, name="model", registered_model_name=name,
-                                      pip_requirements=["tensorflow-cpu", "keras>=3"],
-                                      metadata={"hydra_plot_type": plot_type, "label_names": label_names,
-                                                "input_size": list(input_size)})
+        # MLflow prints "Successfully registered model" straight to stderr; keep it in the run's log instead.
+        with contextlib.redirect_stderr(io.StringIO()) as chatter:
+            info = mlflow.keras.log_model(model, name="model", registered_model_name=name,
+                                          pip_requirements=["tensorflow-cpu", "keras>=3"],
+                                          metadata={"hydra_plot_type": plot_type, "label_names": label_names,
+                                                    "input_size": list(input_size)})
+        for line in chatter.getvalue().splitlines():
+            logger.info(line)
         version = str(info.registered_model_version)
         cache = Path(config.models_dir) / name / version
         (cache / "data").mkdir(parents=True, exist_ok=True)
