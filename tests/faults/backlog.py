@@ -30,12 +30,13 @@ def main() -> int:
     for key in ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "HYDRA_INPUT_DIR"):
         os.environ.pop(key, None)
     from fault_support import PLOT, Daemon, counts, dagster_home, drop_many, runs_by_status, sensor_ticks, wait_until
+    from test_ingest_support import SIZE, constant_model
+
     from hydra_assets import catalog
     from hydra_assets.db.engine import HydraDB
     from hydra_assets.db.migrate import upgrade
     from hydra_assets.ml.active import register_local_model
     from hydra_assets.settings import load_settings
-    from test_ingest_support import SIZE, constant_model
 
     settings = load_settings()
     settings.ensure_folders()

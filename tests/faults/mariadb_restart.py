@@ -39,12 +39,13 @@ def main() -> int:
     os.environ.update(HYDRA_HOME=str(root / "home"), DAGSTER_HOME=str(root / "dagster"), HYDRA_DB_URL=url,
                       HYDRA_PREDICTOR="inprocess")
     from fault_support import PLOT, Daemon, counts, dagster_home, drop_many, runs_by_status, wait_until
+    from test_ingest_support import SIZE, constant_model
+
     from hydra_assets import catalog
     from hydra_assets.db.engine import HydraDB
     from hydra_assets.db.migrate import upgrade
     from hydra_assets.ml.active import register_local_model
     from hydra_assets.settings import load_settings
-    from test_ingest_support import SIZE, constant_model
 
     settings = load_settings()
     settings.ensure_folders()
@@ -67,7 +68,7 @@ def main() -> int:
         def done() -> bool:
             try:
                 c = counts(db, settings.input_dir)
-            except Exception:  # noqa: BLE001 - the pool reconnects on the next try
+            except Exception:
                 return False
             return c.files_left == 0 and c.keep_decisions >= args.files
         try:

@@ -10,9 +10,9 @@ import time
 import dagster as dg
 import pytest
 from sqlalchemy import func, select
+from test_ingest_support import PLOT, activate, home, model_files, png_bytes, run_request, tick  # noqa: F401
 
 from hydra_assets.db.models import Image, Inference
-from test_ingest_support import PLOT, activate, home, model_files, png_bytes, run_request, tick  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 DAY = 86_400.0

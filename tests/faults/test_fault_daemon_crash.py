@@ -15,7 +15,6 @@ import time
 import pytest
 from dagster import DagsterInstance
 from dagster._core.storage.dagster_run import DagsterRunStatus
-
 from fault_support import Daemon, counts, dagster_home, drop_many, runs_by_status, sensor_iteration, wait_until
 from test_ingest_support import activate, home, model_files  # noqa: F401
 

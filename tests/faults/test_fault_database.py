@@ -11,14 +11,14 @@ import time
 
 import pymysql
 import pytest
-from sqlalchemy import func, select, text
-
 from conftest import fresh_mysql_database
+from sqlalchemy import func, select, text
+from test_ingest_support import model_files  # noqa: F401 - fixture
+
 from hydra_assets import catalog
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import Heartbeat, Image, Inference, KeepDecision
-from test_ingest_support import model_files  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.mysql]
 
@@ -84,7 +84,7 @@ def test_forced_deadlocks_between_concurrent_writers_are_retried(maria):
         for _ in range(rounds):
             state = {"waited": False}
 
-            def work(session):  # type: ignore[no-untyped-def]
+            def work(session, state=state):  # type: ignore[no-untyped-def]
                 tries[key] += 1
                 row = session.get(Heartbeat, first, with_for_update=True)
                 row.detail = str(int(row.detail) + 1)
@@ -101,7 +101,7 @@ def test_forced_deadlocks_between_concurrent_writers_are_retried(maria):
 
             try:
                 maria.write(work, what=f"deadlock {key}", attempts=8)
-            except BaseException as error:  # noqa: BLE001
+            except BaseException as error:
                 errors.append(error)
                 barrier.abort()
                 return
@@ -125,7 +125,6 @@ def test_forced_deadlocks_between_concurrent_writers_are_retried(maria):
 def test_pipeline_survives_a_kill_inside_its_inference_write(mysql_server, hydra_home, monkeypatch, model_files):
     """A live chunk on MariaDB; the connection is KILLed in the middle of Predict's transaction."""
     import dagster as dg
-
     from test_ingest_support import PLOT, SIZE, activate, drop, png_bytes, run_request, tick
 
     url, drop_database = fresh_mysql_database(mysql_server)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from sqlalchemy import func, select
-
 from fault_support import counts
+from sqlalchemy import func, select
+from test_ingest_support import PLOT, activate, drop, home, model_files, png_bytes, run_request, tick  # noqa: F401
+
 from hydra_assets.db.models import Image, KeepDecision
 from hydra_assets.settings import load_settings
-from test_ingest_support import PLOT, activate, drop, home, model_files, png_bytes, run_request, tick  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 
@@ -100,7 +100,7 @@ def test_quarantine_folder_full_keeps_good_files_flowing_and_resumes(home, sqlit
     monkeypatch.setenv("HYDRA_QUARANTINE_DIR", str(quarantine))
     activate(sqlite_db, model_files["good"])
     bad = drop(home.input_dir, "not-a-hydra-name.png", png_bytes(99, size=(64, 64)))
-    unknown = drop(home.input_dir, f"NoSuchPlot-9-0001.png", png_bytes(98, size=(64, 64)))
+    unknown = drop(home.input_dir, "NoSuchPlot-9-0001.png", png_bytes(98, size=(64, 64)))
     for chunk in range(5):
         drop(home.input_dir, f"{PLOT}-10-{chunk:04d}.png", png_bytes(chunk))
     fill()

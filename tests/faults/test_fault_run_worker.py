@@ -10,12 +10,12 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus
-from sqlalchemy import func, select
-
 from fault_support import counts, dagster_home, drop_many, ingest_job, killed_worker
+from sqlalchemy import func, select
+from test_ingest_support import activate, home, model_files, tick  # noqa: F401
+
 from hydra_assets.db.models import Alarm
 from hydra_assets.partitions import run_number
-from test_ingest_support import activate, home, model_files, tick  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 FILES = 40

@@ -16,12 +16,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ui"))
 
-from hydra_assets.db.engine import HydraDB  # noqa: E402
-from hydra_assets.db.models import Image  # noqa: E402
-from pages_factory import PASSWORDS, draw_plot, populate  # noqa: E402
-from pages_server import make_home, start_pages, stop_pages  # noqa: E402
-from panel_app.auth import write_credentials  # noqa: E402
-from panel_app.config import PAGES  # noqa: E402
+from pages_factory import PASSWORDS, draw_plot, populate
+from pages_server import make_home, start_pages, stop_pages
+
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.models import Image
+from panel_app.auth import write_credentials
+from panel_app.config import PAGES
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_ingest_support import PLOT, SIZE, home, model_files  # noqa: F401
 
 from hydra_assets.ml.active import ModelLoadError, load_active_model, load_keras_file, register_local_model
-from test_ingest_support import PLOT, SIZE, home, model_files  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 
