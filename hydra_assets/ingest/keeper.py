@@ -113,6 +113,12 @@ def keep_run(
         done = set(session.scalars(select(KeepDecision.inference_id).where(
             KeepDecision.inference_id.in_(list(decisions)))))
         alarmed = set(session.scalars(select(Alarm.inference_id).where(Alarm.inference_id.in_(list(decisions)))))
+        # one query per table, not one per image: a Hall brings 80 plot types per chunk
+        images = {i.id: i for i in session.scalars(select(Image).where(
+            Image.id.in_({item.image_id for item in pending})))}
+        inferences = {i.id: i for i in session.scalars(select(Inference).where(Inference.id.in_(list(decisions))))}
+        tiles = {r.plot_type_id: r for r in session.scalars(select(RunTime).where(
+            RunTime.plot_type_id.in_({item.plot_type_id for item in pending})))}
         kept: Counter[str] = Counter()
         decided = alarms = 0
         latest: dict[int, _Pending] = {}
@@ -129,10 +135,9 @@ def keep_run(
             decided += 1
             if reason:
                 kept[reason] += 1
-                image = session.get(Image, item.image_id)
+                image = images[item.image_id]
                 image.queue_priority = queue_priority(reason, image.queue_priority)
-            inference = session.get(Inference, item.inference_id)
-            inference.keep_ms = round(per_image_ms, 3)
+            inferences[item.inference_id].keep_ms = round(per_image_ms, 3)
             if live and item.status == "classified" and item.is_bad and item.confirmed and item.inference_id not in alarmed:
                 weight = f" ({item.top_weight:.0%})" if item.top_weight is not None else ""
                 session.add(Alarm(inference_id=item.inference_id, image_id=item.image_id,
@@ -140,7 +145,7 @@ def keep_run(
                                   message=f"{item.plot_type}: {item.top_label}{weight} in run {item.run}, "
                                           f"chunk {item.chunk}"))
                 alarms += 1
-        moved = [item.plot_type for item in latest.values() if _move_run_time(session, item)]
+        moved = [item.plot_type for item in latest.values() if _move_run_time(session, item, tiles.get(item.plot_type_id))]
         session.flush()
         return decided, kept, alarms, moved
 
@@ -151,9 +156,8 @@ def keep_run(
     return result
 
 
-def _move_run_time(session: Session, item: _Pending) -> bool:
+def _move_run_time(session: Session, item: _Pending, row: RunTime | None) -> bool:
     """Point the plot type's Run page tile at this image unless it already shows a newer one."""
-    row = session.get(RunTime, item.plot_type_id)
     if row is None:
         session.add(RunTime(plot_type_id=item.plot_type_id, image_id=item.image_id, inference_id=item.inference_id,
                             run_number=item.run, chunk=item.chunk, updated_at=utcnow()))

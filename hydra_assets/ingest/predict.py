@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -94,54 +95,72 @@ class PredictResult:
     duration_ms: float = 0.0
 
 
-def _existing(session: Session, image_ids: list[int], key: str) -> dict[int, Inference]:
+@dataclass
+class _Row:
+    """An inference to write: for `image` and model version `key`, counted under `outcome`."""
+
+    image: ScopeImage
+    key: str
+    fields: dict[str, Any]
+    outcome: str  # classified | no_model | error
+
+
+def _statuses(session: Session, image_ids: list[int]) -> dict[tuple[int, str], str]:
+    """(image id, model key) -> status of the inferences these images already have."""
     if not image_ids:
         return {}
-    rows = session.scalars(select(Inference).where(Inference.image_id.in_(image_ids), Inference.model_key == key))
-    return {row.image_id: row for row in rows}
+    rows = session.execute(select(Inference.image_id, Inference.model_key, Inference.status)
+                           .where(Inference.image_id.in_(image_ids)))
+    return {(image_id, key): status for image_id, key, status in rows}
 
 
-def _todo(db: HydraDB, images: list[ScopeImage], key: str) -> tuple[list[ScopeImage], int]:
-    """Images still lacking a usable inference of `key` (an `error` one is retried)."""
-    with db.read() as s:
-        have = _existing(s, [i.id for i in images], key)
-    todo = [i for i in images if i.id not in have or have[i.id].status == "error"]
-    return todo, len(images) - len(todo)
+def _write_rows(db: HydraDB, rows: list[_Row]) -> Counter[str]:
+    """Insert (or repair an `error` row of) one inference per image and model version, in one transaction."""
 
-
-def _write(
-    db: HydraDB,
-    images: list[ScopeImage],
-    key: str,
-    make: "callable",
-) -> int:
-    """Insert (or repair an `error` row of) one inference per image for `key`; returns how many were written."""
-
-    def work(session: Session) -> int:
-        have = _existing(session, [i.id for i in images], key)
-        written = 0
-        for index, image in enumerate(images):
-            old = have.get(image.id)
+    def work(session: Session) -> Counter[str]:
+        ids = sorted({row.image.id for row in rows})
+        existing = {(r.image_id, r.model_key): r for r in session.scalars(
+            select(Inference).where(Inference.image_id.in_(ids)))}
+        written: Counter[str] = Counter()
+        for row in rows:
+            old = existing.get((row.image.id, row.key))
             if old is not None and old.status != "error":
                 continue  # a concurrent run got there first
-            fields = make(index, image)
             if old is None:
+                image = row.image
                 session.add(Inference(image_id=image.id, plot_type_id=image.plot_type_id, run_number=image.run,
-                                      chunk=image.chunk, model_key=key, **fields))
+                                      chunk=image.chunk, model_key=row.key, **row.fields))
             else:
-                for name, value in fields.items():
+                for name, value in row.fields.items():
                     setattr(old, name, value)
-            written += 1
+            written[row.outcome] += 1
         session.flush()
         return written
 
-    return write_resolving_conflicts(db, work, what=f"record inferences ({key})")
+    return write_resolving_conflicts(db, work, what="record inferences")
 
 
-def _blank(status: str, *, model_id: int | None, error: str | None, dagster_run_id: str) -> dict:
+def _blank(status: str, *, model_id: int | None, error: str | None, dagster_run_id: str) -> dict[str, Any]:
     return dict(model_id=model_id, status=status, error=error, weights={}, top_label_id=None, top_weight=None,
                 confirmed=False, is_bad=False, flagged=False, gradcam_path=None, classified_at=utcnow(),
                 dagster_run_id=dagster_run_id)
+
+
+@dataclass
+class _Context:
+    """What classifying a run's images needs from the database, read once."""
+
+    thresholds: dict[int, dict[str, float]]  # model id -> label -> threshold
+    label_ids: dict[tuple[int, str], int]  # (plot type id, label name) -> label id
+    bad: dict[int, set[str]]  # plot type id -> names of its Bad labels (as marked now)
+
+    def thresholds_for(self, db: HydraDB, model_id: int) -> dict[str, float]:
+        if model_id not in self.thresholds:  # activated after our read
+            from hydra_assets.ml.active import thresholds_of
+
+            with db.read() as s:
+                self.thresholds[model_id] = thresholds_of(s, model_id)
+        return self.thresholds[model_id]
 
 
 def predict_run(
@@ -155,35 +174,56 @@ def predict_run(
     prepared: Mapping[int, np.ndarray] | None = None,
     feed_ms: float | None = None,
 ) -> PredictResult:
-    """Classify the images of run `run` in scope that lack an inference of their plot type's active model."""
+    """Classify the images of run `run` in scope that lack an inference of their plot type's active model.
+
+    One read before and one write after the classification, whatever the number of plot types (a Hall
+    has 80): thresholds are those of the moment the run read them.
+    """
+    from hydra_assets.ml.active import thresholds_of
+
     started = time.perf_counter()
     prepared = prepared or {}
     with db.read() as s:
         images = images_in_scope(s, run, digests)
-        models = current_models(s, {i.plot_type_id for i in images})
+        plot_type_ids = {i.plot_type_id for i in images}
+        models = current_models(s, plot_type_ids)
+        statuses = _statuses(s, [i.id for i in images])
+        context = _Context(
+            thresholds={m.model_id: thresholds_of(s, m.model_id) for m in models.values()},
+            label_ids={}, bad=defaultdict(set),
+        )
+        for pid, label_name, lid, is_bad in s.execute(select(Label.plot_type_id, Label.name, Label.id, Label.is_bad)
+                                                      .where(Label.plot_type_id.in_(plot_type_ids))):
+            context.label_ids[(pid, label_name)] = lid
+            if is_bad:
+                context.bad[pid].add(label_name)
     result = PredictResult(run=run, images=len(images))
     by_plot_type: dict[int, list[ScopeImage]] = defaultdict(list)
     for image in images:
         by_plot_type[image.plot_type_id].append(image)
         result.chunks[(image.plot_type_id, image.chunk)] += 1
 
+    rows: list[_Row] = []
     for plot_type_id, group in by_plot_type.items():
         name = group[0].plot_type
         current = models.get(plot_type_id)
-        if current is None:
-            todo, skipped = _todo(db, group, NO_MODEL_KEY)
-            result.skipped += skipped
-            result.no_model += _write(db, todo, NO_MODEL_KEY, lambda _i, _im: _blank(
-                "no_model", model_id=None, error=None, dagster_run_id=dagster_run_id))
-            result.models[name] = NO_MODEL_KEY
-            continue
-        todo, skipped = _todo(db, group, current.key)
-        result.skipped += skipped
+        key = current.key if current is not None else NO_MODEL_KEY
+        result.models[name] = key
+        todo = [i for i in group if statuses.get((i.id, key), "error") == "error"]  # none yet, or failed
+        result.skipped += len(group) - len(todo)
         if not todo:
-            result.models[name] = current.key
             continue
-        _classify_group(db, config, todo, current, classifier, result, name,
-                        dagster_run_id=dagster_run_id, prepared=prepared, feed_ms=feed_ms)
+        if current is None:
+            rows += [_Row(i, NO_MODEL_KEY, _blank("no_model", model_id=None, error=None,
+                                                  dagster_run_id=dagster_run_id), "no_model") for i in todo]
+            continue
+        rows += _classify_group(db, config, todo, current, classifier, result, name, context,
+                                dagster_run_id=dagster_run_id, prepared=prepared, feed_ms=feed_ms)
+    t_db = time.perf_counter()
+    written = _write_rows(db, rows) if rows else Counter()
+    result.timings_ms["db"] += (time.perf_counter() - t_db) * 1000
+    result.classified, result.no_model, result.error_images = (
+        written["classified"], written["no_model"], written["error"])
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -214,71 +254,57 @@ def _classify_group(
     classifier: Classifier,
     result: PredictResult,
     plot_type: str,
+    context: _Context,
     *,
     dagster_run_id: str,
     prepared: Mapping[int, np.ndarray],
     feed_ms: float | None,
-) -> None:
-    from hydra_assets.ml.active import ModelLoadError, thresholds_of
+) -> list[_Row]:
+    """The rows for one plot type's images: classified, `error` (model or file unusable) or `no_model`."""
+    from hydra_assets.ml.active import ModelLoadError
 
     t0 = time.perf_counter()
-    size = current.input_size
-    ok, batch, failed = _prepare_batch(todo, size, prepared)
+    ok, batch, failed = _prepare_batch(todo, current.input_size, prepared)
     result.timings_ms["prepare"] += (time.perf_counter() - t0) * 1000
     paths = [gradcam_path(config, image, current.key) for image in ok]
     prediction: BatchPrediction | None = None
-    error: str | None = None
     try:
         try:
-            prediction = classifier.classify(plot_type, batch, paths)
+            prediction = classifier.classify(plot_type, batch, paths, expected_key=current.key)
         except InputSizeMismatch as mismatch:  # activated meanwhile with another input size
             ok, batch, more_failed = _prepare_batch(ok, mismatch.size, {})
             failed += more_failed
             paths = [gradcam_path(config, image, current.key) for image in ok]
-            prediction = classifier.classify(plot_type, batch, paths)
+            prediction = classifier.classify(plot_type, batch, paths)  # reload: the version changed
     except ModelLoadError as load_error:
-        error = str(load_error)
+        result.errors[plot_type] = str(load_error)
+        return [_Row(i, current.key, _blank("error", model_id=current.model_id, error=str(load_error),
+                                            dagster_run_id=dagster_run_id), "error") for i in todo]
 
-    if error is not None:
-        result.errors[plot_type] = error
-        result.error_images += _write(db, todo, current.key, lambda _i, _im: _blank(
-            "error", model_id=current.model_id, error=error, dagster_run_id=dagster_run_id))
-        result.models[plot_type] = current.key
-        return
-    if failed:
-        reasons = dict((im.id, why) for im, why in failed)
-        result.error_images += _write(db, [im for im, _ in failed], current.key, lambda _i, im: _blank(
-            "error", model_id=current.model_id, error=reasons[im.id], dagster_run_id=dagster_run_id))
-    if prediction is None:  # deactivated between our query and the classification
-        result.no_model += _write(db, ok, NO_MODEL_KEY, lambda _i, _im: _blank(
-            "no_model", model_id=None, error=None, dagster_run_id=dagster_run_id))
+    rows = [_Row(image, current.key, _blank("error", model_id=current.model_id, error=why,
+                                            dagster_run_id=dagster_run_id), "error") for image, why in failed]
+    if prediction is None:  # deactivated between our read and the classification
         result.models[plot_type] = NO_MODEL_KEY
-        return
+        return rows + [_Row(i, NO_MODEL_KEY, _blank("no_model", model_id=None, error=None,
+                                                    dagster_run_id=dagster_run_id), "no_model") for i in ok]
 
     result.where.add(prediction.where)
     result.timings_ms["load"] += prediction.load_ms
     result.timings_ms["infer"] += prediction.infer_ms
     result.timings_ms["gradcam"] += prediction.gradcam_ms
-    t_db = time.perf_counter()
-    with db.read() as s:
-        thresholds = thresholds_of(s, prediction.model_id)
-        label_ids = dict(s.execute(select(Label.name, Label.id).join(PlotType, PlotType.id == Label.plot_type_id)
-                                   .where(PlotType.name == plot_type)).all())
-    bad = set(prediction.bad_labels)
-    per_image_ms = (prediction.infer_ms + prediction.gradcam_ms) / max(len(ok), 1)
-
-    def make(index: int, _image: ScopeImage) -> dict:
-        judged = classify_weights(prediction.weights[index], prediction.label_names, thresholds, bad)
-        return dict(
-            model_id=prediction.model_id, status="classified", error=None,
-            weights={k: round(v, 6) for k, v in judged.weights.items()},
-            top_label_id=label_ids.get(judged.top_label), top_weight=round(judged.top_weight, 6),
-            confirmed=judged.confirmed, is_bad=judged.is_bad, flagged=judged.flagged,
-            gradcam_path=prediction.gradcams.get(index), classified_at=utcnow(), predict_ms=round(per_image_ms, 3),
-            feed_ms=feed_ms, dagster_run_id=dagster_run_id,
-        )
-
-    result.classified += _write(db, ok, prediction.model_key, make)
     result.gradcams += len(prediction.gradcams)
     result.models[plot_type] = prediction.model_key
-    result.timings_ms["db"] += (time.perf_counter() - t_db) * 1000
+    thresholds = context.thresholds_for(db, prediction.model_id)
+    bad = context.bad.get(todo[0].plot_type_id, set(prediction.bad_labels))
+    per_image_ms = round((prediction.infer_ms + prediction.gradcam_ms) / max(len(ok), 1), 3)
+    for index, image in enumerate(ok):
+        judged = classify_weights(prediction.weights[index], prediction.label_names, thresholds, bad)
+        rows.append(_Row(image, prediction.model_key, dict(
+            model_id=prediction.model_id, status="classified", error=None,
+            weights={k: round(v, 6) for k, v in judged.weights.items()},
+            top_label_id=context.label_ids.get((image.plot_type_id, judged.top_label)),
+            top_weight=round(judged.top_weight, 6), confirmed=judged.confirmed, is_bad=judged.is_bad,
+            flagged=judged.flagged, gradcam_path=prediction.gradcams.get(index), classified_at=utcnow(),
+            predict_ms=per_image_ms, feed_ms=feed_ms, dagster_run_id=dagster_run_id,
+        ), "classified"))
+    return rows
