@@ -7,11 +7,11 @@ import json
 import dagster as dg
 import pytest
 from click.testing import CliRunner
+from test_ingest_support import PLOT, activate, drop, home, ingest_all, model_files, png_bytes  # noqa: F401
 
 from hydra_assets.cli import cli
 from hydra_assets.cli.results import parse_duration
 from hydra_assets.ingest.records import FIELDS
-from test_ingest_support import PLOT, activate, drop, home, ingest_all, model_files, png_bytes  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 

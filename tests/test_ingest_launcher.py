@@ -11,10 +11,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from sqlalchemy import func, select
+from test_ingest_support import PLOT, activate, drop, home, model_files, png_bytes  # noqa: F401
 
 from hydra_assets.db.models import Inference
 from hydra_assets.ingest.launcher import PID_TAG, WarmRunLauncher, code_fingerprint
-from test_ingest_support import PLOT, activate, drop, home, model_files, png_bytes  # noqa: F401
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

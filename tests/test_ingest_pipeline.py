@@ -10,6 +10,20 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from sqlalchemy import func, select
+from test_ingest_support import (  # noqa: F401 - fixtures
+    PLOT,
+    activate,
+    backfill,
+    checks,
+    drop,
+    home,
+    ingest_all,
+    metadata,
+    model_files,
+    png_bytes,
+    run_request,
+    tick,
+)
 
 from hydra_assets.db.models import (
     Alarm,
@@ -26,20 +40,6 @@ from hydra_assets.ingest.feeder import feed_files
 from hydra_assets.ingest.records import log_records, run_records
 from hydra_assets.ingest.rules import collect_draw
 from hydra_assets.ingest.scan import FileRef
-from test_ingest_support import (  # noqa: F401 - fixtures
-    PLOT,
-    activate,
-    backfill,
-    checks,
-    drop,
-    home,
-    ingest_all,
-    metadata,
-    model_files,
-    png_bytes,
-    run_request,
-    tick,
-)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 

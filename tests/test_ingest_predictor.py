@@ -11,14 +11,6 @@ import time
 import dagster as dg
 import numpy as np
 import pytest
-
-from hydra_assets.ingest.feeder import prepare
-from hydra_assets.ingest.predictor import (
-    InProcessClassifier,
-    InputSizeMismatch,
-    ServiceClassifier,
-    ensure_service,
-)
 from test_ingest_support import (  # noqa: F401 - fixtures
     PLOT,
     activate,
@@ -29,6 +21,14 @@ from test_ingest_support import (  # noqa: F401 - fixtures
     png_bytes,
     run_request,
     tick,
+)
+
+from hydra_assets.ingest.feeder import prepare
+from hydra_assets.ingest.predictor import (
+    InProcessClassifier,
+    InputSizeMismatch,
+    ServiceClassifier,
+    ensure_service,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]

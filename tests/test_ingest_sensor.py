@@ -9,11 +9,11 @@ import time
 import dagster as dg
 import pytest
 from sqlalchemy import select
+from test_ingest_support import PLOT, drop, home, png_bytes, tick  # noqa: F401 - fixtures
 
 from hydra_assets.db.models import Heartbeat, Image
 from hydra_assets.definitions import defs
 from hydra_assets.ingest.scan import FileRef
-from test_ingest_support import PLOT, drop, home, png_bytes, tick  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("home")
 

@@ -16,13 +16,13 @@ import dagster as dg
 from pydantic import Field
 
 from hydra_assets.db.engine import HydraDB
+from hydra_assets.ingest.checks import decisions_missing, inference_coverage
 from hydra_assets.ingest.feeder import FeedResult, feed_files, take_prepared
 from hydra_assets.ingest.health import beat, record_timings, write_resolving_conflicts
 from hydra_assets.ingest.keeper import KeepResult, keep_run
 from hydra_assets.ingest.predict import PredictResult, predict_run
 from hydra_assets.ingest.predictor import Classifier, InProcessClassifier, ensure_service
 from hydra_assets.ingest.scan import FileRef
-from hydra_assets.ingest.checks import decisions_missing, inference_coverage
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.settings import HydraSettings

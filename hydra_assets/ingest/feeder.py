@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -25,7 +25,16 @@ from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Model, PlotType
-from hydra_assets.images import BadImage, check_image, file_digest, find_image, load_rgb, store_file, stored_name, touch_run
+from hydra_assets.images import (
+    BadImage,
+    check_image,
+    file_digest,
+    find_image,
+    load_rgb,
+    store_file,
+    stored_name,
+    touch_run,
+)
 from hydra_assets.ingest.health import write_resolving_conflicts
 from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
 from hydra_assets.ingest.scan import FileRef
@@ -33,8 +42,6 @@ from hydra_assets.naming import BadFileName, ImageName, parse_image_name
 from hydra_assets.settings import HydraSettings
 
 USABLE = ("registered", "labeled_import")
-T = TypeVar("T")
-U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ def _registered(db: HydraDB, run: int, digests: Sequence[str]
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
-def parallel(work: Callable[[T], U], items: Sequence[T]) -> list[U]:
+def parallel[T, U](work: Callable[[T], U], items: Sequence[T]) -> list[U]:
     """`work` over `items` in a few threads: Pillow decoding, hashing and fsync release the GIL, so a chunk's
     files are checked and stored on every core (the cores are otherwise idle until Predict)."""
     if len(items) < 2:

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,12 +18,11 @@ from sqlalchemy.orm import Session
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Heartbeat, StageTiming, utcnow
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 STAGES = ("sensor", "feeder", "predict", "keeper")
 
 
-def write_resolving_conflicts(db: HydraDB, work: Callable[[Session], T], *, what: str, attempts: int = 4) -> T:
+def write_resolving_conflicts[T](db: HydraDB, work: Callable[[Session], T], *, what: str, attempts: int = 4) -> T:
     """`db.write(work)`, running it again when a concurrent writer inserted a unique row first."""
     for attempt in range(1, attempts + 1):
         try:

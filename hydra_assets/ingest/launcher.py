@@ -197,7 +197,7 @@ def zygote_main(preload: Sequence[str]) -> None:
 
         for module in preload:
             importlib.import_module(module)
-    except Exception as error:  # noqa: BLE001 - reported to the launcher, which falls back
+    except Exception as error:
         print(f"error {type(error).__name__}: {error}", flush=True)
         return
     fingerprint = code_fingerprint()
@@ -223,7 +223,7 @@ def zygote_main(preload: Sequence[str]) -> None:
                 os.dup2(devnull, 0)
                 os.dup2(2, 1)  # the run's prints go where the daemon's go, not into the launcher's pipe
                 code = _run_child(request["run_id"], request["instance_ref"])
-            except BaseException:  # noqa: BLE001 - a child must never return into the zygote's loop
+            except BaseException:
                 import traceback
 
                 traceback.print_exc()

@@ -80,7 +80,8 @@ def classify_files(
                 judged = classify_weights(weights[row], active.label_names, active.thresholds, active.bad_labels)
                 gradcam = None
                 if judged.is_bad and gradcam_dir is not None:
-                    from hydra_assets.ml.gradcam import gradcam as heat, save_overlay
+                    from hydra_assets.ml.gradcam import gradcam as heat
+                    from hydra_assets.ml.gradcam import save_overlay
 
                     top = active.label_names.index(judged.top_label)
                     target = Path(gradcam_dir) / f"{path.stem}-gradcam.png"

@@ -350,13 +350,12 @@ class _Server:
 
     def warm_up(self) -> list[str]:
         """Import TensorFlow and load (and call once) the active models, before the first chunk asks."""
+        import keras  # noqa: F401 - the import is the point
         from sqlalchemy import select
 
         from hydra_assets.db.models import Model, PlotType
         from hydra_assets.ml import active as active_models
         from hydra_assets.ml.active import load_active_model
-
-        import keras  # noqa: F401 - the import is the point
 
         with self.db.read() as s:
             names = list(s.scalars(select(PlotType.name).join(Model, Model.plot_type_id == PlotType.id)
@@ -366,7 +365,7 @@ class _Server:
         for name in names:
             try:
                 active = load_active_model(self.db, self.config, name)
-            except Exception as error:  # noqa: BLE001 - a broken model must not stop the service
+            except Exception as error:
                 log.warning("warm-up of %s failed: %s", name, error)
                 continue
             if active is not None:
@@ -390,7 +389,7 @@ class _Server:
             return {"error": "ModelLoadError", "message": str(error)}
         except InputSizeMismatch as error:
             return {"error": "InputSizeMismatch", "size": list(error.size)}
-        except Exception as error:  # noqa: BLE001 - reported to the caller, who falls back or fails
+        except Exception as error:
             log.exception("classify failed")
             return {"error": type(error).__name__, "message": str(error)}
         if prediction is None:
@@ -445,7 +444,7 @@ def serve(config: HydraSettings, *, idle_s: float = IDLE_SECONDS, warm: bool = T
     while True:
         try:
             connection = listener.accept()
-        except Exception as error:  # noqa: BLE001 - a client failing authentication must not stop us
+        except Exception as error:
             log.warning("refused a connection: %s", error)
             continue
         threading.Thread(target=server.serve_connection, args=(connection,), daemon=True).start()

@@ -11,7 +11,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,9 +107,9 @@ def record_quarantine(
     name = item.name
     plot_type_id = item.plot_type_id
     digest = item.digest or ""
-    if name is not None and plot_type_id is not None and digest:
-        if find_image(session, plot_type_id=plot_type_id, run=name.run, chunk=name.chunk, digest=digest):
-            plot_type_id = None
+    if (name is not None and plot_type_id is not None and digest
+            and find_image(session, plot_type_id=plot_type_id, run=name.run, chunk=name.chunk, digest=digest)):
+        plot_type_id = None
     row = Image(
         plot_type_id=plot_type_id,
         run_number=name.run if name else None,
@@ -160,11 +159,3 @@ def quarantine_files(db: HydraDB, config: HydraSettings, items: list[QuarantineI
 
     return db.write(write, what="record quarantined files")
 
-
-def remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except IsADirectoryError:
-        shutil.rmtree(path, ignore_errors=True)

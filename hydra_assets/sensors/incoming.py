@@ -14,7 +14,6 @@ from hydra_assets.ingest.tick import evaluate_tick
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
 
-
 DAEMON_LOOP_SECONDS = 5  # dagster/_daemon/sensor.py MIN_INTERVAL_LOOP_TIME: sensors are looked at every 5 s
 
 
@@ -33,7 +32,7 @@ def _interval() -> int:
         from hydra_assets.settings import load_settings
 
         return minimum_interval(load_settings().sensor_interval_seconds)
-    except Exception:  # noqa: BLE001 - a bad setting must not break loading the code location
+    except Exception:
         return minimum_interval(DAEMON_LOOP_SECONDS)
 
 
