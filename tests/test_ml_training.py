@@ -240,3 +240,16 @@ def test_set_threshold_validation(sqlite_db, hydra_home, toy_plot_type, tmp_path
     assert registry.activate_model(sqlite_db, hydra_home, "T1", "1", "cli").key == "local-T1/1"
     with pytest.raises(catalog.CatalogError, match="no model version '7'"):
         registry.activate_model(sqlite_db, hydra_home, "T1", "7", "cli")
+
+
+def test_impossible_topology_refused_before_training(sqlite_db, hydra_home, toy_plot_type):
+    from hydra_assets.ml.topologies import TopologyError
+
+    tracking = TrackingService.from_settings(hydra_home)
+    training.create_training_set(sqlite_db, hydra_home, None, "T1", TrainingSetOptions(min_per_label=5))
+    with pytest.raises(TopologyError, match="at least 75x75"):
+        training.train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="inceptionv3"))
+    with pytest.raises(TopologyError, match="unknown topology 'resnet'"):
+        training.train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="resnet"))
+    with sqlite_db.read() as s:
+        assert s.scalar(select(func.count(Model.id))) == 0

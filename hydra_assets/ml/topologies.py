@@ -80,6 +80,15 @@ def resolve_builder(topology: str) -> Builder:
     )
 
 
+def check_topology(topology: str, input_size: tuple[int, int]) -> None:
+    """Refuse an unknown topology or an input it cannot take, before any data is loaded."""
+    resolve_builder(topology)
+    minimum = MIN_INPUT.get(topology, 1)
+    if min(input_size) < minimum:
+        raise TopologyError(f"topology {topology} needs inputs of at least {minimum}x{minimum} pixels, "
+                            f"got {input_size[0]}x{input_size[1]}")
+
+
 def build_model(
     topology: str, input_shape: tuple[int, int, int], n_labels: int, *, weights_path: str | None = None
 ) -> keras.Model:
@@ -87,10 +96,7 @@ def build_model(
     height, width, channels = (int(v) for v in input_shape)
     if n_labels < 2:
         raise TopologyError(f"a classifier needs at least two labels, got {n_labels}")
-    minimum = MIN_INPUT.get(topology, 1)
-    if min(height, width) < minimum:
-        raise TopologyError(f"topology {topology} needs inputs of at least {minimum}x{minimum} pixels, "
-                            f"got {height}x{width}")
+    check_topology(topology, (height, width))
     if weights_path is not None and not _exists(weights_path):
         raise TopologyError(f"weights file {weights_path} does not exist")
     model = resolve_builder(topology)((height, width, channels), n_labels, weights_path=weights_path)
@@ -221,6 +227,7 @@ __all__: list[str] = [
     "TopologyError",
     "available_topologies",
     "build_model",
+    "check_topology",
     "last_conv_layer_name",
     "register_topology",
     "resolve_builder",

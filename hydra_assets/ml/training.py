@@ -480,7 +480,7 @@ def train_model_step(
     """Fit the plot type's topology on its latest training set, register it in MLflow and mirror it."""
     import mlflow
 
-    from hydra_assets.ml.topologies import training_defaults
+    from hydra_assets.ml.topologies import check_topology, training_defaults
 
     with db.read() as s:
         plot = catalog.get_plot_type(s, plot_type)
@@ -495,6 +495,7 @@ def train_model_step(
     batch_size = options.batch_size or default_batch
     learning_rate = options.learning_rate or default_rate
     input_size = tuple(options.input_size or (plot.input_height, plot.input_width))
+    check_topology(topology, input_size)
     index = {name: k for k, name in enumerate(label_names)}
     missing = [p for _, p, _, _ in items if not Path(p).is_file()]
     if missing:
