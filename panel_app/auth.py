@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hydra_assets.settings import HydraSettings
 
-CREDENTIALS_FILE = "pages_credentials.json"
+CREDENTIALS_FILE = "credentials.json"  # what `hydra up` writes
 COOKIE_SECRET_FILE = "pages_cookie_secret"
 LOGIN_TEMPLATE = Path(__file__).parent / "templates" / "login.html"
 INDEX_TEMPLATE = Path(__file__).parent / "templates" / "index.html"  # "/" leads to the Run page

@@ -11,7 +11,7 @@ import click
 @click.option("--port", default=5006, show_default=True, help="Port to listen on.")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
 @click.option("--credentials", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON file of user: password for the login (default: HYDRA_HOME/pages_credentials.json).")
+              help="JSON file of user: password for the login (default: HYDRA_HOME/credentials.json, written by `hydra up`).")
 @click.option("--no-auth", is_flag=True, help="No login (local development): read only unless --user is given.")
 @click.option("--user", "local_user", default=None, help="With --no-auth: act as this Hydra user.")
 @click.option("--origin", "origins", multiple=True,
@@ -37,7 +37,8 @@ def pages(port: int, address: str, credentials: Path | None, no_auth: bool, loca
         try:
             load_credentials(credentials)
         except AuthError as error:
-            raise click.ClickException(f"{error}\n(`hydra up` creates one; or use --no-auth for local development)")
+            raise click.ClickException(
+                f"{error}\n(`hydra up` creates one; or use --no-auth for local development)") from error
     else:
         credentials = None
     db = database(config.settings)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from hydra_assets.db.models import (
@@ -77,10 +77,13 @@ class PlotTypeInfo:
 def catalogue(session: Session) -> dict[int, PlotTypeInfo]:
     """Every plot type with its labels and groups (small tables, read whole)."""
     types = {
-        pt.id: PlotTypeInfo(pt.id, pt.name, pt.description or "", bool(pt.enabled))
-        for pt in session.scalars(select(PlotType).order_by(PlotType.name))
+        r.id: PlotTypeInfo(r.id, r.name, r.description or "", bool(r.enabled))
+        for r in session.execute(select(PlotType.id, PlotType.name, PlotType.description, PlotType.enabled)
+                                 .order_by(PlotType.name))
     }
-    for lab in session.scalars(select(Label).order_by(Label.plot_type_id, Label.order, Label.id)):
+    labels = session.execute(select(Label.id, Label.plot_type_id, Label.name, Label.colour, Label.is_bad, Label.order)
+                             .order_by(Label.plot_type_id, Label.order, Label.id))
+    for lab in labels:
         if lab.plot_type_id in types:
             types[lab.plot_type_id].labels.append(
                 LabelInfo(lab.id, lab.name, lab.colour or "#888888", bool(lab.is_bad), lab.order)
@@ -123,7 +126,7 @@ def user_role(session: Session, name: str | None) -> tuple[int | None, str | Non
     """(user id, role name) of a Hydra user, or (None, None) when the login has no Hydra user."""
     if not name:
         return None, None
-    row = session.execute(select(User.id, User.role_id).where(User.name == name, User.active.is_(True))).first()
+    row = session.execute(select(User.id, User.role_id).where(User.name == name, User.active == true())).first()
     if row is None:
         return None, None
     from hydra_assets.db.models import Role
@@ -231,7 +234,7 @@ def news(session: Session, *, limit: int = 3) -> list[tuple[datetime, str, str]]
     """The newest active news lines: (created_at, text, author)."""
     rows = session.execute(
         select(NewsLine.created_at, NewsLine.text, NewsLine.created_by)
-        .where(NewsLine.active.is_(True))
+        .where(NewsLine.active == true())
         .order_by(NewsLine.created_at.desc())
         .limit(limit)
     )
@@ -277,11 +280,13 @@ def log_entries(
             Inference.confirmed, Inference.is_bad, Inference.gradcam_path.is_not(None), Inference.weights,
             human.name,
         )
-        .join(PlotType, PlotType.id == Inference.plot_type_id)
-        .join(Image, Image.id == Inference.image_id)
+        # outer joins only, so the planner must start from inferences and walk ix_inferences_log backwards;
+        # with inner joins MariaDB started from plot_types and sorted a day of run history (3 s at 10 M rows)
+        .outerjoin(PlotType, PlotType.id == Inference.plot_type_id)
+        .outerjoin(Image, Image.id == Inference.image_id)
         .outerjoin(Label, Label.id == Inference.top_label_id)
         .outerjoin(human, human.id == Image.label_id)
-        .where(Inference.flagged.is_(True), Inference.classified_at >= since)
+        .where(Inference.flagged == true(), Inference.classified_at >= since)  # `IS true` would skip ix_inferences_log
         .order_by(Inference.classified_at.desc(), Inference.id.desc())
         .limit(limit)
     )
@@ -354,7 +359,7 @@ def model(session: Session, model_id: int) -> ModelInfo | None:
 
 def active_model(session: Session, plot_type_id: int) -> ModelInfo | None:
     row = session.scalar(
-        select(Model).where(Model.plot_type_id == plot_type_id, Model.active.is_(True)).order_by(Model.id.desc())
+        select(Model).where(Model.plot_type_id == plot_type_id, Model.active == true()).order_by(Model.id.desc())
     )
     return _model_info(row) if row else None
 
@@ -466,9 +471,9 @@ def confusion(session: Session, info: ModelInfo, label_names: list[str], *, limi
 def confusion_from_predictions(label_names: Sequence[str], true_index: Any, weights: Any) -> Confusion:
     """Cells from recorded predictions: true label index per image and the model's weights (images x labels)."""
     cells: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for true, row in zip(true_index, weights, strict=True):
+    for human, row in zip(true_index, weights, strict=True):
         predicted = int(max(range(len(row)), key=lambda k: row[k]))
-        cells[(label_names[int(true)], label_names[predicted])].append(float(row[predicted]))
+        cells[(label_names[int(human)], label_names[predicted])].append(float(row[predicted]))
     return Confusion(list(label_names), dict(cells), f"validation split of the fit ({len(true_index)} images)")
 
 
@@ -505,14 +510,16 @@ def history_from_metrics(metrics: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def queue_counts(session: Session, plot_type_ids: Sequence[int]) -> dict[int, int]:
-    """How many queued, unlabeled images each plot type has (one index range per plot type)."""
-    counts: dict[int, int] = {}
-    for plot_type_id in plot_type_ids:
-        counts[plot_type_id] = session.scalar(
-            select(func.count()).select_from(Image).where(
-                Image.plot_type_id == plot_type_id, Image.label_id.is_(None), Image.queue_priority.is_not(None)
-            )
-        ) or 0
+    """How many queued, unlabeled images each plot type has (one range of `ix_images_labeler_queue` each)."""
+    if not plot_type_ids:
+        return {}
+    rows = session.execute(
+        select(Image.plot_type_id, func.count())
+        .where(Image.plot_type_id.in_(list(plot_type_ids)), Image.label_id.is_(None), Image.queue_priority.is_not(None))
+        .group_by(Image.plot_type_id)
+    )
+    counts = dict.fromkeys(plot_type_ids, 0)
+    counts.update({plot_type_id: int(n) for plot_type_id, n in rows})
     return counts
 
 
@@ -583,10 +590,11 @@ def editor_page(
     One index range of `ix_images_editor` per label, merged — so "any label" costs k small reads, never a
     sort of every labeled image.
     """
-    per_label: list[list[Tile]] = []
+    per_label: list[list[tuple[datetime, int]]] = []
     for label_id in label_ids:
+        # (labeled_at, id) straight from ix_images_editor: no row is read until the page is known
         query = (
-            select(*_TILE_COLUMNS)
+            select(Image.labeled_at, Image.id)
             .where(Image.plot_type_id == plot_type_id, Image.label_id == label_id, Image.labeled_at.is_not(None))
             .order_by(Image.labeled_at.desc(), Image.id.desc())
             .limit(limit)
@@ -598,26 +606,46 @@ def editor_page(
         if before is not None:
             at, image_id = before
             query = query.where(or_(Image.labeled_at < at, and_(Image.labeled_at == at, Image.id < image_id)))
-        per_label.append(_tiles(session.execute(query)))
-    merged = list(heapq.merge(*per_label, key=lambda t: t.editor_key, reverse=True))[:limit]
-    return attach_inferences(session, merged)
+        per_label.append([(r[0], r[1]) for r in session.execute(query)])
+    keys = list(heapq.merge(*per_label, reverse=True))[:limit]
+    return attach_inferences(session, _tiles_by_id(session, [image_id for _at, image_id in keys]))
 
 
 def attach_inferences(session: Session, tiles: list[Tile]) -> list[Tile]:
-    """Fill in the latest model label of each tile (one query over `uq_inference_image_model`)."""
+    """Fill in each tile's model label from its latest classification.
+
+    First the covering index `uq_inference_image_model` (image_id, model_key, id) names every image's
+    classifications without reading rows; then only the newest one per image (highest id) is read.  An image
+    re-classified by ten model versions costs one row read, not ten.
+    """
     if not tiles:
         return tiles
     by_id = {t.image_id: t for t in tiles}
+    latest: dict[int, int] = {}
+    for image_id, inference_id in session.execute(
+        select(Inference.image_id, Inference.id).where(Inference.image_id.in_(list(by_id)))
+    ):
+        if inference_id > latest.get(image_id, 0):
+            latest[image_id] = inference_id
+    if not latest:
+        return tiles
     rows = session.execute(
         select(Inference.image_id, Inference.top_label_id, Inference.top_weight, Inference.confirmed,
-               Inference.gradcam_path.is_not(None), Inference.classified_at)
-        .where(Inference.image_id.in_(list(by_id)))
-        .order_by(Inference.classified_at, Inference.id)
+               Inference.gradcam_path.is_not(None))
+        .where(Inference.id.in_(list(latest.values())))
     )
-    for image_id, label_id, weight, confirmed, gradcam, _ in rows:  # later rows overwrite: latest wins
+    for image_id, label_id, weight, confirmed, gradcam in rows:
         tile = by_id[image_id]
         tile.model_label_id, tile.model_weight, tile.confirmed, tile.gradcam = label_id, weight, confirmed, gradcam
     return tiles
+
+
+def _tiles_by_id(session: Session, ids: Sequence[int]) -> list[Tile]:
+    """Tiles of the given images, in the given order."""
+    if not ids:
+        return []
+    found = {t.image_id: t for t in _tiles(session.execute(select(*_TILE_COLUMNS).where(Image.id.in_(list(ids)))))}
+    return [found[i] for i in ids if i in found]
 
 
 # ---- Status page ----------------------------------------------------------------------------------
@@ -667,16 +695,20 @@ class BrowseFilter:
 
 
 UNLABELED = "(unlabeled)"
-SORTS = {
-    "newest first": (Image.received_at.desc(), Image.id.desc()),
-    "oldest first": (Image.received_at.asc(), Image.id.asc()),
+SORTS = {  # ids grow as images are registered (received_at is set then), so id order is arrival order
+    "newest first": (Image.id.desc(),),
+    "oldest first": (Image.id.asc(),),
     "run, chunk (descending)": (Image.run_number.desc(), Image.chunk.desc(), Image.id.desc()),
     "run, chunk (ascending)": (Image.run_number.asc(), Image.chunk.asc(), Image.id.asc()),
 }
 
 
-def _browse_where(f: BrowseFilter) -> list[Any]:
-    where: list[Any] = [Image.status != "quarantined"]
+def _browse_where(f: BrowseFilter, label_ids: list[int]) -> list[Any]:
+    where: list[Any] = []
+    if not (f.label_name and f.label_name != UNLABELED and f.label_source == "human"):
+        # a human label implies a registered image; without one, leave quarantined files out (that check
+        # reads rows, so it is skipped when the label index alone can answer)
+        where.append(Image.status != "quarantined")
     if f.plot_type_ids is not None:
         where.append(Image.plot_type_id.in_(f.plot_type_ids) if f.plot_type_ids else Image.id.is_(None))
     if f.run_min is not None:
@@ -692,31 +724,49 @@ def _browse_where(f: BrowseFilter) -> list[Any]:
             if f.label_name == UNLABELED:
                 where.append(Image.label_id.is_(None))
             else:
-                where.append(Image.label_id.in_(select(Label.id).where(Label.name == f.label_name)))
+                where.append(Image.label_id.in_(label_ids))
         else:
-            where.append(
-                exists().where(
-                    Inference.image_id == Image.id,
-                    Inference.top_label_id.in_(select(Label.id).where(Label.name == f.label_name)),
-                )
+            # a correlated lookup per candidate image (uq_inference_image_model), stopping at the page's end:
+            # as EXISTS, MariaDB would turn it into a semi-join over every inference with that label
+            labeled_by_model = (
+                select(Inference.id)
+                .where(Inference.image_id == Image.id, Inference.top_label_id.in_(label_ids))
+                .limit(1)
+                .scalar_subquery()
             )
+            where.append(labeled_by_model.is_not(None))
     return where
 
 
 def browse(
     session: Session, f: BrowseFilter, *, sort: str = "newest first", limit: int = 60, offset: int = 0,
-    count_cap: int = 10000,
-) -> tuple[list[Tile], int]:
-    """One page of images matching the filter, and how many match (counted up to `count_cap`)."""
-    where = _browse_where(f)
+) -> tuple[list[Tile], bool]:
+    """One page of images matching the filter, and whether another page follows."""
+    where = _browse_where(f, _label_ids(session, f))
     rows = session.execute(
-        select(*_TILE_COLUMNS).where(*where).order_by(*SORTS.get(sort, SORTS["newest first"])).limit(limit)
+        select(*_TILE_COLUMNS).where(*where).order_by(*SORTS.get(sort, SORTS["newest first"])).limit(limit + 1)
         .offset(offset)
-    )
-    tiles = attach_inferences(session, _tiles(rows))
-    capped = select(Image.id).where(*where).limit(count_cap + 1).subquery()
-    total = session.scalar(select(func.count()).select_from(capped)) or 0
-    return tiles, total
+    ).all()
+    return attach_inferences(session, _tiles(rows[:limit])), len(rows) > limit
+
+
+def browse_count(session: Session, f: BrowseFilter, *, cap: int = 1000) -> int | None:
+    """How many images match, counted up to `cap` (cap + 1 means "more"); None when a count would cost a
+    scan of the run history (a model-label filter): the pager then says only whether more pages follow."""
+    if f.label_name and f.label_source == "model":
+        return None
+    capped = select(Image.id).where(*_browse_where(f, _label_ids(session, f))).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(capped)) or 0
+
+
+def _label_ids(session: Session, f: BrowseFilter) -> list[int]:
+    """Label ids of the filter's label name, as literals (the planner then uses the indexes)."""
+    if not f.label_name or f.label_name == UNLABELED:
+        return []
+    query = select(Label.id).where(Label.name == f.label_name)
+    if f.plot_type_ids:  # only the chosen plot types' label: a tighter range for the planner
+        query = query.where(Label.plot_type_id.in_(f.plot_type_ids))
+    return list(session.scalars(query))
 
 
 # ---- Trends ---------------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ class HydraStore(param.Parameterized):
                     session.expunge(row)
                 settings = self.config.settings
                 predictions = load_predictions(settings, TrackingService.from_settings(settings), row)
-            except Exception as error:  # noqa: BLE001 - no recorded predictions: fall back to the database
+            except Exception as error:  # no recorded predictions: fall back to the database
                 log.info("no recorded predictions for %s: %s", info.key, error)
                 return None
             validation = predictions.split == "validation"
@@ -283,7 +283,7 @@ class HydraStore(param.Parameterized):
                     if history:
                         curves[key] = [float(m.value) for m in history]
                 return curves
-            except Exception as error:  # noqa: BLE001 - MLflow down must not break the Library page
+            except Exception as error:  # MLflow down must not break the Library page
                 log.info("MLflow history of run %s unavailable: %s", run_id, error)
                 return {}
 

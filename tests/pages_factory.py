@@ -190,7 +190,7 @@ def populate(
             pt_id, label_ids = demo.plot_types[name], demo.labels[name]
             # training: a training set, two model versions, thresholds, a validation report
             tset = TrainingSet(plot_type_id=pt_id, created_at=now - timedelta(days=3), sampling="balanced", seed=seed,
-                               n_train=80, n_validation=20, label_counts={lab: 100 // len(labels) for lab in labels})
+                               n_train=0, n_validation=24, label_counts={lab: 24 // len(labels) for lab in labels})
             s.add(tset)
             s.flush()
             model_ids = []
@@ -206,7 +206,7 @@ def populate(
                     plot_type_id=pt_id, mlflow_name=f"hydra-{name}", mlflow_version=str(version),
                     mlflow_run_id=f"{p_index:02d}{version:02d}" + "ab" * 14, model_uri=f"models:/hydra-{name}/{version}",
                     topology="compact" if version == 1 else "inceptionv3", input_height=128, input_width=128,
-                    label_names=labels, training_set_id=tset.id, training_set_size=100, sampling="balanced",
+                    label_names=labels, training_set_id=tset.id, training_set_size=24, sampling="balanced",
                     metrics={"history": history, "val_accuracy": history["val_accuracy"][-1]},
                     created_at=now - timedelta(days=3 - version), created_by="expert", active=version == 2,
                     activated_at=now - timedelta(days=1) if version == 2 else None,

@@ -84,7 +84,7 @@ def test_every_query_answers_on_an_empty_database(db):
         assert q.log_entries(s, since) == []
         assert q.queue_counts(s, []) == {}
         assert q.stage_timings(s, since) == [] and q.heartbeats(s) == [] and q.images_per_hour(s, since) == []
-        assert q.browse(s, q.BrowseFilter()) == ([], 0)
+        assert q.browse(s, q.BrowseFilter()) == ([], False) and q.browse_count(s, q.BrowseFilter()) == 0
         assert q.reports(s) == [] and q.latest_run(s) is None
 
 
@@ -179,22 +179,26 @@ def test_browse_filters_sorts_and_caps_the_count(shared):
     db, _settings, demo = shared
     cdc = demo.plot_types["CDC_occupancy"]
     with db.read() as s:
-        everything, total = q.browse(s, q.BrowseFilter(), limit=500)
+        everything, more = q.browse(s, q.BrowseFilter(), limit=500)
+        total = q.browse_count(s, q.BrowseFilter())
         runs, _ = q.browse(s, q.BrowseFilter(run_min=121263, run_max=121263), limit=500)
-        one, n_one = q.browse(s, q.BrowseFilter(plot_type_ids=[cdc]), limit=5, sort="run, chunk (ascending)")
+        one, more_one = q.browse(s, q.BrowseFilter(plot_type_ids=[cdc]), limit=5, sort="run, chunk (ascending)")
+        n_one = q.browse_count(s, q.BrowseFilter(plot_type_ids=[cdc]))
         human_bad, _ = q.browse(s, q.BrowseFilter(label_name="Bad"), limit=500)
         model_bad, _ = q.browse(s, q.BrowseFilter(label_source="model", label_name="Bad"), limit=500)
+        model_count = q.browse_count(s, q.BrowseFilter(label_source="model", label_name="Bad"))
         unlabeled, _ = q.browse(s, q.BrowseFilter(label_name=q.UNLABELED), limit=500)
-        _, capped = q.browse(s, q.BrowseFilter(), limit=5, count_cap=10)
+        capped = q.browse_count(s, q.BrowseFilter(), cap=10)
         nothing = q.browse(s, q.BrowseFilter(plot_type_ids=[]))
-    assert total == len(everything) and {t.run for t in runs} == {121263}
-    assert n_one == len(demo.images["CDC_occupancy"]) and len(one) == 5
+    assert total == len(everything) and not more and {t.run for t in runs} == {121263}
+    assert n_one == len(demo.images["CDC_occupancy"]) and len(one) == 5 and more_one
+    assert model_count is None  # not counted: it would scan the run history
     assert [(t.run, t.chunk) for t in one] == sorted((t.run, t.chunk) for t in one)
     assert human_bad and all(t.label_id is not None for t in human_bad)
     assert model_bad and all(t.model_label_id is not None for t in model_bad)
     assert unlabeled and all(t.label_id is None for t in unlabeled)
     assert capped == 11  # "more than 10"
-    assert nothing == ([], 0)
+    assert nothing == ([], False)
 
 
 def test_trend_status_and_report_queries(shared):

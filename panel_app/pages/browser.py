@@ -11,6 +11,7 @@ from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight,
 from panel_app.store import HydraStore
 
 ANY = ""
+COUNT_CAP = 10_000  # "of more than 10,000": a broad filter never counts a million rows
 
 BROWSER_CSS = """
 .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
@@ -45,7 +46,8 @@ class BrowserPage(pn.viewable.Viewer):
         names = sorted({lab.name for pt in catalogue.values() for lab in pt.labels}, key=str.lower)
         self.param.label_name.objects = {"any": ANY, q.UNLABELED: q.UNLABELED, **{n: n for n in names}}
         self.tiles: list[q.Tile] = []
-        self.total = 0
+        self.total: int | None = 0  # None: not counted (model-label filters)
+        self.has_more = False
         self.results = html_pane("", stylesheets=[BROWSER_CSS])
         self.pager = html_pane("")
         self.search()
@@ -71,8 +73,10 @@ class BrowserPage(pn.viewable.Viewer):
 
     @param.depends("page", watch=True)
     def search(self) -> None:
-        self.tiles, self.total = self.store.read(q.browse, self.current_filter(), sort=self.sort,
-                                                 limit=self.page_size, offset=self.page * self.page_size)
+        current = self.current_filter()
+        self.tiles, self.has_more = self.store.read(q.browse, current, sort=self.sort, limit=self.page_size,
+                                                    offset=self.page * self.page_size)
+        self.total = self.store.read(q.browse_count, current, cap=COUNT_CAP)
         self.results.object = self.render()
         self.pager.object = self.pager_html()
 
@@ -80,8 +84,12 @@ class BrowserPage(pn.viewable.Viewer):
         if not self.tiles:
             return ""
         first = self.page * self.page_size + 1
-        total = f"{self.total:,}" if self.total <= 10000 else "more than 10,000"
-        return f"<span class=muted>images {first:,}–{first + len(self.tiles) - 1:,} of {total}</span>"
+        shown = f"images {first:,}–{first + len(self.tiles) - 1:,}"
+        if self.total is None:
+            total = " (more on the next page)" if self.has_more else " (last page)"
+        else:
+            total = f" of {self.total:,}" if self.total <= COUNT_CAP else f" of more than {COUNT_CAP:,}"
+        return f"<span class=muted>{shown}{total}</span>"
 
     def render(self) -> str:
         if not self.tiles:
@@ -108,7 +116,7 @@ class BrowserPage(pn.viewable.Viewer):
         return f'<div class="tiles">{"".join(cells)}</div>'
 
     def next_page(self, _event=None) -> None:
-        if (self.page + 1) * self.page_size < self.total:
+        if self.has_more:
             self.page += 1
 
     def previous_page(self, _event=None) -> None:
