@@ -46,7 +46,7 @@ def populated(tmp_path_factory):
     db = HydraDB(settings.db_url)
     demo = populate(db, settings)
     db.dispose()
-    credentials = write_credentials(settings.home / "pages_credentials.json", PASSWORDS)
+    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
     served = start_pages(settings, "--credentials", str(credentials))
     served.extra["demo"] = demo
     yield served
