@@ -9,14 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from hydra_assets import catalog
-from hydra_assets.db.engine import HydraDB
-from hydra_assets.settings import HydraSettings
-
-pytest.importorskip("tensorflow")
-
 from hydra_assets.cli import cli
+from hydra_assets.db.engine import HydraDB
 from hydra_assets.ml.active import clear_model_cache
 from hydra_assets.ml.toy import write_toy_labeled
+from hydra_assets.settings import HydraSettings
 
 
 def test_definitions_hold_the_training_assets_and_job():

@@ -6,16 +6,12 @@ import json
 import zipfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 from hydra_assets import catalog
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.settings import HydraSettings
-
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
-
 from hydra_assets.ml import topologies
 from hydra_assets.ml.active import (
     ModelLoadError,
@@ -24,6 +20,7 @@ from hydra_assets.ml.active import (
     register_local_model,
 )
 from hydra_assets.ml.gradcam import gradcam, gradcam_batch, save_overlay
+from hydra_assets.settings import HydraSettings
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +66,7 @@ def test_custom_builder_by_registration_and_by_module_path():
     by_path = topologies.build_model(f"{__name__}:tiny_builder", (24, 24, 3), 4)
     assert by_path.output_shape == (None, 4)
     heat = gradcam(by_path, np.random.default_rng(1).random((24, 24, 3), dtype=np.float32), 2)
-    assert heat.shape == (24, 24) and 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.shape == (24, 24) and heat.min() >= 0.0 and heat.max() <= 1.0
 
 
 def test_gradcam_shape_range_batch_and_overlay(tmp_path: Path):
@@ -77,7 +74,7 @@ def test_gradcam_shape_range_batch_and_overlay(tmp_path: Path):
     images = np.random.default_rng(2).random((3, 32, 32, 3), dtype=np.float32)
     heat = gradcam(model, images[0], 1)
     assert heat.shape == (32, 32) and heat.dtype == np.float32
-    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
     batch = gradcam_batch(model, images, np.array([1, 0, 1]))
     assert batch.shape == (3, 32, 32)
     assert np.allclose(batch[0], heat, atol=1e-4)

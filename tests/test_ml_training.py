@@ -22,14 +22,11 @@ from hydra_assets.db.models import (
     TrainingSet,
     TrainingSetItem,
 )
-from hydra_assets.settings import HydraSettings
-
-pytest.importorskip("tensorflow")
-
 from hydra_assets.ml import registry, training
 from hydra_assets.ml.active import clear_model_cache, load_active_model
 from hydra_assets.ml.toy import write_toy_labeled
 from hydra_assets.ml.training import TrainingRefused, TrainingSetOptions, TrainOptions, plan_training_set
+from hydra_assets.settings import HydraSettings
 from hydra_assets.tracking import ACTIVE_ALIAS, TrackingService
 
 LABELS = [("Good", False), ("Bad", True), ("NoData", False)]

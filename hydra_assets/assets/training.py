@@ -30,7 +30,7 @@ class ModelConfig(dg.Config):
     epochs: int = 0  # 0: the topology's default
     batch_size: int = 0
     learning_rate: float = 0.0
-    input_size: list[int] = []  # noqa: RUF012 - [height, width]; empty: the plot type's (pydantic copies it)
+    input_size: list[int] = []  # [height, width]; empty: the plot type's (pydantic copies the default)
     weights_path: str = ""  # local weights file for transfer learning
     seed: int = 12345
     created_by: str = ""

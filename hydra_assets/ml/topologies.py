@@ -184,7 +184,8 @@ def compact(input_shape: InputShape, n_labels: int, *, weights_path: str | None 
     for i, filters in enumerate((16, 32, 48)):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i + 1}")(x)
-        x = keras.layers.Activation("relu", name=f"relu{i + 1}")(x)
+        # block 3 at 1/4 of the input is fused into GradCAM heatmaps (hydra_assets.ml.gradcam.gradcam_layers)
+        x = keras.layers.Activation("relu", name="fine_conv" if i == 2 else f"relu{i + 1}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="conv4")(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn4")(x)
