@@ -18,6 +18,7 @@ and the default launcher takes over.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -197,7 +198,7 @@ def zygote_main(preload: Sequence[str]) -> None:
 
         for module in preload:
             importlib.import_module(module)
-    except Exception as error:
+    except Exception as error:  # reported to the launcher, which falls back
         print(f"error {type(error).__name__}: {error}", flush=True)
         return
     fingerprint = code_fingerprint()
@@ -223,11 +224,14 @@ def zygote_main(preload: Sequence[str]) -> None:
                 os.dup2(devnull, 0)
                 os.dup2(2, 1)  # the run's prints go where the daemon's go, not into the launcher's pipe
                 code = _run_child(request["run_id"], request["instance_ref"])
-            except BaseException:
+            except BaseException:  # a child must never return into the zygote's loop
                 import traceback
 
                 traceback.print_exc()
             finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()  # os._exit skips Python's own flushing
                 os._exit(code or 0)
         print(json.dumps({"pid": pid}), flush=True)
 

@@ -44,6 +44,7 @@ def classify_files(
 
     Raises `CatalogError` for an unknown plot type and `ModelLoadError` when the active model cannot load.
     """
+    from hydra_assets.ingest.predictor import predict_weights
     from hydra_assets.ml.active import load_active_model
 
     with db.read() as s:
@@ -75,7 +76,7 @@ def classify_files(
             batch = np.stack([load_rgb(path, active.input_size) for _, path, _ in part]) if part else None
             if batch is None:
                 continue
-            weights = active.predict(batch)
+            weights = predict_weights(active, batch)  # the pipeline's own forward pass
             for row, (index, path, digest) in enumerate(part):
                 judged = classify_weights(weights[row], active.label_names, active.thresholds, active.bad_labels)
                 gradcam = None

@@ -365,7 +365,7 @@ class _Server:
         for name in names:
             try:
                 active = load_active_model(self.db, self.config, name)
-            except Exception as error:
+            except Exception as error:  # a broken model must not stop the service
                 log.warning("warm-up of %s failed: %s", name, error)
                 continue
             if active is not None:
@@ -389,7 +389,7 @@ class _Server:
             return {"error": "ModelLoadError", "message": str(error)}
         except InputSizeMismatch as error:
             return {"error": "InputSizeMismatch", "size": list(error.size)}
-        except Exception as error:
+        except Exception as error:  # reported to the caller, who falls back or fails
             log.exception("classify failed")
             return {"error": type(error).__name__, "message": str(error)}
         if prediction is None:
@@ -444,7 +444,7 @@ def serve(config: HydraSettings, *, idle_s: float = IDLE_SECONDS, warm: bool = T
     while True:
         try:
             connection = listener.accept()
-        except Exception as error:
+        except Exception as error:  # a client failing authentication must not stop us
             log.warning("refused a connection: %s", error)
             continue
         threading.Thread(target=server.serve_connection, args=(connection,), daemon=True).start()

@@ -32,7 +32,7 @@ def _interval() -> int:
         from hydra_assets.settings import load_settings
 
         return minimum_interval(load_settings().sensor_interval_seconds)
-    except Exception:
+    except Exception:  # a bad setting must not break loading the code location
         return minimum_interval(DAEMON_LOOP_SECONDS)
 
 
