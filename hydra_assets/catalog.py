@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -30,7 +30,6 @@ from hydra_assets.db.models import (
 if TYPE_CHECKING:
     from hydra_assets.db.engine import HydraDB
 
-T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .+-]{0,63}$")
@@ -265,7 +264,7 @@ def has_permission(session: Session, user: str | None, permission: str, plot_typ
     return session.scalar(query) is not None
 
 
-def guarded_write(
+def guarded_write[T](
     db: "HydraDB",
     user: str | None,
     permission: str,

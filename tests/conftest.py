@@ -26,7 +26,7 @@ def _mysql_available() -> str | None:
         connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3)
         connection.close()
         return None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return str(error)
 
 

@@ -190,7 +190,7 @@ def test_deadlock_between_writers_is_retried(mysql_server):
 
             try:
                 db.write(work, what=f"writer {name}")
-            except BaseException as error:  # noqa: BLE001
+            except BaseException as error:
                 errors.append(error)
 
         threads = [threading.Thread(target=writer, args=("x", ids[0], ids[1])),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,9 +23,9 @@ def settings() -> HydraSettings:
 
 def database(config: HydraSettings | None = None) -> HydraDB:
     """The Hydra database, refusing clearly when `hydra init` has not been run."""
-    from hydra_assets.db.migrate import current_revision
-
     from sqlalchemy.engine import make_url
+
+    from hydra_assets.db.migrate import current_revision
 
     config = config or settings()
     parsed = make_url(config.db_url)
@@ -33,7 +33,7 @@ def database(config: HydraSettings | None = None) -> HydraDB:
         raise click.ClickException(f"no Hydra database at {parsed.database}; run `hydra init` first")
     try:
         revision = current_revision(config.db_url)
-    except Exception as error:  # noqa: BLE001 - any driver error means "cannot reach"
+    except Exception as error:
         raise click.ClickException(f"cannot open the Hydra database {redact(config.db_url)}: {error}") from error
     if revision is None:
         raise click.ClickException(f"the Hydra database {redact(config.db_url)} has no schema; run `hydra init` first")

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,7 +20,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # MySQL/MariaDB error codes worth retrying a whole transaction for.
 RETRYABLE_MYSQL_CODES = {
@@ -107,7 +105,7 @@ class HydraDB:
         with self.sessions() as session:
             yield session
 
-    def write(self, work: Callable[[Session], T], *, attempts: int = 6, what: str = "write") -> T:
+    def write[T](self, work: Callable[[Session], T], *, attempts: int = 6, what: str = "write") -> T:
         """Run `work(session)` in one transaction, retrying the whole of it on deadlock or lost connection."""
         for attempt in range(1, attempts + 1):
             try:
