@@ -25,7 +25,6 @@ from hydra_assets.settings import HydraSettings
 Echo = Callable[[str], None]
 DEMO_USERS = {"admin": "admin", "labeler": "labeler", "shift": "viewer"}
 DEMO_INPUT_SIZE = (96, 96)  # compact CNN: trains in seconds per epoch on 2 cores, still resolves the defects
-DEMO_EPOCHS = 10
 FIRST_LIVE_RUN = 130000
 CHUNKS_PER_RUN = 30
 
@@ -116,7 +115,7 @@ def plot_types_without_model(db: HydraDB) -> list[str]:
         return [p.name for p in s.scalars(select(PlotType).order_by(PlotType.id)) if p.id not in active]
 
 
-def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
+def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int | None = None) -> None:
     """Train and activate a compact model, through the Dagster training job, for each plot type lacking one.
 
     The JSON summary `hydra train` would print goes to HYDRA_HOME/logs/demo-training.jsonl instead.
@@ -128,7 +127,7 @@ def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int
     for name in plot_types_without_model(db):
         if labeled_count(db, name) == 0:
             continue
-        echo(f"  training {name} (compact CNN, {epochs} epochs, through Dagster)…")
+        echo(f"  training {name} (compact CNN, {epochs or 'default'} epochs, through Dagster)…")
         started = time.perf_counter()
         summary = train_plot_type(name, epochs=epochs, activate="always", user_name="admin", progress=True,
                                   config=config)
@@ -137,7 +136,7 @@ def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int
         echo(f"  {name}: trained and activated in {time.perf_counter() - started:.0f} s")
 
 
-def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo, epochs: int = DEMO_EPOCHS) -> None:
+def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo, epochs: int | None = None) -> None:
     """Everything the demo needs before the services start; cached, so a second start is quick."""
     db = HydraDB(config.db_url)
     try:

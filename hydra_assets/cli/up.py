@@ -130,7 +130,7 @@ def _alive(pid: int) -> bool:
 @click.option("--per-label", type=int, default=100, show_default=True,
               help="Labeled demo images per label and plot type used to train the demo models.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs of the demo models (default: the demo's, 10).")
+              help="Training epochs of the demo models (default: the topology's).")
 @click.option("--no-auth", is_flag=True, help="Serve the pages without login (local development only).")
 @friendly_errors
 def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port: int, mlflow_port: int,
@@ -156,9 +156,9 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     click.echo(f"Hydra home: {config.home}")
     initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
     if not no_demo:
-        from hydra_assets.demo import DEMO_EPOCHS, seed_demo
+        from hydra_assets.demo import seed_demo
 
-        seed_demo(config, per_label=per_label, echo=click.echo, epochs=epochs or DEMO_EPOCHS)
+        seed_demo(config, per_label=per_label, echo=click.echo, epochs=epochs)
 
     stopping = {"now": False}
 
