@@ -69,7 +69,7 @@ def test_a_localized_defect_changes_only_its_cells() -> None:
 
 
 def test_demo_plot_types_are_consistent() -> None:
-    assert len(DEMO_PLOT_TYPES) >= 6 and PLOT_TYPE_NAMES == [p.name for p in DEMO_PLOT_TYPES]
+    assert len(DEMO_PLOT_TYPES) >= 6 and [p.name for p in DEMO_PLOT_TYPES] == PLOT_TYPE_NAMES
     assert set(PLOT_TYPE_NAMES) == set(MODELS)
     for spec in DEMO_PLOT_TYPES:
         assert re.fullmatch(r"[A-Za-z0-9_]+", spec.name)
