@@ -208,12 +208,21 @@ def dagster_dev(config, variant: str) -> Iterator[subprocess.Popen]:
 
 
 def stop_predictor(config) -> None:
-    from hydra_assets.ingest.predictor import PredictorUnavailable, ServiceClassifier
+    """Stop every predictor service this home started (one per code version: colleagues' commits during a
+    run change it), by the pids their log names and only if their command line names this home."""
+    import re
 
-    with contextlib.suppress(PredictorUnavailable, KeyError, ProcessLookupError):
-        pid = ServiceClassifier(config, timeout_s=5).ping()["pid"]
-        os.kill(pid, signal.SIGTERM)
-        log(f"stopped predictor service pid {pid}")
+    log_path = config.home / "run" / "predictor.log"
+    pids = {int(p) for p in re.findall(r"pid (\d+) ready", log_path.read_text())} if log_path.exists() else set()
+    for pid in sorted(pids):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "hydra_assets.ingest.predictor" in cmdline and str(config.home) in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                log(f"stopped predictor service pid {pid}")
 
 
 def wait_for_sensor(db, timeout: float = 240.0) -> float:
