@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from hydra_assets.settings import DEFAULT_FILE_PATTERN
 
-DEFAULT_REGEX = re.compile(DEFAULT_FILE_PATTERN)
+DEFAULT_REGEX = re.compile(DEFAULT_FILE_PATTERN, re.ASCII)  # \d: 0-9 only, not other scripts' digits
 
 
 class BadFileName(ValueError):
@@ -30,7 +30,7 @@ def parse_image_name(file_name: str, regex: re.Pattern[str] = DEFAULT_REGEX) -> 
     if match is None:
         raise BadFileName(f"{file_name!r} does not match the naming pattern {regex.pattern}")
     plot_type = match.group("plot_type")
-    if not re.fullmatch(r"[A-Za-z0-9_]+", plot_type or ""):
+    if not re.fullmatch(r"[A-Za-z0-9_]+", plot_type or "", re.ASCII):
         raise BadFileName(f"{file_name!r} has an invalid plot type {plot_type!r}")
     try:
         run, chunk = int(match.group("run")), int(match.group("chunk"))

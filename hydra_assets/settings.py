@@ -57,7 +57,7 @@ class HydraSettings(BaseSettings):
     @classmethod
     def _pattern_has_groups(cls, value: str) -> str:
         try:
-            compiled = re.compile(value)
+            compiled = re.compile(value, re.ASCII)
         except re.error as error:
             raise ValueError(f"HYDRA_FILE_PATTERN is not a valid regular expression: {error}") from error
         missing = {"plot_type", "run", "chunk"} - set(compiled.groupindex)
@@ -90,7 +90,7 @@ class HydraSettings(BaseSettings):
 
     @cached_property
     def file_regex(self) -> re.Pattern[str]:
-        return re.compile(self.file_pattern)
+        return re.compile(self.file_pattern, re.ASCII)  # run and chunk digits are 0-9 only
 
     @property
     def folders(self) -> dict[str, Path]:

@@ -68,7 +68,8 @@ def test_parse_conventional_name():
 @pytest.mark.parametrize(
     "bad",
     ["notes.txt", "FDC-12.png", "FDC-12-x.png", "../FDC-1-1.png", "a/FDC-1-1.png", "FDC occ-1-1.png",
-     "FDC<script>-1-1.png", "FDC\"q-1-1.png", "Détecteur-1-1.png", "FDC-1-1.png.exe", "..", ""],
+     "FDC<script>-1-1.png", "FDC\"q-1-1.png", "Détecteur-1-1.png", "FDC-1-1.png.exe", "..", "",
+     "FDC-١٢-1.png"],
 )
 def test_names_off_the_convention_are_refused_with_a_reason(bad):
     with pytest.raises(BadFileName) as error:
