@@ -68,3 +68,29 @@ def test_service_that_dies_at_start_is_reported(tmp_path):
                       ready_url="http://127.0.0.1:9/", log_path=tmp_path / "broken.log")
     with pytest.raises(ServiceError, match="broken exited at start"):
         Supervisor([service], cwd=tmp_path).start_all(ready_timeout=10)
+
+
+def test_production_refuses_the_embedded_sqlite_default(hydra_home):
+    from click.testing import CliRunner
+
+    from hydra_assets.cli import cli
+
+    result = CliRunner().invoke(cli, ["up", "--production"])
+    assert result.exit_code != 0
+    assert "--production needs HYDRA_DB_URL pointing at MySQL" in result.output
+    assert not hydra_home.home.exists()  # refused before initialising anything
+
+
+def test_services_listen_on_localhost_and_production_has_no_feeder(hydra_home):
+    from hydra_assets.cli.up import build_services
+
+    demo = build_services(hydra_home, host="127.0.0.1", panel_port=1, dagster_port=2, mlflow_port=3, demo=True,
+                          feed_interval=5, auth=True)
+    production = build_services(hydra_home, host="127.0.0.1", panel_port=1, dagster_port=2, mlflow_port=3,
+                                demo=False, feed_interval=5, auth=True)
+    assert "demo feeder" in [s.name for s in demo]
+    assert "demo feeder" not in [s.name for s in production]
+    mlflow = next(s for s in production if s.name == "MLflow UI")
+    assert mlflow.command[mlflow.command.index("--host") + 1] == "127.0.0.1"
+    pages = next(s for s in production if s.name == "Hydra pages")
+    assert "--no-auth" not in pages.command and str(hydra_home.home / "credentials.json") in pages.command
