@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,11 @@ def mysql_server() -> str:
     return MYSQL_SERVER
 
 
-def fresh_mysql_database(server: str) -> tuple[str, "callable"]:
+def fresh_mysql_database(server: str, *, prefix: str = "hydra_test") -> tuple[str, Callable[[], None]]:
+    """A new, empty MariaDB database and the function that drops it."""
     import pymysql
 
-    name = f"hydra_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import fresh_mysql_database
 from sqlalchemy import func, select
 from test_ingest_support import PLOT, SIZE, activate, drop, model_files, png_bytes, resources  # noqa: F401
 
@@ -19,6 +18,7 @@ from hydra_assets import catalog
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import Image, Inference, KeepDecision
+from tests.conftest import fresh_mysql_database
 
 pytestmark = [pytest.mark.mysql, pytest.mark.slow]
 DEPLOY_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster-mysql.yaml"

@@ -16,6 +16,7 @@ from hydra_assets.settings import load_settings
 from panel_app import queries as q
 from panel_app.config import PagesConfig
 from panel_app.store import SHARED, HydraStore
+from tests.conftest import fresh_mysql_database
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def shared(request, tmp_path_factory):
     if request.param == "sqlite":
         url, drop = f"sqlite:///{home / 'hydra.db'}", None
     else:
-        url, drop = _mysql_database(request.getfixturevalue("mysql_server"))
+        url, drop = fresh_mysql_database(request.getfixturevalue("mysql_server"), prefix="hydra_pages")
     settings = load_settings(home=home, db_url=url, images_dir=home / "images", kept_dir=home / "kept",
                              gradcam_dir=home / "gradcam", mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     upgrade(url)
@@ -47,25 +48,6 @@ def shared(request, tmp_path_factory):
     database.dispose()
     if drop:
         drop()
-
-
-def _mysql_database(server: str):  # type: ignore[no-untyped-def]
-    """A scratch MariaDB database for a whole module (the shared `db` fixture is per test)."""
-    import uuid
-
-    import pymysql
-
-    name = f"hydra_pages_{uuid.uuid4().hex[:10]}"
-    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-
-    def drop() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        connection.close()
-
-    return f"{server}/{name}?charset=utf8mb4", drop
 
 
 def store_for(db, config, user):
