@@ -96,3 +96,14 @@ def sqlite_db(hydra_home: HydraSettings) -> Iterator[HydraDB]:
     database = HydraDB(hydra_home.db_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_predictor_survives(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Predictor services started by tests run detached (as in production); stop those of this session."""
+    yield
+    from hydra_assets.cli.up import stop_predictor
+
+    base = tmp_path_factory.getbasetemp()
+    for home in {p.parent for p in base.rglob("hydra.db")}:
+        stop_predictor(load_settings(home=home), grace=5.0)
