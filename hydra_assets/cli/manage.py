@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError
 from hydra_assets.cli.common import database, echo_json, friendly_errors, redact, settings
-from hydra_assets.db.models import Image, Label, NewsLine, PlotType, User
+from hydra_assets.db.models import Image, NewsLine, PlotType, User
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
@@ -247,4 +247,4 @@ def news_add(text: str, user_name: str) -> None:
     click.echo("news added")
 
 
-__all__ = ["init", "label", "news", "permission", "plot_type", "user", "Label"]
+__all__ = ["init", "label", "news", "permission", "plot_type", "user"]
