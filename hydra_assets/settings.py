@@ -50,7 +50,6 @@ class HydraSettings(BaseSettings):
     sensor_interval_seconds: int = Field(default=5, ge=1)
     max_runs_per_tick: int = Field(default=25, ge=1, description="Caps the size of a sensor tick.")
     max_files_per_run: int = Field(default=200, ge=1, description="Caps the files carried by one run.")
-    alarm_labels_only_confirmed: bool = True
     seed: int = 12345
 
     @field_validator("file_pattern")
