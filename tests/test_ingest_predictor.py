@@ -99,3 +99,28 @@ def test_unreachable_service_is_none_without_spawning(home):
     assert ensure_service(home, wait_s=0.5, spawn=False) is None
     with pytest.raises(Exception, match="not reachable"):
         ServiceClassifier(home).ping()
+
+
+def test_a_service_for_another_home_does_not_stop_this_home_getting_one(tmp_path, monkeypatch):
+    """Regression: services started in this process were tracked without their home, so a service left
+    running for one home kept any other home from ever getting its own."""
+    from hydra_assets.ingest import predictor
+    from hydra_assets.settings import load_settings
+
+    started: list[str] = []
+
+    class Running:
+        def poll(self):
+            return None
+
+    def fake_start(config, **_):  # type: ignore[no-untyped-def]
+        started.append(str(config.home))
+        return Running()
+
+    monkeypatch.setattr(predictor, "_spawned", {})
+    monkeypatch.setattr(predictor, "start_service", fake_start)
+    first, second = load_settings(home=tmp_path / "a"), load_settings(home=tmp_path / "b")
+    for config in (first, second, first):
+        config.ensure_folders()
+        assert predictor.ensure_service(config, wait_s=0.0) is None  # nothing real answers
+    assert started == [str(first.home), str(second.home)]  # one each; the live one for `a` is reused

@@ -308,7 +308,7 @@ def start_service(config: HydraSettings, *, idle_s: float = IDLE_SECONDS) -> sub
         )
 
 
-_spawned: list[subprocess.Popen[bytes]] = []
+_spawned: dict[str, subprocess.Popen[bytes]] = {}  # service address -> the process this one started
 
 
 def ensure_service(config: HydraSettings, *, wait_s: float = 90.0, spawn: bool = True) -> ServiceClassifier | None:
@@ -318,11 +318,11 @@ def ensure_service(config: HydraSettings, *, wait_s: float = 90.0, spawn: bool =
         client.ping()
         return client
     if spawn:
-        for process in list(_spawned):  # reap services that ended
-            if process.poll() is not None:
-                _spawned.remove(process)
-        if not any(process.poll() is None for process in _spawned):
-            _spawned.append(start_service(config))
+        # one service per Hydra home and code version: a service started here for another home is no substitute
+        address = service_address(config)
+        process = _spawned.get(address)
+        if process is None or process.poll() is not None:
+            _spawned[address] = start_service(config)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         time.sleep(0.2)
