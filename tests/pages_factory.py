@@ -66,6 +66,27 @@ def plot_types_for(style: str) -> list[tuple[str, list[str], list[str], list[str
 USERS = {"admin": "admin", "labeler": "labeler", "expert": "expert", "viewer": "viewer"}  # name -> role
 PASSWORDS = {name: f"{name}-pw" for name in USERS}
 
+# What each page says on an empty database (checked without a browser and in Chromium).
+EMPTY_MESSAGES = {
+    "run": "No images yet",
+    "log": "Nothing flagged",
+    "library": "No plot types yet",
+    "labeler": "No plot types yet",
+    "status": "No pipeline activity",
+    "browser": "No images yet",
+    "trends": "No plot types yet",
+    "report": "No plot types yet",
+}
+
+
+def isolated_settings(home: Path, db_url: str | None = None) -> HydraSettings:
+    """Settings whose every location lies in `home`, whatever HYDRA_* variables the environment holds."""
+    from hydra_assets.settings import load_settings
+
+    return load_settings(home=home, db_url=db_url or f"sqlite:///{home / 'hydra.db'}", images_dir=home / "images",
+                         kept_dir=home / "kept", gradcam_dir=home / "gradcam",
+                         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+
 
 def draw_plot(seed: int, *, bad: bool = False, size: tuple[int, int] = (320, 240), title: str = "") -> bytes:
     """A monitoring-plot-like PNG: a histogram with axes; Bad ones have a dead region or a spike."""

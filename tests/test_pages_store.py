@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from pages_factory import add_bad_image, make_users_only, populate
+from pages_factory import add_bad_image, isolated_settings, make_users_only, populate
 from sqlalchemy import func, select
 
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import AuditLog, Image, LabelHistory, Model, Threshold, utcnow
-from hydra_assets.settings import load_settings
 from panel_app import queries as q
 from panel_app.config import PagesConfig
 from panel_app.store import SHARED, HydraStore
@@ -39,8 +38,7 @@ def shared(request, tmp_path_factory):
         url, drop = f"sqlite:///{home / 'hydra.db'}", None
     else:
         url, drop = fresh_mysql_database(request.getfixturevalue("mysql_server"), prefix="hydra_pages")
-    settings = load_settings(home=home, db_url=url, images_dir=home / "images", kept_dir=home / "kept",
-                             gradcam_dir=home / "gradcam", mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    settings = isolated_settings(home, url)
     upgrade(url)
     database = HydraDB(url)
     demo = populate(database, settings)

@@ -6,13 +6,12 @@ import shutil
 from datetime import timedelta
 
 import pytest
-from pages_factory import add_bad_image, make_users_only, populate
+from pages_factory import EMPTY_MESSAGES, add_bad_image, isolated_settings, make_users_only, populate
 from sqlalchemy import func, select
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import Image, LabelHistory, NewsLine, Threshold, utcnow
-from hydra_assets.settings import load_settings
 from panel_app.config import PagesConfig
 from panel_app.pages import PAGE_CLASSES
 from panel_app.pages.browser import BrowserPage
@@ -30,9 +29,7 @@ from panel_app.store import SHARED, HydraStore
 def template(tmp_path_factory):
     """A populated SQLite database made once; each test gets a copy of the file (images are shared, read only)."""
     home = tmp_path_factory.mktemp("pages_views")
-    settings = load_settings(home=home, db_url=f"sqlite:///{home / 'hydra.db'}", images_dir=home / "images",
-                             kept_dir=home / "kept", gradcam_dir=home / "gradcam",
-                             mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    settings = isolated_settings(home)
     upgrade(settings.db_url)
     database = HydraDB(settings.db_url)
     demo = populate(database, settings)
@@ -58,17 +55,6 @@ def store(db, settings, user="labeler"):
 
 
 # ---- empty database --------------------------------------------------------------------------------
-
-EMPTY_MESSAGES = {
-    "run": "No images yet",
-    "log": "Nothing flagged",
-    "library": "No plot types yet",
-    "labeler": "No plot types yet",
-    "status": "No pipeline activity",
-    "browser": "No images yet",
-    "trends": "No plot types yet",
-    "report": "No plot types yet",
-}
 
 
 def _text(viewable) -> str:  # type: ignore[no-untyped-def]

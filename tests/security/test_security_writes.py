@@ -6,13 +6,12 @@ unchanged, the attempt is in the audit log.  The same calls by a permitted user 
 from __future__ import annotations
 
 import pytest
-from pages_factory import populate
+from pages_factory import isolated_settings, populate
 from sqlalchemy import func, select
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import AuditLog, Image, LabelHistory, Model, Threshold
-from hydra_assets.settings import load_settings
 from panel_app.config import PagesConfig
 from panel_app.pages.labeler import LabelerPage
 from panel_app.pages.library import LibraryPage
@@ -22,9 +21,7 @@ from panel_app.store import SHARED, HydraStore
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     home = tmp_path_factory.mktemp("security_writes")
-    settings = load_settings(home=home, db_url=f"sqlite:///{home / 'hydra.db'}", images_dir=home / "images",
-                             kept_dir=home / "kept", gradcam_dir=home / "gradcam",
-                             mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    settings = isolated_settings(home)
     upgrade(settings.db_url)
     db = HydraDB(settings.db_url)
     made = populate(db, settings)

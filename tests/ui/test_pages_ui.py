@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from pages_factory import PASSWORDS, add_bad_image, make_users_only, populate
+from pages_factory import EMPTY_MESSAGES, PASSWORDS, add_bad_image, make_users_only, populate
 from pages_server import make_home, start_pages, stop_pages
 from sqlalchemy import func, select
 
@@ -25,16 +25,6 @@ POPULATED = {  # page -> text a person sees once it has loaded
     "browser": "images 1–",
     "trends": "classifications,",
     "report": "where the model disagrees",
-}
-EMPTY = {
-    "run": "No images yet",
-    "log": "Nothing flagged",
-    "library": "No plot types yet",
-    "labeler": "No plot types yet",
-    "status": "No pipeline activity",
-    "browser": "No images yet",
-    "trends": "No plot types yet",
-    "report": "No plot types yet",
 }
 
 
@@ -116,7 +106,7 @@ def test_every_page_loads_on_an_empty_database(browser, empty):
     context = browser.new_context()
     page = context.new_page()
     watch = Watch(page, empty.url)
-    for slug, expected in EMPTY.items():
+    for slug, expected in EMPTY_MESSAGES.items():
         open_page(page, empty, slug, expected)
         assert_clean(page, watch, empty)
     context.close()
