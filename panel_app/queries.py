@@ -9,12 +9,14 @@ Browser pages with LIMIT/OFFSET and a capped count.  `bench/pages.py` times thes
 from __future__ import annotations
 
 import heapq
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bokeh.core.enums import NamedColor
 from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
@@ -43,6 +45,13 @@ from hydra_assets.db.models import (
 
 STAGES = ("feeder", "predict", "keeper")
 UNGROUPED = "Ungrouped"
+HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+
+
+def label_colour(value: str | None) -> str:
+    """A label's colour as the pages use it (style attributes, Bokeh figures): a hex or CSS colour name;
+    anything else — a forged or hand-edited row — shows grey instead of failing a figure or reaching CSS."""
+    return value if value and (HEX_COLOUR.fullmatch(value) or value in NamedColor) else "#888888"
 
 
 # ---- catalogue -------------------------------------------------------------------------------------
@@ -86,7 +95,7 @@ def catalogue(session: Session) -> dict[int, PlotTypeInfo]:
     for lab in labels:
         if lab.plot_type_id in types:
             types[lab.plot_type_id].labels.append(
-                LabelInfo(lab.id, lab.name, lab.colour or "#888888", bool(lab.is_bad), lab.order)
+                LabelInfo(lab.id, lab.name, label_colour(lab.colour), bool(lab.is_bad), lab.order)
             )
     rows = session.execute(
         select(PlotTypeGrouping.plot_type_id, PlotGroup.name, SuperGroup.name)
@@ -191,7 +200,7 @@ def run_grid(session: Session, plot_type_ids: Sequence[int] | None = None) -> li
     cards = [
         Card(
             plot_type_id=r[0], plot_type=r[1], run=r[2], chunk=r[3], image_id=r[4], updated_at=r[5],
-            inference_id=r[6], classified_at=r[7], status=r[8], label=r[9], colour=r[10] or "#888888",
+            inference_id=r[6], classified_at=r[7], status=r[8], label=r[9], colour=label_colour(r[10]),
             weight=r[11], confirmed=bool(r[12]), is_bad=bool(r[13]), gradcam=bool(r[14]),
         )
         for r in session.execute(query)
@@ -293,7 +302,7 @@ def log_entries(
     if until is not None:
         query = query.where(Inference.classified_at <= until)
     return [
-        LogEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] or "#888888", r[9], bool(r[10]), bool(r[11]),
+        LogEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], label_colour(r[8]), r[9], bool(r[10]), bool(r[11]),
                  bool(r[12]), dict(r[13] or {}), r[14])
         for r in session.execute(query)
     ]
@@ -384,7 +393,7 @@ def thresholds_of(session: Session, model_id: int, plot_type_id: int) -> list[Th
         .where(Label.plot_type_id == plot_type_id)
         .order_by(Label.order, Label.id)
     )
-    return [ThresholdInfo(r[0], r[1], r[2] or "#888888", r[3], r[4], r[5], r[6] or "") for r in rows]
+    return [ThresholdInfo(r[0], r[1], label_colour(r[2]), r[3], r[4], r[5], r[6] or "") for r in rows]
 
 
 def threshold_changes(session: Session, model_id: int, *, limit: int = 20) -> list[tuple[datetime, str, Any, float, str]]:

@@ -10,11 +10,14 @@ and news.  `add_bad_image` plays the pipeline delivering one new confirmed Bad.
 from __future__ import annotations
 
 import functools
+import html
 import io
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from PIL import Image as PILImage
 from PIL import ImageDraw
@@ -86,6 +89,82 @@ def isolated_settings(home: Path, db_url: str | None = None) -> HydraSettings:
     return load_settings(home=home, db_url=db_url or f"sqlite:///{home / 'hydra.db'}", images_dir=home / "images",
                          kept_dir=home / "kept", gradcam_dir=home / "gradcam",
                          mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+
+
+def page_store(db: HydraDB, settings: HydraSettings, user: str | None = "labeler"):  # type: ignore[no-untyped-def]
+    """A page store for `user` over `db`, with the cache shared between sessions emptied first."""
+    from panel_app.config import PagesConfig
+    from panel_app.store import SHARED, HydraStore
+
+    SHARED.clear()
+    return HydraStore(db, PagesConfig(settings=settings, sync_mlflow_alias=False), user=user)
+
+
+def browser_markup(viewable: Any) -> list[str]:
+    """Every string the browser inserts *as HTML* when it shows `viewable` (hidden parts included).
+
+    The page is rendered to its Bokeh models, as a session would send them: the innerHTML of every HTML,
+    Markdown and Alert pane (Panel ships it entity-encoded and decodes it in the browser; Markdown already
+    converted, raw HTML in it kept) and the option labels of every MultiChoice (Choices.js renders them
+    with innerHTML).  Other widgets (Select, buttons, tabs) and Bokeh figures set their text as text.
+    """
+    import panel as pn
+    from bokeh.models import MultiChoice
+    from panel.models.markup import HTML
+
+    root = pn.panel(viewable).get_root()
+    markup = [html.unescape(model.text or "") for model in root.select({"type": HTML})]
+    for model in root.select({"type": MultiChoice}):
+        markup += [option if isinstance(option, str) else option[1] for option in model.options]
+    return markup
+
+
+def html_table_columns(viewable: Any) -> list[str]:
+    """Columns of Tabulator / DataFrame widgets whose cells are inserted as HTML (the 'html' Tabulator
+    formatter or an HTMLTemplateFormatter, whose `<%= value %>` does not escape); the default
+    StringFormatter and NumberFormatter render text."""
+    import panel as pn
+    from bokeh.models import DataTable, HTMLTemplateFormatter
+    from panel.models.tabulator import DataTabulator
+
+    root = pn.panel(viewable).get_root()
+    found = []
+    for table in root.select({"type": DataTabulator}):
+        for column in table.columns:
+            spec = column.formatter  # a plain spec ({"type": ...}) or a Bokeh formatter model
+            if (spec.get("type") if isinstance(spec, dict) else type(spec).__name__) == "HTMLTemplateFormatter":
+                found.append(column.field)
+        for column in table.configuration.get("columns", []):
+            if column.get("formatter") == "html":
+                found.append(column["field"])
+    for table in root.select({"type": DataTable}):
+        found += [c.field for c in table.columns if isinstance(c.formatter, HTMLTemplateFormatter)]
+    return found
+
+
+class _ActiveMarkup(HTMLParser):
+    URL_ATTRIBUTES = ("href", "src", "action", "formaction", "xlink:href")
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "iframe", "object", "embed"):
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.found.append(f"<{tag} {name}=...>")
+            elif name in self.URL_ATTRIBUTES and (value or "").strip().lower().startswith("javascript:"):
+                self.found.append(f"<{tag} {name}=javascript:...>")
+
+
+def active_markup(markup: str) -> list[str]:
+    """Elements in `markup` that run code in a browser: script-like tags, on* handlers, javascript: URLs."""
+    parser = _ActiveMarkup()
+    parser.feed(markup)
+    parser.close()
+    return parser.found
 
 
 def draw_plot(seed: int, *, bad: bool = False, size: tuple[int, int] = (320, 240), title: str = "") -> bytes:

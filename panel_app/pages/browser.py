@@ -40,7 +40,8 @@ class BrowserPage(pn.viewable.Viewer):
         self.store = store
         super().__init__(**params)
         catalogue = store.catalogue()
-        self.param.plot_types.objects = {pt.name: pt.id for pt in catalogue.values()}
+        # the MultiChoice hands its option labels to Choices.js, which inserts them as HTML: escape them here
+        self.param.plot_types.objects = {esc(pt.name): pt.id for pt in catalogue.values()}
         self.param.group.objects = {"any": ANY, **{g: g for g in store.group_names()}}
         self.param.super_group.objects = {"any": ANY, **{g: g for g in store.super_group_names()}}
         names = sorted({lab.name for pt in catalogue.values() for lab in pt.labels}, key=str.lower)
