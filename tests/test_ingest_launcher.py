@@ -75,3 +75,34 @@ def test_sensor_runs_are_forked_from_the_warm_worker(home, sqlite_db, model_file
             instance.run_launcher.dispose()
     with sqlite_db.read() as s:
         assert s.scalar(select(func.count(Inference.id))) == 2
+
+
+def test_health_check_sees_a_killed_worker_even_before_it_is_reaped(tmp_path):
+    """Run monitoring asks the launcher; a SIGKILLed worker (a zombie until reaped) must answer FAILED."""
+    import socket
+    import subprocess
+
+    from dagster._core.launcher import WorkerStatus
+
+    from hydra_assets.ingest.launcher import HOST_TAG, worker_alive
+
+    launcher = WarmRunLauncher()
+    here = socket.gethostname()
+    worker = subprocess.Popen(["sleep", "60"])
+    try:
+        def status(**tags: str) -> WorkerStatus:
+            return launcher.check_run_worker_health(dg.DagsterRun(job_name="ingest_chunk", tags=tags)).status
+
+        assert launcher.supports_check_run_worker_health
+        assert status(**{PID_TAG: str(worker.pid), HOST_TAG: here}) == WorkerStatus.RUNNING
+        worker.kill()
+        time.sleep(0.5)  # not waited for: a zombie, as a forked run is until the warm worker reaps it
+        assert not worker_alive(worker.pid)
+        assert status(**{PID_TAG: str(worker.pid), HOST_TAG: here}) == WorkerStatus.FAILED
+        # not ours to judge: launched by the default launcher, a retry not forked yet (pid blanked), elsewhere
+        assert status() == WorkerStatus.RUNNING
+        assert status(**{PID_TAG: "", HOST_TAG: here}) == WorkerStatus.RUNNING
+        assert status(**{PID_TAG: str(worker.pid), HOST_TAG: "another-host"}) == WorkerStatus.RUNNING
+    finally:
+        worker.kill()
+        worker.wait()

@@ -14,6 +14,11 @@ cannot serve — another Python executable, a zygote that fails to start — goe
 launcher, so runs never stop launching because of this optimisation.  It relies on Dagster's run worker
 entry point `dagster._cli.api._execute_run_command_body` (dagster 1.13); if that moves, the import fails
 and the default launcher takes over.
+
+Run monitoring: Dagster's DefaultRunLauncher cannot tell whether a run's worker is alive, so with it a run
+whose worker was killed stays "started" forever and run retries never fire (found by
+tests/faults/test_fault_run_retry.py).  This launcher knows its workers' pids (tag `hydra/worker_pid`) and
+answers the monitoring daemon's health check from them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,12 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.launcher import LaunchRunContext
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._serdes import ConfigurableClassData
 
 log = logging.getLogger(__name__)
 PID_TAG = "hydra/worker_pid"
+HOST_TAG = "hydra/worker_host"
 HYDRA_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +59,25 @@ def code_fingerprint(root: Path = HYDRA_ROOT) -> str:
             continue
         parts.append(f"{path.relative_to(root)}:{info.st_size}:{info.st_mtime_ns}")
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()
+
+
+def worker_alive(pid: int) -> bool:
+    """Whether process `pid` still runs here.  A killed worker is a zombie until the warm worker reaps it
+    (within 5 s), and a zombie still answers signal 0, hence /proc where there is one."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        try:
+            stat = (proc / str(pid) / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 class ZygoteError(RuntimeError):
@@ -139,18 +165,35 @@ class WarmRunLauncher(DefaultRunLauncher):
             return
         from dagster._serdes import serialize_value
 
+        if run.tags.get(PID_TAG):  # a retry inherits its parent's tags: forget the dead parent's worker
+            self._instance.add_run_tags(run.run_id, {PID_TAG: ""})
         try:
             pid = self._zygote.fork_run(run.run_id, serialize_value(self._instance.get_ref()))
         except ZygoteError as error:
             log.warning("warm launch of run %s failed (%s); using the default launcher", run.run_id, error)
             super().launch_run(context)
             return
-        self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
+        self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid), HOST_TAG: socket.gethostname()})
         self._run_ids.add(run.run_id)
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        """For run monitoring: FAILED when the forked worker of a started run is gone (then the run is marked
+        failed and run retries re-execute it).  Runs this launcher cannot see — launched by the default
+        launcher, or on another host — count as running, as they did before this check existed."""
+        pid = run.tags.get(PID_TAG)
+        if not pid or run.tags.get(HOST_TAG) != socket.gethostname():
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "not a warm worker of this host; not checked")
+        if worker_alive(int(pid)):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=pid)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker (pid {pid}) is gone", run_worker_id=pid)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id) if self.has_instance else None
-        if run is None or run.is_finished or PID_TAG not in run.tags:
+        if run is None or run.is_finished or not run.tags.get(PID_TAG):
             return super().terminate(run_id)
         self._instance.report_run_canceling(run)
         try:
