@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -60,31 +59,14 @@ def main() -> int:
     parser.add_argument("--plot-types", type=int, default=9)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="hydra-sustained-"))
-    os.environ.update(HYDRA_HOME=str(root / "home"), DAGSTER_HOME=str(root / "dagster"))
-    os.environ.setdefault("HYDRA_PREDICTOR", "auto")  # the warm predictor service, as in production
-    for key in ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "HYDRA_INPUT_DIR"):
-        os.environ.pop(key, None)
-    from fault_support import Daemon, counts, dagster_home, runs_by_status
-    from test_ingest_support import SIZE, constant_model, drop, png_bytes
+    from fault_support import Daemon, counts, runs_by_status, scratch_home
+    from test_ingest_support import drop, png_bytes
 
-    from hydra_assets import catalog
-    from hydra_assets.db.engine import HydraDB
-    from hydra_assets.db.migrate import upgrade
-    from hydra_assets.ml.active import register_local_model
-    from hydra_assets.settings import load_settings
-
-    settings = load_settings()
-    settings.ensure_folders()
-    upgrade(settings.db_url)
-    db = HydraDB(settings.db_url)
-    model = constant_model(root / "m.keras", [0.9, 0.1])
     names = [f"PT{i:02d}" for i in range(args.plot_types)]
-    for name in names:
-        db.write(lambda s, n=name: catalog.add_plot_type(s, n, "Good,Bad", "Bad", collect_percent=5.0,
-                                                          input_size=SIZE))
-        register_local_model(db, name, model, ["Good", "Bad"], input_size=SIZE)
-    daemon = Daemon(dagster_home(root / "dagster"), root / "daemon.log",
+    # the warm predictor service, as in production
+    home = scratch_home("hydra-sustained-", plot_types=tuple(names), predictor=os.environ.get("HYDRA_PREDICTOR", "auto"))
+    root, settings, db = home.root, home.settings, home.db
+    daemon = Daemon(home.dagster, root / "daemon.log",
                     env={"HYDRA_PREDICTOR": os.environ["HYDRA_PREDICTOR"]}).start()
     stop = threading.Event()
     dropped = [0]

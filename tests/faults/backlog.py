@@ -8,9 +8,7 @@ duration (none may reach Dagster's 60 s sensor timeout) and the counts that show
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,26 +23,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="hydra-backlog-"))
-    os.environ.update(HYDRA_HOME=str(root / "home"), DAGSTER_HOME=str(root / "dagster"), HYDRA_PREDICTOR="inprocess")
-    for key in ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "HYDRA_INPUT_DIR"):
-        os.environ.pop(key, None)
-    from fault_support import PLOT, Daemon, counts, dagster_home, drop_many, runs_by_status, sensor_ticks, wait_until
-    from test_ingest_support import SIZE, constant_model
+    from fault_support import Daemon, counts, drop_many, runs_by_status, scratch_home, sensor_ticks, wait_until
 
-    from hydra_assets import catalog
-    from hydra_assets.db.engine import HydraDB
-    from hydra_assets.db.migrate import upgrade
-    from hydra_assets.ml.active import register_local_model
-    from hydra_assets.settings import load_settings
-
-    settings = load_settings()
-    settings.ensure_folders()
-    upgrade(settings.db_url)
-    db = HydraDB(settings.db_url)
-    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=5.0, input_size=SIZE))
-    register_local_model(db, PLOT, constant_model(root / "m.keras", [0.9, 0.1]), ["Good", "Bad"], input_size=SIZE)
-    dhome = dagster_home(root / "dagster")
+    home = scratch_home("hydra-backlog-")
+    root, settings, db, dhome = home.root, home.settings, home.db, home.dagster
 
     started = time.monotonic()
     drop_many(settings.input_dir, args.files, runs=args.runs)

@@ -93,6 +93,47 @@ def dagster_home(folder: Path, yaml: Path | None = None) -> Path:
     return folder
 
 
+@dataclass
+class ScratchHome:
+    """A Hydra home, its database and a Dagster home in one temporary folder, for the by-hand scripts."""
+
+    root: Path
+    settings: "HydraSettings"  # noqa: F821 - imported lazily, after the environment is set
+    db: HydraDB
+    dagster: Path
+
+
+def scratch_home(prefix: str, *, plot_types: tuple[str, ...] = (PLOT,), collect_percent: float = 5.0,
+                 db_url: str | None = None, predictor: str = "inprocess", model_weights=(0.9, 0.1)) -> ScratchHome:
+    """Set the environment to a fresh temporary home, migrate its database (SQLite unless `db_url`) and
+    register a constant Good/Bad model for each plot type; the Dagster home gets the repo's dagster.yaml."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.update(HYDRA_HOME=str(root / "home"), DAGSTER_HOME=str(root / "dagster"), HYDRA_PREDICTOR=predictor)
+    for key in ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "HYDRA_INPUT_DIR"):
+        os.environ.pop(key, None)
+    if db_url:
+        os.environ["HYDRA_DB_URL"] = db_url
+    from test_ingest_support import SIZE, constant_model
+
+    from hydra_assets import catalog
+    from hydra_assets.db.migrate import upgrade
+    from hydra_assets.ml.active import register_local_model
+    from hydra_assets.settings import load_settings
+
+    settings = load_settings()
+    settings.ensure_folders()
+    upgrade(settings.db_url)
+    db = HydraDB(settings.db_url)
+    model = constant_model(root / "m.keras", list(model_weights))
+    for name in plot_types:
+        db.write(lambda s, n=name: catalog.add_plot_type(s, n, "Good,Bad", "Bad", collect_percent=collect_percent,
+                                                          input_size=SIZE))
+        register_local_model(db, name, model, ["Good", "Bad"], input_size=SIZE)
+    return ScratchHome(root, settings, db, dagster_home(root / "dagster"))
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "HYDRA_PREDICTOR": "inprocess", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.update(extra or {})

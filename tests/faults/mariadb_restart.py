@@ -10,10 +10,8 @@ The server is always started again on exit (start-stop-daemon --start --oknodo â
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,25 +33,11 @@ def main() -> int:
     from conftest import fresh_mysql_database
 
     url, drop_database = fresh_mysql_database("mysql+pymysql://root@127.0.0.1:3306")
-    root = Path(tempfile.mkdtemp(prefix="hydra-mariadb-restart-"))
-    os.environ.update(HYDRA_HOME=str(root / "home"), DAGSTER_HOME=str(root / "dagster"), HYDRA_DB_URL=url,
-                      HYDRA_PREDICTOR="inprocess")
-    from fault_support import PLOT, Daemon, counts, dagster_home, drop_many, runs_by_status, wait_until
-    from test_ingest_support import SIZE, constant_model
+    from fault_support import Daemon, counts, drop_many, runs_by_status, scratch_home, wait_until
 
-    from hydra_assets import catalog
-    from hydra_assets.db.engine import HydraDB
-    from hydra_assets.db.migrate import upgrade
-    from hydra_assets.ml.active import register_local_model
-    from hydra_assets.settings import load_settings
-
-    settings = load_settings()
-    settings.ensure_folders()
-    upgrade(url)
-    db = HydraDB(url)
-    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=0.0, input_size=SIZE))
-    register_local_model(db, PLOT, constant_model(root / "m.keras", [0.9, 0.1]), ["Good", "Bad"], input_size=SIZE)
-    daemon = Daemon(dagster_home(root / "dagster"), root / "daemon.log").start()
+    home = scratch_home("hydra-mariadb-restart-", db_url=url, collect_percent=0.0)
+    root, settings, db = home.root, home.settings, home.db
+    daemon = Daemon(home.dagster, root / "daemon.log").start()
     try:
         drop_many(settings.input_dir, args.files, runs=max(2, args.files // 100))
         wait_until(lambda: counts(db, settings.input_dir).registered > 0, 120)
