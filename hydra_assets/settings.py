@@ -50,6 +50,11 @@ class HydraSettings(BaseSettings):
     sensor_interval_seconds: int = Field(default=5, ge=1)
     max_runs_per_tick: int = Field(default=25, ge=1, description="Caps the size of a sensor tick.")
     max_files_per_run: int = Field(default=200, ge=1, description="Caps the files carried by one run.")
+    db_outage_seconds: float = Field(
+        default=300.0, ge=0,
+        description="How long an ingestion step waits for a database that is down (e.g. restarting) before "
+                    "its run fails; 0 fails at once.",
+    )
     seed: int = 12345
 
     @field_validator("file_pattern")

@@ -52,6 +52,7 @@ def fresh_mysql_database(server: str, *, prefix: str = "hydra_test") -> tuple[st
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
 
     def drop() -> None:
+        connection.ping(reconnect=True)  # the server may have been restarted meanwhile (fault scripts)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
         connection.close()

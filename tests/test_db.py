@@ -7,7 +7,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hydra_assets import catalog
-from hydra_assets.db.engine import HydraDB, is_retryable
+from hydra_assets.db.engine import DatabaseUnavailable, HydraDB, is_outage, is_retryable, outage_waits
 from hydra_assets.db.migrate import current_revision, downgrade, upgrade
 from hydra_assets.db.models import Base, Image, Inference, PlotType
 
@@ -107,6 +107,27 @@ def test_retryable_errors():
     assert is_retryable(OperationalError("x", {}, Exception("database is locked")))
     assert not is_retryable(_operational(1054, "Unknown column"))
     assert not is_retryable(ValueError("no"))
+    assert is_retryable(_operational(2003, "Can't connect to MySQL server on '127.0.0.1'"))
+
+
+def test_outage_is_the_server_being_away_not_a_conflict():
+    """A restart (refused, gone away, shutting down) is waited out; a deadlock or a bad query is not an outage."""
+    assert is_outage(_operational(2003, "Can't connect to MySQL server on '127.0.0.1' (111)"))
+    assert is_outage(_operational(2006, "MySQL server has gone away"))
+    assert is_outage(_operational(1053, "Server shutdown in progress"))
+    assert is_outage(DatabaseUnavailable("predictor service: (2003, ...)"))
+    assert not is_outage(_operational(1213, "Deadlock found when trying to get lock"))
+    assert not is_outage(_operational(1054, "Unknown column"))
+    assert not is_outage(OperationalError("x", {}, Exception("database is locked")))
+    assert not is_outage(RuntimeError("model file missing"))
+
+
+def test_outage_waits_cover_the_budget_without_long_gaps():
+    waits = outage_waits(300, first_s=1, longest_s=10)
+    assert waits[:5] == [1, 2, 4, 8, 10]
+    assert sum(waits) == 300 and max(waits) == 10
+    assert outage_waits(0) == []
+    assert outage_waits(5, first_s=2, longest_s=30) == [2, 3]
 
 
 def test_write_retries_the_whole_transaction(sqlite_db):

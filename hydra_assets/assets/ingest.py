@@ -9,13 +9,14 @@ model activation classifies them all with the new version (one inference per ima
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.engine import HydraDB, is_outage, outage_waits
 from hydra_assets.ingest.checks import decisions_missing, inference_coverage
 from hydra_assets.ingest.feeder import FeedResult, feed_files, take_prepared
 from hydra_assets.ingest.health import beat, record_timings, write_resolving_conflicts
@@ -79,6 +80,26 @@ def _digests(refs: list[FileRef] | None) -> list[str] | None:
     return None if refs is None else [r.digest for r in refs]
 
 
+@contextmanager
+def waiting_out_database_outages(context: dg.AssetExecutionContext, config: HydraSettings) -> Iterator[None]:
+    """A database that is down (a server restart) makes Dagster run the step again after a wait, for up to
+    `db_outage_seconds`, instead of failing the chunk; every step is idempotent, so nothing is written twice."""
+    try:
+        yield
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        # never longer than two sensor intervals between tries: back within that of the server's return
+        waits = outage_waits(config.db_outage_seconds, first_s=1.0, longest_s=2.0 * config.sensor_interval_seconds)
+        attempt = context.retry_number
+        if attempt >= len(waits):
+            raise
+        context.log.warning(f"database unavailable ({type(error).__name__}: {str(error)[:200]}); "
+                            f"running the step again in {waits[attempt]:.0f} s "
+                            f"(retry {attempt + 1} of {len(waits)}, {config.db_outage_seconds:.0f} s in all)")
+        raise dg.RetryRequested(max_retries=len(waits), seconds_to_wait=waits[attempt]) from error
+
+
 def _record_stage(db: HydraDB, stage: str, run: int, chunks: Mapping, started: float, duration_ms: float,
                   dagster_run_id: str, detail: str, status: str = "ok") -> None:
     from datetime import UTC, datetime
@@ -105,9 +126,10 @@ def image(context: dg.AssetExecutionContext, config: ChunkFiles, hydra: HydraRes
     run = int(context.partition_key)
     refs = [FileRef.decode(text) for text in config.files]
     started = time.time()
-    result: FeedResult = feed_files(hydra.db, hydra.settings, run, refs, dagster_run_id=context.run_id)
-    _record_stage(hydra.db, "feeder", run, result.chunks, started, result.duration_ms, context.run_id,
-                  f"run {run}: {len(result.registered)} registered, {len(result.quarantined)} quarantined")
+    with waiting_out_database_outages(context, hydra.settings):
+        result: FeedResult = feed_files(hydra.db, hydra.settings, run, refs, dagster_run_id=context.run_id)
+        _record_stage(hydra.db, "feeder", run, result.chunks, started, result.duration_ms, context.run_id,
+                      f"run {run}: {len(result.registered)} registered, {len(result.quarantined)} quarantined")
     for name, reason in result.quarantined:
         context.log.warning(f"quarantined {name!r}: {reason}")
     return dg.MaterializeResult(
@@ -145,17 +167,18 @@ def inference(context: dg.AssetExecutionContext, hydra: HydraResource,
     run = int(context.partition_key)
     refs = chunk_files(context)
     started = time.time()
-    classifier = predictor.classifier(hydra.db, hydra.settings, log=context.log)
-    result: PredictResult = predict_run(hydra.db, hydra.settings, run, _digests(refs), classifier,
-                                        dagster_run_id=context.run_id, prepared=take_prepared(context.run_id))
-    status = "error" if result.errors else "ok"
-    _record_stage(hydra.db, "predict", run, result.chunks, started, result.duration_ms, context.run_id,
-                  f"run {run}: {result.classified} classified, {result.no_model} without model, "
-                  f"{result.error_images} failed", status=status)
-    for plot_type, message in result.errors.items():
-        context.log.error(f"{plot_type}: {message}")
-    with hydra.db.read() as s:
-        coverage = inference_coverage(s, run, _digests(refs))
+    with waiting_out_database_outages(context, hydra.settings):
+        classifier = predictor.classifier(hydra.db, hydra.settings, log=context.log)
+        result: PredictResult = predict_run(hydra.db, hydra.settings, run, _digests(refs), classifier,
+                                            dagster_run_id=context.run_id, prepared=take_prepared(context.run_id))
+        status = "error" if result.errors else "ok"
+        _record_stage(hydra.db, "predict", run, result.chunks, started, result.duration_ms, context.run_id,
+                      f"run {run}: {result.classified} classified, {result.no_model} without model, "
+                      f"{result.error_images} failed", status=status)
+        for plot_type, message in result.errors.items():
+            context.log.error(f"{plot_type}: {message}")
+        with hydra.db.read() as s:
+            coverage = inference_coverage(s, run, _digests(refs))
     return dg.MaterializeResult(
         metadata={
             "images": result.images,
@@ -193,12 +216,13 @@ def keep(context: dg.AssetExecutionContext, hydra: HydraResource) -> dg.Material
     refs = chunk_files(context)
     started = time.time()
     config = hydra.settings
-    result: KeepResult = keep_run(hydra.db, config.kept_dir, run, _digests(refs), seed=config.seed,
-                                  live=refs is not None, dagster_run_id=context.run_id)
-    _record_stage(hydra.db, "keeper", run, result.chunks, started, result.duration_ms, context.run_id,
-                  f"run {run}: {result.decided} decided, {sum(result.kept.values())} kept, {result.alarms} alarms")
-    with hydra.db.read() as s:
-        missing = decisions_missing(s, run, _digests(refs))
+    with waiting_out_database_outages(context, hydra.settings):
+        result: KeepResult = keep_run(hydra.db, config.kept_dir, run, _digests(refs), seed=config.seed,
+                                      live=refs is not None, dagster_run_id=context.run_id)
+        _record_stage(hydra.db, "keeper", run, result.chunks, started, result.duration_ms, context.run_id,
+                      f"run {run}: {result.decided} decided, {sum(result.kept.values())} kept, {result.alarms} alarms")
+        with hydra.db.read() as s:
+            missing = decisions_missing(s, run, _digests(refs))
     return dg.MaterializeResult(
         metadata={
             "decided": result.decided,

@@ -32,7 +32,11 @@ RETRYABLE_MYSQL_CODES = {
     1927,  # MariaDB: connection was killed
     1053,  # server shutdown in progress
     4031,  # disconnected by the server because of inactivity
+    2003,  # can't connect (server down or restarting)
+    2002,  # can't connect through the socket
 }
+# The subset that means "the server is not there": worth waiting for (a restart), unlike a deadlock.
+OUTAGE_MYSQL_CODES = {2002, 2003, 2006, 2013, 2055, 1053}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -47,7 +51,39 @@ def is_retryable(error: BaseException) -> bool:
     if args and isinstance(args[0], int) and args[0] in RETRYABLE_MYSQL_CODES:
         return True
     message = str(orig or error).lower()
-    return "database is locked" in message or "lost connection" in message or "gone away" in message
+    return "database is locked" in message or "lost connection" in message or "gone away" in message or (
+        "can't connect" in message)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The Hydra database could not be reached (down or restarting): the work can be done again later."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when the database server is not there (refused, gone away, shutting down), as opposed to an
+    error in the work itself: the pipeline waits and runs its step again instead of failing the chunk."""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    args = getattr(getattr(error, "orig", None), "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in OUTAGE_MYSQL_CODES
+    message = str(error).lower()
+    return "can't connect" in message or "lost connection" in message or "gone away" in message
+
+
+def outage_waits(budget_s: float, *, first_s: float = 2.0, longest_s: float = 30.0) -> list[float]:
+    """Seconds to wait before each new attempt while the database is away: doubling from `first_s` up to
+    `longest_s`, until together they cover `budget_s` (a server restart takes seconds to a few minutes)."""
+    waits: list[float] = []
+    wait = first_s
+    while sum(waits) < budget_s:
+        waits.append(min(wait, longest_s, budget_s - sum(waits)))
+        wait *= 2
+    return waits
 
 
 def ensure_sqlite_folder(url: str) -> None:

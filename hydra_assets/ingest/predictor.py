@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.engine import DatabaseUnavailable, HydraDB, is_outage
 from hydra_assets.settings import HydraSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -290,6 +290,8 @@ class ServiceClassifier:
             raise ModelLoadError(reply["message"])
         if error == "InputSizeMismatch":
             raise InputSizeMismatch(tuple(reply["size"]))
+        if error == "DatabaseUnavailable":
+            raise DatabaseUnavailable(f"predictor service: {reply.get('message')}")
         if error:
             raise PredictorUnavailable(f"predictor service failed: {error}: {reply.get('message')}")
         fields = reply.get("prediction")
@@ -390,6 +392,9 @@ class _Server:
         except InputSizeMismatch as error:
             return {"error": "InputSizeMismatch", "size": list(error.size)}
         except Exception as error:  # reported to the caller, who falls back or fails
+            if is_outage(error):  # the caller's step waits for the database, as it would in-process
+                log.warning("classify: database unavailable: %s", error)
+                return {"error": "DatabaseUnavailable", "message": str(error)}
             log.exception("classify failed")
             return {"error": type(error).__name__, "message": str(error)}
         if prediction is None:
