@@ -124,3 +124,51 @@ def test_a_service_for_another_home_does_not_stop_this_home_getting_one(tmp_path
         config.ensure_folders()
         assert predictor.ensure_service(config, wait_s=0.0) is None  # nothing real answers
     assert started == [str(first.home), str(second.home)]  # one each; the live one for `a` is reused
+
+
+def test_service_reports_a_database_outage_as_such(home, monkeypatch):
+    """A database restart seen by the service reaches the run as DatabaseUnavailable, so its step waits for
+    the database instead of failing the chunk (or falling back to a slow in-process load)."""
+    from sqlalchemy.exc import OperationalError
+
+    from hydra_assets.db.engine import DatabaseUnavailable
+    from hydra_assets.ingest.predictor import _Server
+
+    server = _Server(home, idle_s=60)
+
+    def refused(*_args, **_kwargs):
+        raise OperationalError("SELECT …", {}, Exception(2003, "Can't connect to MySQL server on '127.0.0.1'"))
+
+    monkeypatch.setattr(server.classifier, "classify", refused)
+    reply = server.handle({"op": "classify", "plot_type": PLOT, "images": np.zeros((1, 32, 32, 3), np.uint8),
+                           "gradcam_paths": [None]})
+    assert reply["error"] == "DatabaseUnavailable" and "2003" in reply["message"]
+
+    client = ServiceClassifier(home)
+    monkeypatch.setattr(client, "_call", lambda _request: reply)
+    with pytest.raises(DatabaseUnavailable, match="Can't connect"):
+        client.classify(PLOT, np.zeros((1, 32, 32, 3), np.uint8), [None])
+
+
+def test_warm_up_survives_an_unreachable_database(home):
+    """A service started while the database restarts still serves (models load on first use)."""
+    from hydra_assets.ingest.predictor import _Server
+
+    server = _Server(home.model_copy(update={"db_url": "mysql+pymysql://root@127.0.0.1:9/none"}), idle_s=60)
+    assert server.warm_up() == []
+
+
+def test_a_service_that_crashes_while_starting_is_started_again(home, monkeypatch):
+    """Bounded: three more starts, then the caller gets None (and classifies in-process, or fails)."""
+    from hydra_assets.ingest import predictor
+
+    started = []
+
+    def crashing(_config, **_kwargs):
+        started.append(time.monotonic())
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    monkeypatch.setattr(predictor, "start_service", crashing)
+    monkeypatch.setattr(predictor, "_spawned", {})
+    assert ensure_service(home, wait_s=8) is None
+    assert len(started) == 4

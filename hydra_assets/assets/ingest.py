@@ -94,7 +94,8 @@ def waiting_out_database_outages(context: dg.AssetExecutionContext, config: Hydr
         attempt = context.retry_number
         if attempt >= len(waits):
             raise
-        context.log.warning(f"database unavailable ({type(error).__name__}: {str(error)[:200]}); "
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        context.log.warning(f"database unavailable ({type(error).__name__}: {first_line}); "
                             f"running the step again in {waits[attempt]:.0f} s "
                             f"(retry {attempt + 1} of {len(waits)}, {config.db_outage_seconds:.0f} s in all)")
         raise dg.RetryRequested(max_retries=len(waits), seconds_to_wait=waits[attempt]) from error

@@ -325,12 +325,18 @@ def ensure_service(config: HydraSettings, *, wait_s: float = 90.0, spawn: bool =
         process = _spawned.get(address)
         if process is None or process.poll() is not None:
             _spawned[address] = start_service(config)
-    deadline = time.monotonic() + wait_s
+    deadline, restarts = time.monotonic() + wait_s, 0
     while time.monotonic() < deadline:
         time.sleep(0.2)
         with contextlib.suppress(PredictorUnavailable):
             client.ping()
             return client
+        process = _spawned.get(service_address(config))
+        if spawn and restarts < 3 and process is not None and process.poll() not in (None, 0):
+            # ours crashed while starting (0 = another service of this home is up): start it again
+            restarts += 1
+            log.warning("predictor service exited with %s while starting; starting it again", process.returncode)
+            _spawned[service_address(config)] = start_service(config)
     return None
 
 
@@ -359,10 +365,14 @@ class _Server:
         from hydra_assets.ml import active as active_models
         from hydra_assets.ml.active import load_active_model
 
-        with self.db.read() as s:
-            names = list(s.scalars(select(PlotType.name).join(Model, Model.plot_type_id == PlotType.id)
-                                   .where(Model.active.is_(True), PlotType.enabled.is_(True))
-                                   .order_by(Model.activated_at.desc()).limit(active_models.CACHE_SIZE)))
+        try:
+            with self.db.read() as s:
+                names = list(s.scalars(select(PlotType.name).join(Model, Model.plot_type_id == PlotType.id)
+                                       .where(Model.active.is_(True), PlotType.enabled.is_(True))
+                                       .order_by(Model.activated_at.desc()).limit(active_models.CACHE_SIZE)))
+        except Exception as error:  # e.g. the database restarting: serve anyway, models load on first use
+            log.warning("warm-up skipped: cannot list the active models: %s", error)
+            return []
         warmed = []
         for name in names:
             try:

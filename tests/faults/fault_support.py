@@ -10,8 +10,10 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -310,3 +312,86 @@ def killed_worker(home: Path, run_config: dict, tags: dict, partition: str, kill
         process.join()
         raise TimeoutError("the run worker neither finished nor died")
     return process.exitcode
+
+
+# ---- a database server that can be "restarted" without touching the shared one ----------------------------
+
+
+class RestartableProxy:
+    """A TCP forwarder in front of the MariaDB server, to restart "the server" in CI without stopping the
+    server other tests use.  `down()` closes the listening socket and every open connection, so clients see
+    exactly what a server restart shows them — lost connections mid-query (2013), then refused connects
+    (2003); `up()` listens again on the same port.  The URL points at the proxy, not at the server."""
+
+    def __init__(self, upstream: tuple[str, int] = ("127.0.0.1", 3306)) -> None:
+        self.upstream = upstream
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener = None
+        self._open: set = set()
+        self._lock = threading.Lock()
+
+    def up(self) -> "RestartableProxy":
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            for sock in list(self._open):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self._open.clear()
+
+    def _accept(self, listener) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by down()
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:  # went down meanwhile
+                    client.close()
+                    server.close()
+                    return
+                self._open.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, target) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            with self._lock:
+                self._open.discard(source)
+                self._open.discard(target)
+
+    def url(self, server_url: str) -> str:
+        """`server_url` (…@127.0.0.1:3306/db…) pointed at the proxy."""
+        host, port = self.upstream
+        return server_url.replace(f"@{host}:{port}", f"@127.0.0.1:{self.port}", 1)
