@@ -28,6 +28,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--outage", type=float, default=20.0)
+    parser.add_argument("--predictor", default="inprocess", choices=("inprocess", "auto"),
+                        help="auto: the warm predictor service, as in production")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from conftest import fresh_mysql_database
@@ -35,9 +37,9 @@ def main() -> int:
     url, drop_database = fresh_mysql_database("mysql+pymysql://root@127.0.0.1:3306")
     from fault_support import Daemon, counts, drop_many, runs_by_status, scratch_home, wait_until
 
-    home = scratch_home("hydra-mariadb-restart-", db_url=url, collect_percent=0.0)
+    home = scratch_home("hydra-mariadb-restart-", db_url=url, collect_percent=0.0, predictor=args.predictor)
     root, settings, db = home.root, home.settings, home.db
-    daemon = Daemon(home.dagster, root / "daemon.log").start()
+    daemon = Daemon(home.dagster, root / "daemon.log", env={"HYDRA_PREDICTOR": args.predictor}).start()
     try:
         drop_many(settings.input_dir, args.files, runs=max(2, args.files // 100))
         wait_until(lambda: counts(db, settings.input_dir).registered > 0, 120)
@@ -63,9 +65,14 @@ def main() -> int:
         c = counts(db, settings.input_dir)
         print(f"counts: {c.as_dict()} duplicates={c.duplicates} runs={runs_by_status(daemon.home)} "
               f"({time.monotonic() - restarted:.0f} s after restart)")
+        retried = daemon.tail(10**8).count("STEP_UP_FOR_RETRY")
+        print(f"steps run again while the database was away: {retried}")
         return 0 if c.files_left == 0 and c.duplicates == 0 and c.keep_decisions == args.files else 1
     finally:
         daemon.stop()
+        from hydra_assets.cli.up import stop_predictor
+
+        stop_predictor(settings)  # this temporary home's service, if --predictor auto started one
         if not server_up():
             subprocess.run(START, check=False)
             wait_until(server_up, 60)
