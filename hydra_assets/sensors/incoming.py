@@ -7,9 +7,13 @@ storage) and a `run_key` over names and digests: the same bytes never run twice,
 """
 
 
+import time
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
 from hydra_assets.assets.ingest import PredictorResource
+from hydra_assets.ingest.resubmit import FailedRun, Resubmission, next_key, plan_resubmissions
 from hydra_assets.ingest.tick import evaluate_tick
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
@@ -36,6 +40,32 @@ def _interval() -> int:
         return minimum_interval(DAEMON_LOOP_SECONDS)
 
 
+def failed_chunks(instance: dg.DagsterInstance) -> list[Resubmission]:
+    """This tick's resubmissions of chunks whose runs failed for good in the last day (see ingest.resubmit)."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name="ingest_chunk", statuses=[dg.DagsterRunStatus.FAILURE], tags={"hydra/source": "sensor"},
+                      updated_after=datetime.now(UTC) - timedelta(days=1)),
+        limit=200,
+    )
+    failed = []
+    for record in records:
+        run = record.dagster_run
+        key, will_retry = run.tags.get("dagster/run_key"), run.tags.get("dagster/will_retry")
+        if not key or "dagster/partition" not in run.tags:
+            continue
+        failed.append(FailedRun(
+            run_id=run.run_id, run_key=key, partition=run.tags["dagster/partition"], tags=run.tags,
+            run_config=run.run_config, ended_at=record.end_time or record.update_timestamp.timestamp(),
+            will_retry=will_retry == "true" or (will_retry is None and instance.run_retries_enabled),
+        ))
+    if not failed:
+        return []
+    wanted = sorted({next_key(f.run_key)[0] for f in failed})
+    existing = {r.tags.get("dagster/run_key", "") for r in instance.get_runs(
+        dg.RunsFilter(tags={"dagster/run_key": wanted}))}
+    return plan_resubmissions(failed, now=time.time(), existing_keys=existing)
+
+
 @dg.sensor(
     name="incoming_images",
     job_name="ingest_chunk",
@@ -48,7 +78,11 @@ def incoming_images(
 ) -> dg.SensorResult:
     """Plan this tick's runs; bad files are quarantined with their reason rather than failing the tick."""
     outcome = evaluate_tick(hydra.db, hydra.settings, context.cursor)
-    if not outcome.plans:
+    again = failed_chunks(context.instance)
+    for plan in again:
+        context.log.warning(f"run {plan.partition}: submitting the chunk of failed run {plan.replaces} again "
+                            f"({plan.tags['hydra/resubmission']})")
+    if not outcome.plans and not again:
         return dg.SensorResult(skip_reason=dg.SkipReason(outcome.summary()), cursor=outcome.cursor)
     keys = sorted({str(plan.run) for plan in outcome.plans})
     new = [key for key in keys if not context.instance.has_dynamic_partition(run_number.name, key)]
@@ -59,6 +93,10 @@ def incoming_images(
             dg.RunRequest(run_key=plan.run_key, partition_key=str(plan.run), tags=plan.tags,
                           run_config={"ops": {"image": {"config": {"files": plan.file_refs}}}})
             for plan in outcome.plans
+        ] + [
+            dg.RunRequest(run_key=plan.run_key, partition_key=plan.partition, tags=plan.tags,
+                          run_config=dict(plan.run_config))
+            for plan in again
         ],
         dynamic_partitions_requests=[run_number.build_add_request(new)] if new else [],
         cursor=outcome.cursor,
