@@ -7,7 +7,7 @@
 - `keeper`: keep decisions, Labeler queue, Run page rows, alarms;
 - `rules`: confirmation, keep and collect rules; `records`: the inference JSON; `health`: heartbeats,
   stage timings; `quarantine`: refused files, moved aside with their reason; `checks`: asset-check
-  queries; `offline`: `hydra classify`.
+  queries; `offline`: `hydra classify`; `resubmit`: chunks whose runs failed for good, submitted again.
 
 Nothing here imports TensorFlow at import time: the sensor and the CLI stay fast.
 """
