@@ -22,6 +22,7 @@ from fault_support import PLOT, Daemon, RestartableProxy, counts, dagster_home, 
 from test_ingest_support import SIZE, activate, model_files  # noqa: F401 - fixture
 
 from hydra_assets import catalog
+from hydra_assets.cli.up import stop_predictor
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
 
@@ -76,6 +77,7 @@ def test_pipeline_recovers_by_itself_from_a_database_restart(mysql_server, hydra
     finally:
         if daemon is not None:
             daemon.stop()
+        stop_predictor(hydra_home)  # started detached by a run; the session's sweep only finds SQLite homes
         proxy.down()
         db.dispose()
         drop_database()
