@@ -172,9 +172,11 @@ def test_library_read_only_for_viewer_and_editable_for_expert(demo_db):
     expert.plot_type = demo.plot_types["FCAL_hits"]
     assert expert.save_threshold.visible
     assert expert.edit_threshold(bad, 0.33) is True and "0.700 → 0.330" in expert.feedback.object
+    assert expert.feedback.visible and expert.feedback.alert_type == "success"  # shown, not hidden by the redraw
     assert "0.330" in expert.thresholds_pane.object
     expert.model_id = demo.models["FCAL_hits"][0]
     assert expert.activate_button.visible and expert.activate() is True
+    assert expert.feedback.visible and "is now active" in expert.feedback.object
     assert expert.selected().active and any(n.startswith("★ v1") for n in expert.param.model_id.names)
     tabs = [name for name, _ in zip(expert.tabs._names, expert.tabs, strict=False)]
     assert tabs == ["Confusion matrix", "Loss & accuracy", "Thresholds"]

@@ -78,9 +78,9 @@ class LibraryPage(pn.viewable.Viewer):
             self._say(str(error), "warning")
             return False
         label = self.store.plot_type(self.plot_type).label(int(label_id))
+        self._render()  # before the message: a redraw hides the previous one
         self._say(f"Threshold of {label.name if label else label_id} for v{model.version}: "
                   f"{fmt_weight(old)} → {float(value):.3f}", "success")
-        self._render()
         return True
 
     def activate(self) -> bool:
@@ -96,8 +96,8 @@ class LibraryPage(pn.viewable.Viewer):
         except CatalogError as error:
             self._say(str(error), "warning")
             return False
+        self._load_models()  # before the message: a redraw hides the previous one
         self._say(f"v{model.version} of {model.name} is now active. {note}".strip(), "success")
-        self._load_models()
         return True
 
     def _show_threshold(self, *_events) -> None:
