@@ -28,6 +28,7 @@ class CheckedImage:
     width: int
     height: int
     mode: str
+    pixels: np.ndarray | None = None  # the model input, when asked for (`pixels_at`): no second decode
 
 
 def file_digest(path: Path) -> str:
@@ -39,8 +40,9 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_image(path: Path, *, max_pixels: int) -> CheckedImage:
-    """Verify that `path` is a complete PNG/JPEG under the pixel limit, or raise `BadImage` saying why."""
+def check_image(path: Path, *, max_pixels: int, pixels_at: tuple[int, int] | None = None) -> CheckedImage:
+    """Verify that `path` is a complete PNG/JPEG under the pixel limit, or raise `BadImage` saying why.
+    With `pixels_at` (height, width), also return the decoded pixels as the model input (`rgb_pixels`)."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImage(f"extension {path.suffix or '(none)'!r} is not one of {sorted(IMAGE_SUFFIXES)}")
     size = path.stat().st_size
@@ -57,23 +59,29 @@ def check_image(path: Path, *, max_pixels: int) -> CheckedImage:
             with PILImage.open(path) as full:
                 full.load()  # truncated data only shows when decoding
                 mode = full.mode
+                pixels = rgb_pixels(full, pixels_at) if pixels_at is not None else None
     except BadImage:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
         raise BadImage(f"decompression bomb refused: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise BadImage(f"not a readable image: {error}") from error
-    return CheckedImage(width=width, height=height, mode=mode)
+    return CheckedImage(width=width, height=height, mode=mode, pixels=pixels)
 
 
 def load_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Pixels as float32 RGB in [0, 1], resized to (height, width) when given — the models' input."""
     with PILImage.open(path) as image:
-        image = image.convert("RGB")
-        if size is not None:
-            height, width = size
-            image = image.resize((width, height), PILImage.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.float32) / 255.0
+        return rgb_pixels(image, size)
+
+
+def rgb_pixels(image: PILImage.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+    """`load_rgb` of an image already open (and decoded)."""
+    image = image.convert("RGB")
+    if size is not None:
+        height, width = size
+        image = image.resize((width, height), PILImage.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def store_file(source: Path, folder: Path, relative: str, *, move: bool = False) -> Path:

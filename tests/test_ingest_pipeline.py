@@ -230,6 +230,27 @@ def test_feeder_quarantines_a_duplicate_a_concurrent_run_registered(home, sqlite
     assert again.already == 1 and not again.unaccounted
 
 
+def test_feeder_hands_predict_the_pixels_it_decoded_while_checking(home, sqlite_db):
+    """Decoded once: the arrays stashed for Predict are exactly what reading the stored file gives."""
+    import numpy as np
+
+    from hydra_assets.ingest.feeder import input_sizes, prepare, take_prepared
+
+    refs = []
+    for chunk in (1, 2, 3):
+        data = png_bytes(chunk, size=(40, 24))
+        refs.append(FileRef(hashlib.sha256(data).hexdigest(), f"{PLOT}-7-{chunk:04d}.png"))
+        drop(home.input_dir, refs[-1].name, data)
+    fed = feed_files(sqlite_db, home, 7, refs, dagster_run_id="run-a").registered
+    with sqlite_db.read() as s:
+        size = input_sizes(s)[fed[0].plot_type_id]
+    stashed = take_prepared("run-a")
+    assert sorted(stashed) == sorted(i.image_id for i in fed)
+    for image in fed:
+        assert stashed[image.image_id].shape == (*size, 3)
+        assert np.array_equal(stashed[image.image_id], prepare(image.stored, size))
+
+
 @pytest.mark.parametrize("where", ["sensor", "feeder"])
 def test_file_left_by_a_run_that_died_after_registering_is_not_a_duplicate(home, instance, sqlite_db, where):
     from hydra_assets.db.models import PlotType as PT

@@ -127,6 +127,7 @@ class _Accepted:
     height: int
     size: int
     received_at: object
+    pixels: np.ndarray | None = None  # the model input, decoded once while checking the file
 
 
 def _already_registered(db: HydraDB, run: int, refs: Sequence[FileRef]) -> set[tuple[str, str]]:
@@ -162,8 +163,8 @@ def parallel[T, U](work: Callable[[T], U], items: Sequence[T]) -> list[U]:
         return list(pool.map(work, items))
 
 
-def _inspect(config: HydraSettings, run: int, ref: FileRef,
-             plot_types: dict[str, tuple[int, bool]]) -> tuple[str, Any]:
+def _inspect(config: HydraSettings, run: int, ref: FileRef, plot_types: dict[str, tuple[int, bool]],
+             sizes: dict[int, tuple[int, int]]) -> tuple[str, Any]:
     """What to do with one requested file: accepted | quarantine | gone | missing | changed | elsewhere."""
     path = config.input_dir / ref.name
     if Path(ref.name).name != ref.name or ref.name in {".", ".."}:
@@ -192,13 +193,14 @@ def _inspect(config: HydraSettings, run: int, ref: FileRef,
         return "quarantine", QuarantineItem(path, f"{why} {name.plot_type!r}", name, None, digest)
     plot_type_id = known[0]
     try:
-        checked = check_image(path, max_pixels=config.max_image_pixels)
+        checked = check_image(path, max_pixels=config.max_image_pixels, pixels_at=sizes.get(plot_type_id))
     except BadImage as error:
         return "quarantine", QuarantineItem(path, str(error), name, plot_type_id, digest)
     except OSError as error:
         return "quarantine", QuarantineItem(path, f"unreadable: {error}", name, plot_type_id, digest)
     return "accepted", _Accepted(FileRef(digest, ref.name), path, name, plot_type_id, checked.width,
-                                 checked.height, info.st_size, landed_at(info))
+                                 checked.height, info.st_size, landed_at(info),
+                                 None if checked.pixels is None else to_uint8(checked.pixels))
 
 
 def feed_files(
@@ -218,7 +220,8 @@ def feed_files(
     accepted: list[_Accepted] = []
     to_quarantine: list[QuarantineItem] = []
     gone: list[FileRef] = []
-    inspected = parallel(lambda ref: _inspect(config, run, ref, plot_types), refs)
+    wanted = sizes if dagster_run_id else {}  # pixels only for a pipeline run's Predict step
+    inspected = parallel(lambda ref: _inspect(config, run, ref, plot_types, wanted), refs)
     for ref, (kind, payload) in zip(refs, inspected, strict=True):
         if kind == "accepted":
             accepted.append(payload)
@@ -298,14 +301,8 @@ def feed_files(
         result.chunks[(image.plot_type_id, image.chunk)] += 1
     result.duration_ms = (time.perf_counter() - started) * 1000
     if dagster_run_id and fed:
-        def prepared(image: FedImage) -> np.ndarray | None:
-            try:
-                return prepare(image.stored, sizes[image.plot_type_id])
-            except (OSError, ValueError):
-                return None  # Predict reads the stored file itself
-        arrays = parallel(prepared, fed)
-        stash_prepared(dagster_run_id, {i.image_id: a for i, a in zip(fed, arrays, strict=True) if a is not None})
-        result.duration_ms = (time.perf_counter() - started) * 1000
+        pixels = {a.ref.name: a.pixels for a in accepted if a.pixels is not None}
+        stash_prepared(dagster_run_id, {i.image_id: pixels[i.file_name] for i in fed if i.file_name in pixels})
     return result
 
 
