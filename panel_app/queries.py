@@ -228,11 +228,19 @@ def alarms_after(session: Session, after_id: int, *, limit: int = 50) -> list[Al
         .join(PlotType, PlotType.id == Alarm.plot_type_id)
         .join(Image, Image.id == Alarm.image_id)
         .outerjoin(Label, Label.id == Alarm.label_id)
-        .where(Alarm.id > after_id)
+        .where(Alarm.id > after_id, Alarm.acknowledged_at.is_(None))
         .order_by(Alarm.id)
         .limit(limit)
     )
     return [AlarmInfo(*r) for r in rows]
+
+
+def acknowledged_among(session: Session, alarm_ids: Sequence[int]) -> set[int]:
+    """Which of these alarms someone has acknowledged (on any Run page) since they were shown."""
+    if not alarm_ids:
+        return set()
+    return set(session.scalars(select(Alarm.id).where(Alarm.id.in_(list(alarm_ids)),
+                                                      Alarm.acknowledged_at.is_not(None))))
 
 
 def last_alarm_id(session: Session) -> int:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import param
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.models import Image, Model, User, utcnow
+from hydra_assets.db.models import Alarm, Image, Model, User, utcnow
 from hydra_assets.labeling import apply_labels
 from panel_app import queries as q
 from panel_app.config import PagesConfig
@@ -222,6 +222,26 @@ class HydraStore(param.Parameterized):
         finally:
             self._changed()
         return ""
+
+    def acknowledge_alarms(self, alarm_ids: list[int]) -> int:
+        """Mark alarms as seen by this user, for every Run page (the banner goes on all of them), and
+        audit it; any signed-in user may (the shift crew).  Returns how many were still unacknowledged."""
+        if not alarm_ids:
+            return 0
+        if not self.user:
+            raise PermissionDenied("sign in to acknowledge alarms")
+
+        def work(session: Session) -> int:
+            done = session.execute(
+                update(Alarm).where(Alarm.id.in_(alarm_ids), Alarm.acknowledged_at.is_(None))
+                .values(acknowledged_by=self.user, acknowledged_at=utcnow())).rowcount
+            catalog.record_audit(session, self.user or "", "acknowledge alarms",
+                         detail=f"{done} of alarms {', '.join(map(str, sorted(alarm_ids)))}")
+            return done
+
+        count = self.db.write(work, what="acknowledge alarms")
+        self._changed()
+        return count
 
     def _changed(self) -> None:
         SHARED.clear()

@@ -98,8 +98,31 @@ def test_run_page_announces_a_new_confirmed_bad(demo_db):
     assert "last run <b>121265</b>" in page.status_pane.object
     page.refresh()  # no new alarm, no new beep
     assert page.sound.beeps == 1
-    page._dismiss()
+    page._acknowledge()
     assert not page.alarm_pane.visible
+
+
+def test_an_alarm_acknowledged_on_one_run_page_goes_from_every_run_page(demo_db):
+    from hydra_assets.db.models import Alarm, AuditLog
+
+    db, settings, _demo = demo_db
+    shift, expert = RunPage(store(db, settings, "viewer")), RunPage(store(db, settings, "expert"))
+    add_bad_image(db, settings, "TOF_timing", 121266, 1)
+    shift.refresh()
+    expert.refresh()
+    assert len(shift.alarms) == len(expert.alarms) == 1 and expert.acknowledge.visible
+    shift._acknowledge()
+    with db.read() as s:
+        alarm = s.get(Alarm, shift._last_alarm)
+        audit = s.scalars(select(AuditLog).where(AuditLog.action == "acknowledge alarms")).all()
+    assert alarm.acknowledged_by == "viewer" and alarm.acknowledged_at is not None
+    assert [(a.user_name, a.allowed) for a in audit] == [("viewer", True)]
+    expert.refresh()
+    assert expert.alarms == [] and not expert.alarm_pane.visible and not expert.acknowledge.visible
+    late = RunPage(store(db, settings, "expert"))  # opened later: nothing to announce
+    add_bad_image(db, settings, "TOF_timing", 121266, 2)
+    late.refresh()
+    assert [a.chunk for a in late.alarms] == [2]
 
 
 def test_run_page_filters_by_group_and_flags_and_escapes(demo_db):

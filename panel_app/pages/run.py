@@ -101,8 +101,10 @@ class RunPage(pn.viewable.Viewer):
         self.grid_pane = html_pane("", stylesheets=[GRID_CSS])
         self.status_pane = html_pane("", stylesheets=[STATUS_CSS])
         self.alarm_pane = html_pane("", stylesheets=[ALARM_CSS], visible=False)
-        self.dismiss = pn.widgets.Button(label="Dismiss alarm", color="danger", visible=False)
-        self.dismiss.on_click(self._dismiss)
+        self.acknowledge = pn.widgets.Button(label="Acknowledge alarm", color="danger", visible=False,
+                                             description="Marks these alarms as seen, with your name, on every "
+                                                         "Run page")
+        self.acknowledge.on_click(self._acknowledge)
         self.refresh()
 
     # ---- logic (unit-tested without a browser) ----------------------------------------------------
@@ -123,6 +125,9 @@ class RunPage(pn.viewable.Viewer):
         if self.only_flagged:
             cards = [c for c in cards if c.state in ("bad", "unconfirmed")]
         self.cards, self.total = cards, len(everything)
+        if self.alarms:  # acknowledged on another Run page meanwhile: off this one too
+            seen = self.store.read(q.acknowledged_among, [a.id for a in self.alarms])
+            self.alarms = [a for a in self.alarms if a.id not in seen]
         if new_alarms:
             self._last_alarm = new_alarms[-1].id
             self.alarms = (list(reversed(new_alarms)) + self.alarms)[:10]
@@ -139,7 +144,7 @@ class RunPage(pn.viewable.Viewer):
             self.grid_pane.object = self.grid_html(now)
         self.status_pane.object = self.status_html(now)
         self.alarm_pane.object = self.alarm_html()
-        self.alarm_pane.visible = self.dismiss.visible = bool(self.alarms)
+        self.alarm_pane.visible = self.acknowledge.visible = bool(self.alarms)
 
     def grid_html(self, now: datetime) -> str:
         if not self.total:
@@ -183,7 +188,10 @@ class RunPage(pn.viewable.Viewer):
         )
         return f'<div class="alarm">⚠ ALARM: confirmed Bad ({len(self.alarms)})<ul>{items}</ul></div>'
 
-    def _dismiss(self, _event=None) -> None:
+    def _acknowledge(self, _event=None) -> None:
+        """The shift crew has seen these alarms: recorded with the user's name, gone from every Run page."""
+        if self.store.user:  # without sign-in (pages run without auth) the banner goes from this page only
+            self.store.acknowledge_alarms([a.id for a in self.alarms])
         self.alarms = []
         self._render()
 
@@ -211,5 +219,5 @@ class RunPage(pn.viewable.Viewer):
             self.sound,
             sizing_mode="stretch_width",
         )
-        return pn.Column(controls, self.status_pane, pn.Row(self.alarm_pane, self.dismiss, sizing_mode="stretch_width"),
+        return pn.Column(controls, self.status_pane, pn.Row(self.alarm_pane, self.acknowledge, sizing_mode="stretch_width"),
                          self.grid_pane, sizing_mode="stretch_width")
