@@ -4,6 +4,7 @@ All decisions live in `hydra_assets.ingest.tick.evaluate_tick` (tested without D
 the run-number partitions the runs need and turns the plans into run requests.  Each request carries its
 files as "<sha256> <name>" in the `image` op config (bounded far below the 64 KiB of a run body on MySQL
 storage) and a `run_key` over names and digests: the same bytes never run twice, a corrected file does.
+It also submits again the chunks whose runs Dagster has given up on (`hydra_assets.ingest.resubmit`).
 """
 
 
