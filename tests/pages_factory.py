@@ -13,6 +13,8 @@ import functools
 import html
 import io
 import random
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
@@ -89,6 +91,28 @@ def isolated_settings(home: Path, db_url: str | None = None) -> HydraSettings:
     return load_settings(home=home, db_url=db_url or f"sqlite:///{home / 'hydra.db'}", images_dir=home / "images",
                          kept_dir=home / "kept", gradcam_dir=home / "gradcam",
                          mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+
+
+def template_database(home: Path, make: Callable[[HydraDB, HydraSettings], Any]) -> tuple[HydraSettings, Any]:
+    """A SQLite Hydra database under `home` with the schema and what `make(db, settings)` writes: made once
+    per module, then copied for each test (`database_copy`)."""
+    from hydra_assets.db.migrate import upgrade
+
+    settings = isolated_settings(home)
+    upgrade(settings.db_url)
+    db = HydraDB(settings.db_url)
+    try:
+        return settings, make(db, settings)
+    finally:
+        db.dispose()
+
+
+def database_copy(settings: HydraSettings, folder: Path) -> tuple[HydraDB, HydraSettings]:
+    """A private copy of a template database in `folder` (tests may write; the images stay shared, read only)."""
+    copy = folder / "hydra.db"
+    shutil.copyfile(settings.home / "hydra.db", copy)
+    settings = settings.model_copy(update={"db_url": f"sqlite:///{copy}"})
+    return HydraDB(settings.db_url), settings
 
 
 def page_store(db: HydraDB, settings: HydraSettings, user: str | None = "labeler"):  # type: ignore[no-untyped-def]

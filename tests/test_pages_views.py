@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 
 import pytest
-from pages_factory import EMPTY_MESSAGES, add_bad_image, isolated_settings, make_users_only, populate
+from pages_factory import (
+    EMPTY_MESSAGES,
+    add_bad_image,
+    database_copy,
+    make_users_only,
+    populate,
+    template_database,
+)
 from sqlalchemy import func, select
 
-from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import Image, LabelHistory, NewsLine, Threshold, utcnow
 from panel_app.config import PagesConfig
 from panel_app.pages import PAGE_CLASSES
@@ -28,22 +32,13 @@ from panel_app.store import SHARED, HydraStore
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """A populated SQLite database made once; each test gets a copy of the file (images are shared, read only)."""
-    home = tmp_path_factory.mktemp("pages_views")
-    settings = isolated_settings(home)
-    upgrade(settings.db_url)
-    database = HydraDB(settings.db_url)
-    demo = populate(database, settings)
-    database.dispose()
-    return settings, demo
+    return template_database(tmp_path_factory.mktemp("pages_views"), populate)
 
 
 @pytest.fixture
 def demo_db(template, tmp_path):
     settings, demo = template
-    copy = tmp_path / "hydra.db"
-    shutil.copyfile(settings.home / "hydra.db", copy)
-    settings = settings.model_copy(update={"db_url": f"sqlite:///{copy}"})
-    database = HydraDB(settings.db_url)
+    database, settings = database_copy(settings, tmp_path)
     SHARED.clear()
     yield database, settings, demo
     database.dispose()

@@ -15,7 +15,6 @@ MultiChoice is not (Choices.js renders its options as HTML), so the Plot Browser
 from __future__ import annotations
 
 import html
-import shutil
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,17 +25,17 @@ from pages_factory import (
     active_markup,
     add_bad_image,
     browser_markup,
+    database_copy,
     html_table_columns,
-    isolated_settings,
     page_store,
     populate,
+    template_database,
 )
 from sqlalchemy import func, select
 
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import (
     Alarm,
     Heartbeat,
@@ -143,22 +142,14 @@ def forge(db: HydraDB, settings, demo) -> Forged:  # type: ignore[no-untyped-def
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """A populated SQLite database with the forged rows, made once; each test gets a copy of the file."""
-    home = tmp_path_factory.mktemp("security_escaping")
-    settings = isolated_settings(home)
-    upgrade(settings.db_url)
-    db = HydraDB(settings.db_url)
-    forged = forge(db, settings, populate(db, settings, queue_extra=10))
-    db.dispose()
-    return settings, forged
+    return template_database(tmp_path_factory.mktemp("security_escaping"),
+                             lambda db, settings: forge(db, settings, populate(db, settings, queue_extra=10)))
 
 
 @pytest.fixture
 def forged_db(template, tmp_path):
     settings, forged = template
-    copy = tmp_path / "hydra.db"
-    shutil.copyfile(settings.home / "hydra.db", copy)
-    settings = settings.model_copy(update={"db_url": f"sqlite:///{copy}"})
-    db = HydraDB(settings.db_url)
+    db, settings = database_copy(settings, tmp_path)
     yield db, settings, forged
     db.dispose()
 
