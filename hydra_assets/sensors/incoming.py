@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from hydra_assets.assets.ingest import PredictorResource
-from hydra_assets.ingest.resubmit import FailedRun, Resubmission, next_key, plan_resubmissions
+from hydra_assets.ingest.resubmit import RESUBMISSION_TAG, FailedRun, Resubmission, next_key, plan_resubmissions
 from hydra_assets.ingest.tick import evaluate_tick
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
@@ -82,7 +82,7 @@ def incoming_images(
     again = failed_chunks(context.instance)
     for plan in again:
         context.log.warning(f"run {plan.partition}: submitting the chunk of failed run {plan.replaces} again "
-                            f"({plan.tags['hydra/resubmission']})")
+                            f"({plan.tags[RESUBMISSION_TAG]})")
     if not outcome.plans and not again:
         return dg.SensorResult(skip_reason=dg.SkipReason(outcome.summary()), cursor=outcome.cursor)
     keys = sorted({str(plan.run) for plan in outcome.plans})

@@ -23,7 +23,16 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
 
-    from fault_support import Daemon, counts, drop_many, runs_by_status, scratch_home, sensor_ticks, wait_until
+    from fault_support import (
+        Daemon,
+        counts,
+        drop_many,
+        runs_by_status,
+        runs_settled,
+        scratch_home,
+        sensor_ticks,
+        wait_until,
+    )
 
     home = scratch_home("hydra-backlog-")
     root, settings, db, dhome = home.root, home.settings, home.db, home.dagster
@@ -39,8 +48,7 @@ def main() -> int:
             c = counts(db, settings.input_dir)
             print(f"  t={time.monotonic() - started:5.0f}s left={c.files_left} registered={c.registered} "
                   f"inferences={c.inferences} decisions={c.keep_decisions} runs={runs_by_status(dhome)}", flush=True)
-            return c.files_left == 0 and c.keep_decisions >= args.files and not (
-                set(runs_by_status(dhome)) & {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"})
+            return c.files_left == 0 and c.keep_decisions >= args.files and runs_settled(dhome)
 
         wait_until(done, args.timeout, every=15.0, alive=lambda: daemon.process.poll() is None)
     finally:

@@ -247,6 +247,23 @@ def runs_by_status(home: Path) -> dict[str, int]:
         return dict(Counter(r.status.value for r in instance.get_runs()))
 
 
+BUSY_RUNS = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
+
+
+def runs_settled(home: Path) -> bool:
+    """No run queued or running (a run reports its end a moment after writing its last rows)."""
+    return not set(runs_by_status(home)) & BUSY_RUNS
+
+
+def all_kept(db: HydraDB, folder: Path, files: int) -> bool:
+    """Every file taken from `folder` and decided on; False while the database cannot answer (restarting)."""
+    try:
+        c = counts(db, folder)
+    except Exception:  # the pool's connections died with the server
+        return False
+    return c.files_left == 0 and c.keep_decisions >= files
+
+
 def sensor_ticks(home: Path, limit: int = 1000):  # type: ignore[no-untyped-def]
     from dagster import DagsterInstance
 

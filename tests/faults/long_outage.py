@@ -27,7 +27,16 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["HYDRA_DB_OUTAGE_SECONDS"] = str(args.budget)
     from conftest import fresh_mysql_database
-    from fault_support import Daemon, RestartableProxy, counts, drop_many, runs_by_status, scratch_home, wait_until
+    from fault_support import (
+        Daemon,
+        RestartableProxy,
+        all_kept,
+        counts,
+        drop_many,
+        runs_by_status,
+        scratch_home,
+        wait_until,
+    )
 
     server_url, drop_database = fresh_mysql_database("mysql+pymysql://root@127.0.0.1:3306")
     proxy = RestartableProxy().up()
@@ -43,14 +52,7 @@ def main() -> int:
         proxy.up()
         print(f"database back after {args.outage:.0f} s; runs {runs_by_status(home.dagster)}", flush=True)
 
-        def done() -> bool:
-            try:
-                c = counts(home.db, folder)
-            except Exception:  # the pool's connections died with the "server"
-                return False
-            return c.files_left == 0 and c.keep_decisions >= args.files
-
-        took = wait_until(done, 900, every=2.0)
+        took = wait_until(lambda: all_kept(home.db, folder, args.files), 900, every=2.0)
         c = counts(home.db, folder)
         resubmitted = daemon.tail(10**8).count("submitting the chunk of failed run")
         print(f"done {took:.0f} s after the database was back: {c.as_dict()} duplicates={c.duplicates} "

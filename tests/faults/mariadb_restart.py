@@ -35,7 +35,7 @@ def main() -> int:
     from conftest import fresh_mysql_database
 
     url, drop_database = fresh_mysql_database("mysql+pymysql://root@127.0.0.1:3306")
-    from fault_support import Daemon, counts, drop_many, runs_by_status, scratch_home, wait_until
+    from fault_support import Daemon, all_kept, counts, drop_many, runs_by_status, scratch_home, wait_until
 
     home = scratch_home("hydra-mariadb-restart-", db_url=url, collect_percent=0.0, predictor=args.predictor)
     root, settings, db = home.root, home.settings, home.db
@@ -51,14 +51,8 @@ def main() -> int:
         restarted = time.monotonic()
         print("MariaDB is back", flush=True)
 
-        def done() -> bool:
-            try:
-                c = counts(db, settings.input_dir)
-            except Exception:
-                return False
-            return c.files_left == 0 and c.keep_decisions >= args.files
         try:
-            took = wait_until(done, 600, every=2.0)
+            took = wait_until(lambda: all_kept(db, settings.input_dir, args.files), 600, every=2.0)
             print(f"recovered {took:.0f} s after the restart")
         except TimeoutError:
             print("NOT recovered within 600 s")

@@ -15,7 +15,16 @@ import time
 import pytest
 from dagster import DagsterInstance
 from dagster._core.storage.dagster_run import DagsterRunStatus
-from fault_support import Daemon, counts, dagster_home, drop_many, runs_by_status, sensor_iteration, wait_until
+from fault_support import (
+    Daemon,
+    counts,
+    dagster_home,
+    drop_many,
+    runs_by_status,
+    runs_settled,
+    sensor_iteration,
+    wait_until,
+)
 from test_ingest_support import activate, home, model_files  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
@@ -45,8 +54,7 @@ def test_daemon_killed_at_tick_run_created_run_launched_then_restarted(crash_at,
     try:
         def done() -> bool:
             c = counts(sqlite_db, home.input_dir)
-            return c.files_left == 0 and c.keep_decisions >= FILES and not (
-                set(runs_by_status(dhome)) & {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"})
+            return c.files_left == 0 and c.keep_decisions >= FILES and runs_settled(dhome)
 
         wait_until(done, timeout=120 + FILES * 0.3, every=2.0, alive=lambda: daemon.process.poll() is None)
     except (TimeoutError, RuntimeError) as error:

@@ -18,7 +18,18 @@ import time
 
 import pytest
 from conftest import fresh_mysql_database
-from fault_support import PLOT, Daemon, RestartableProxy, counts, dagster_home, drop_many, runs_by_status, wait_until
+from fault_support import (
+    PLOT,
+    Daemon,
+    RestartableProxy,
+    all_kept,
+    counts,
+    dagster_home,
+    drop_many,
+    runs_by_status,
+    runs_settled,
+    wait_until,
+)
 from test_ingest_support import SIZE, activate, model_files  # noqa: F401 - fixture
 
 from hydra_assets import catalog
@@ -56,16 +67,8 @@ def test_pipeline_recovers_by_itself_from_a_database_restart(mysql_server, hydra
         time.sleep(OUTAGE_S)
         proxy.up()
 
-        def done() -> bool:
-            try:
-                c = counts(db, hydra_home.input_dir)
-            except Exception:  # the pool's connections died with the "server"
-                return False
-            return c.files_left == 0 and c.keep_decisions >= FILES
-
-        took = wait_until(done, 240, every=0.5, alive=alive)
-        busy = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}  # the last run reports its end after its rows
-        wait_until(lambda: not set(runs_by_status(dhome)) & busy, 120, alive=alive)
+        took = wait_until(lambda: all_kept(db, hydra_home.input_dir, FILES), 240, every=0.5, alive=alive)
+        wait_until(lambda: runs_settled(dhome), 120, alive=alive)
         c = counts(db, hydra_home.input_dir)
         runs = runs_by_status(dhome)
         print(f"\nbefore the restart: {before.as_dict()}\nafter: {c.as_dict()}, runs {runs}; "
