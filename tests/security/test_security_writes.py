@@ -6,11 +6,10 @@ unchanged, the attempt is in the audit log.  The same calls by a permitted user 
 from __future__ import annotations
 
 import pytest
-from pages_factory import isolated_settings, populate
+from pages_factory import populate, template_database
 from sqlalchemy import func, select
 
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.migrate import upgrade
 from hydra_assets.db.models import AuditLog, Image, LabelHistory, Model, Threshold
 from panel_app.config import PagesConfig
 from panel_app.pages.labeler import LabelerPage
@@ -20,11 +19,8 @@ from panel_app.store import SHARED, HydraStore
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    home = tmp_path_factory.mktemp("security_writes")
-    settings = isolated_settings(home)
-    upgrade(settings.db_url)
+    settings, made = template_database(tmp_path_factory.mktemp("security_writes"), populate)
     db = HydraDB(settings.db_url)
-    made = populate(db, settings)
     yield db, settings, made
     db.dispose()
 
