@@ -38,8 +38,8 @@ from hydra_assets.db.models import (
 from hydra_assets.ingest import checks as ingest_checks
 from hydra_assets.ingest.feeder import feed_files
 from hydra_assets.ingest.records import log_records, run_records
-from hydra_assets.ingest.rules import collect_draw
 from hydra_assets.ingest.scan import FileRef
+from hydra_assets.rules import collect_draw
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hydra_assets.ingest import rules, scan
+from hydra_assets import rules
+from hydra_assets.ingest import scan
 from hydra_assets.ingest.quarantine import db_text, safe_file_name
 from hydra_assets.ingest.records import FIELDS, inference_record
 from hydra_assets.naming import ImageName

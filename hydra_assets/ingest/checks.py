@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from hydra_assets.db.models import Inference, KeepDecision
 from hydra_assets.ingest.keeper import pending_decisions
 from hydra_assets.ingest.predict import current_models, images_in_scope
-from hydra_assets.ingest.rules import NO_MODEL_KEY
+from hydra_assets.rules import NO_MODEL_KEY
 
 
 @dataclass(frozen=True)

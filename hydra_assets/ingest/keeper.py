@@ -22,7 +22,7 @@ from hydra_assets.db.models import Alarm, Image, Inference, KeepDecision, Label,
 from hydra_assets.images import store_file
 from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import write_resolving_conflicts
-from hydra_assets.ingest.rules import collect_draw, keep_reason, queue_priority
+from hydra_assets.rules import collect_draw, keep_reason, queue_priority
 
 
 @dataclass

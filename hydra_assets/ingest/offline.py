@@ -18,8 +18,8 @@ from hydra_assets import catalog
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.images import BadImage, check_image, file_digest, load_rgb
 from hydra_assets.ingest.records import inference_record
-from hydra_assets.ingest.rules import classify_weights, collect_draw, keep_reason
 from hydra_assets.naming import BadFileName, parse_image_name
+from hydra_assets.rules import classify_weights, collect_draw, keep_reason
 from hydra_assets.settings import HydraSettings
 
 BATCH = 64

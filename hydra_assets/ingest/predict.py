@@ -27,7 +27,7 @@ from hydra_assets.db.models import Image, Inference, Label, Model, PlotType, utc
 from hydra_assets.ingest.feeder import USABLE, prepare
 from hydra_assets.ingest.health import write_resolving_conflicts
 from hydra_assets.ingest.predictor import BatchPrediction, Classifier, InputSizeMismatch
-from hydra_assets.ingest.rules import NO_MODEL_KEY, classify_weights
+from hydra_assets.rules import NO_MODEL_KEY, classify_weights
 from hydra_assets.settings import HydraSettings
 
 

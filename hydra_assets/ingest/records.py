@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from hydra_assets.db.models import Image, Inference, KeepDecision, Label, PlotType
 from hydra_assets.ingest.feeder import USABLE
-from hydra_assets.ingest.rules import NO_MODEL_KEY
+from hydra_assets.rules import NO_MODEL_KEY
 
 FIELDS = ("image", "plot_type", "run", "chunk", "label", "weights", "confirmed", "keep_reason", "model", "gradcam",
           "received_at", "classified_at")

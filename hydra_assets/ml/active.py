@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError
 from hydra_assets.db.models import Label, Model, PlotType, Threshold, utcnow
+from hydra_assets.rules import DEFAULT_THRESHOLD, label_thresholds
 
 if TYPE_CHECKING:
     import keras
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from hydra_assets.settings import HydraSettings
 
 LOCAL_PREFIX = "local-"  # mlflow_name of models registered without MLflow
-DEFAULT_THRESHOLD = 0.5
 CACHE_SIZE = 16
 
 
@@ -72,8 +72,7 @@ class ActiveModel:
 
     def confirmed(self, weights: np.ndarray) -> np.ndarray:
         """Boolean (N, n_labels): each label's weight at or above its threshold."""
-        limits = np.array([self.thresholds.get(n, DEFAULT_THRESHOLD) for n in self.label_names], dtype=np.float32)
-        return np.asarray(weights) >= limits
+        return np.asarray(weights) >= label_thresholds(self.label_names, self.thresholds)
 
 
 _cache: OrderedDict[tuple[str, str], keras.Model] = OrderedDict()

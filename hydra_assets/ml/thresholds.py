@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hydra_assets.rules import decided_index
+
 NEVER_SEEN_THRESHOLD = 1.0
 
 
@@ -108,11 +110,7 @@ def evaluate_at_thresholds(
 
 def decide(weights: np.ndarray, label_names: Sequence[str], thresholds: dict[str, float]) -> list[str | None]:
     """Per image: the top label if its weight reaches its threshold, else None (unconfirmed)."""
-    weights = np.asarray(weights)
-    top = weights.argmax(axis=1)
-    limits = np.array([thresholds[n] for n in label_names])
-    ok = weights[np.arange(len(weights)), top] >= limits[top]
-    return [label_names[t] if good else None for t, good in zip(top, ok, strict=True)]
+    return [label_names[i] if i >= 0 else None for i in decided_index(weights, label_names, thresholds)]
 
 
 __all__ = [

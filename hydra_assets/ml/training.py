@@ -42,6 +42,7 @@ from hydra_assets.db.models import (
 )
 from hydra_assets.ml import evaluation
 from hydra_assets.ml.thresholds import evaluate_at_thresholds, select_thresholds
+from hydra_assets.rules import decided_index
 from hydra_assets.tracking import TrackingService, registered_model_name
 
 if TYPE_CHECKING:
@@ -730,7 +731,7 @@ def thresholds_step(
                  "support": [summary["per_label"][n]["support"] for n in names]}
         mlflow.log_table(table, "thresholds.json")
         mlflow.log_text(_csv(table), "thresholds.csv")
-        decided = _decided_index(val.weights, names, values)
+        decided = decided_index(val.weights, names, values)
         matrix = evaluation.confusion(val.true_index, decided, len(names))
         tracking.log_figure(run_id, evaluation.confusion_figure(matrix, names,
                                                                 title=f"{plot_type} validation at thresholds"),
@@ -747,15 +748,6 @@ def thresholds_step(
     emit("thresholds", thresholds=values, activated=activated)
     return ThresholdsResult(model.id, model.key, values, {n: t.f1 for n, t in chosen.items()}, summary, activated,
                             reason, run_id)
-
-
-def _decided_index(weights: np.ndarray, names: list[str], thresholds: dict[str, float]) -> np.ndarray:
-    """Top label index if confirmed by its threshold, else -1 (unconfirmed)."""
-    if not len(weights):
-        return np.zeros(0, dtype=int)
-    top = weights.argmax(axis=1)
-    limits = np.array([thresholds[n] for n in names])
-    return np.where(weights[np.arange(len(weights)), top] >= limits[top], top, -1)
 
 
 def _beats_active(db: HydraDB, config: HydraSettings, plot_type: str, model: Model, val: Predictions,

@@ -1,7 +1,13 @@
-"""Confirmation and keep rules: what a classification means and whether a human should see the image.
+"""Confirmation and keep rules, and the words for an image's state: the one place that decides them.
 
-Pure functions of weights, thresholds and an image's digest, so the Predict and Keeper stages, `hydra
-classify` and the pages agree, and the tests pin the rules down without Dagster or TensorFlow.
+Pure functions of weights, thresholds and an image's digest, so ingestion (Predict, Keeper), `hydra
+classify`, training (thresholds, activation), the model library and the pages agree, and the tests pin the
+rules down without Dagster or TensorFlow.
+
+Vocabulary (stored as `keep_reason` on each keep decision and shown by the pages as stored):
+- *confirmed*: the top label's weight reaches that label's threshold (`confirmed_top`).
+- keep reasons: `bad` (confirmed Bad), `unconfirmed` (no label confirmed), `collect` (kept at the plot
+  type's collect %), None (not kept).
 """
 
 from __future__ import annotations
@@ -11,11 +17,41 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-DEFAULT_THRESHOLD = 0.5  # a label without a stored threshold (same default as hydra_assets.ml.active)
-KEEP_REASONS = ("bad", "unconfirmed", "collect")
+import numpy as np
+
+DEFAULT_THRESHOLD = 0.5  # a label without a stored threshold
+BAD, UNCONFIRMED, COLLECT = "bad", "unconfirmed", "collect"
+KEEP_REASONS = (BAD, UNCONFIRMED, COLLECT)
 # Labeler queue order: Bad and unconfirmed first (0), collected Good after them (1), others not queued.
-QUEUE_PRIORITY: dict[str, int] = {"bad": 0, "unconfirmed": 0, "collect": 1}
+QUEUE_PRIORITY: dict[str, int] = {BAD: 0, UNCONFIRMED: 0, COLLECT: 1}
 NO_MODEL_KEY = "none"
+
+
+def label_thresholds(label_names: Sequence[str], thresholds: Mapping[str, float]) -> np.ndarray:
+    """Each label's threshold in label order; a label without one gets DEFAULT_THRESHOLD."""
+    return np.array([float(thresholds.get(name, DEFAULT_THRESHOLD)) for name in label_names], dtype=np.float64)
+
+
+def confirmed_top(
+    weights: np.ndarray, label_names: Sequence[str], thresholds: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rule, for a batch (N, n_labels): (top label index, whether its weight reaches that label's threshold).
+
+    Non-finite weights (a broken model) count as 0, so they never confirm anything; ties go to the first label.
+    """
+    weights = np.nan_to_num(np.asarray(weights, dtype=np.float64).reshape(-1, len(label_names)),
+                            nan=0.0, posinf=0.0, neginf=0.0)
+    if not len(weights):
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=bool)
+    top = weights.argmax(axis=1)
+    limits = label_thresholds(label_names, thresholds)
+    return top, weights[np.arange(len(weights)), top] >= limits[top]
+
+
+def decided_index(weights: np.ndarray, label_names: Sequence[str], thresholds: Mapping[str, float]) -> np.ndarray:
+    """Per image: the confirmed top label's index, or -1 (unconfirmed)."""
+    top, confirmed = confirmed_top(weights, label_names, thresholds)
+    return np.where(confirmed, top, -1)
 
 
 @dataclass(frozen=True)
@@ -48,15 +84,15 @@ def classify_weights(
     if len(weights) != len(label_names) or not label_names:
         raise ValueError(f"{len(weights)} weights for {len(label_names)} labels {list(label_names)}")
     clean = [float(w) if math.isfinite(float(w)) else 0.0 for w in weights]
-    top = max(range(len(clean)), key=lambda i: clean[i])  # first of equals, like numpy.argmax
+    tops, confirmed = confirmed_top(np.array([clean]), label_names, thresholds)
+    top = int(tops[0])
     top_label = label_names[top]
-    threshold = float(thresholds.get(top_label, DEFAULT_THRESHOLD))
     return Classification(
         weights={name: clean[i] for i, name in enumerate(label_names)},
         top_label=top_label,
         top_weight=clean[top],
-        threshold=threshold,
-        confirmed=clean[top] >= threshold,
+        threshold=float(label_thresholds([top_label], thresholds)[0]),
+        confirmed=bool(confirmed[0]),
         is_bad=top_label in bad_labels,
     )
 
@@ -77,10 +113,10 @@ def keep_reason(
     """
     if status == "classified":
         if is_bad and confirmed:
-            return "bad"
+            return BAD
         if not confirmed:
-            return "unconfirmed"
-    return "collect" if draw < collect_percent else None
+            return UNCONFIRMED
+    return COLLECT if draw < collect_percent else None
 
 
 def queue_priority(reason: str | None, current: int | None = None) -> int | None:
