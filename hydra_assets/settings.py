@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,33 @@ class HydraSettings(BaseSettings):
                     "its run fails; 0 fails at once.",
     )
     seed: int = 12345
+    # --- how the pipeline runs --------------------------------------------------------------------------
+    executor: Literal["in_process", "multiprocess", "celery"] = Field(
+        default="in_process", description="Executor of the chunk job (celery needs the `distributed` extra).")
+    predictor: Literal["auto", "service", "inprocess"] = Field(
+        default="auto", description="Where Predict classifies: a warm predictor service, or in the run's process.")
+    predictor_models: int = Field(default=128, ge=1, description="Models the predictor service keeps loaded.")
+    tf_threads: int = Field(default=0, ge=0, description="TensorFlow threads for training; 0: one per core.")
+    # --- who acts, and the pages -----------------------------------------------------------------------
+    user: str = Field(default="cli", description="Hydra user the command line acts as (`--user` overrides).")
+    pages_user: str | None = Field(default=None, description="Without login, writes on the pages are made as "
+                                                              "this Hydra user (local development).")
+    cookie_secret: str | None = Field(default=None, description="Secret of the pages' login cookies; default: "
+                                                                "a random one kept under HYDRA_HOME.")
+    dagster_url: str = Field(default="http://127.0.0.1:3000", description="Dagster UI, linked from the pages.")
+    mlflow_url: str = Field(default="http://127.0.0.1:5000", description="MLflow UI, linked from the pages.")
+    run_refresh_ms: int = Field(default=1000, ge=100, description="Run page refresh period.")
+    status_refresh_ms: int = Field(default=10000, ge=100, description="Status page refresh period.")
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_spelling(cls, value: object) -> object:
+        return value.strip().lower().replace("-", "_") if isinstance(value, str) else value
+
+    @field_validator("pages_user", "cookie_secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
 
     @field_validator("file_pattern")
     @classmethod
@@ -124,7 +152,13 @@ def load_settings(**overrides: object) -> HydraSettings:
     try:
         return HydraSettings(**overrides)
     except ValidationError as error:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
-        ]
+        lines = [f"  {_variable(e['loc'])}: {e['msg']}" for e in error.errors()]
         raise SettingsError("invalid Hydra configuration:\n" + "\n".join(lines)) from error
+
+
+def _variable(loc: tuple[object, ...]) -> str:
+    """The environment variable behind a settings field, as a person would set it."""
+    name = ".".join(str(part) for part in loc) or "settings"
+    if name in {"mlflow_tracking_uri", "dagster_home"}:
+        return name.upper()
+    return f"HYDRA_{name.upper()}" if name in HydraSettings.model_fields else name

@@ -39,7 +39,9 @@ def test_environment_overrides_every_location(monkeypatch, tmp_path):
         ("HYDRA_FILE_PATTERN", r"(?P<plot_type>\w+)-(?P<run>\d+)", "chunk"),
         ("HYDRA_FILE_PATTERN", r"([unclosed", "not a valid regular expression"),
         ("HYDRA_DB_URL", "hydra.db", "is not a URL"),
-        ("HYDRA_MAX_IMAGE_PIXELS", "-5", "max_image_pixels"),
+        ("HYDRA_MAX_IMAGE_PIXELS", "-5", "HYDRA_MAX_IMAGE_PIXELS: Input should be greater than 0"),
+        ("HYDRA_EXECUTOR", "kubernetes", "HYDRA_EXECUTOR: Input should be 'in_process', 'multiprocess' or 'celery'"),
+        ("HYDRA_RUN_REFRESH_MS", "abc", "HYDRA_RUN_REFRESH_MS"),
     ],
 )
 def test_invalid_settings_give_one_readable_message(monkeypatch, tmp_path, variable, value, message):
