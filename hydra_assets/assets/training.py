@@ -176,4 +176,4 @@ def training_report(
 
 TRAINING_ASSETS = [training_set, model, thresholds, training_report]
 
-defs = dg.Definitions(assets=TRAINING_ASSETS, resources={"mlflow": MlflowResource()})
+defs = dg.Definitions(assets=TRAINING_ASSETS)

@@ -13,7 +13,7 @@ import os
 
 import dagster as dg
 
-from hydra_assets.assets.ingest import INGEST_ASSETS, predictor_from_env
+from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.partitions import run_number
 from hydra_assets.sensors.incoming import incoming_images
 
@@ -41,5 +41,4 @@ defs = dg.Definitions(
     assets=INGEST_ASSETS,
     jobs=[ingest_chunk],
     sensors=[incoming_images],
-    resources={"predictor": predictor_from_env()},
 )
