@@ -1,5 +1,8 @@
 """The Hydra database: what Hydra's MySQL holds, as SQLAlchemy 2 models for SQLite and MySQL alike.
 
+Long module: the schema is read as one piece (tables, their relations and the indexes below belong
+together, and the Alembic migrations are checked against all of it at once).
+
 Indexes and the page query each one serves:
 - ``ix_images_labeler_queue`` (plot_type_id, label_id, queue_priority, id) — Labeler: next unlabeled images
   of a plot type, unconfirmed and Bad first.
