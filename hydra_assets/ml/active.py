@@ -8,11 +8,14 @@ models registered offline with `register_local_model`, from a local ``.keras`` p
 Loaded Keras models are kept in a small per-process cache keyed by model version and file, because loading
 and tracing a model costs seconds and a pipeline process classifies many chunks with the same version;
 activation is still read from the database on every call, so a newly activated version is picked up at once.
+The model library (`registry`) builds on this module, never the other way round.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError
 from hydra_assets.db.models import Label, Model, PlotType, Threshold, utcnow
 from hydra_assets.rules import DEFAULT_THRESHOLD, label_thresholds
+from hydra_assets.tracking import TrackingService
 
 if TYPE_CHECKING:
     import keras
@@ -119,6 +123,36 @@ def _cached_keras(key: str, path: Path, *, what: str) -> keras.Model:
     return model
 
 
+def fetch_model_file(config: HydraSettings, name: str, version: str, uri: str) -> Path:
+    """The `.keras` file of a registered version, downloaded once into ``models_dir/<name>/<version>/``.
+
+    The download lands in a temporary folder renamed into place, so a crash mid-way never leaves a
+    half-written cache that later loads fail on.
+    """
+    target = Path(config.models_dir) / name / str(version)
+    found = min(target.rglob("*.keras"), default=None) if target.is_dir() else None
+    if found is not None:
+        return found
+    import mlflow
+
+    service = TrackingService.from_settings(config)
+    service.use()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging),
+                                            tracking_uri=config.mlflow_tracking_uri)
+        if not any(staging.rglob("*.keras")):
+            raise ModelLoadError(f"model {name}/{version}: {uri} holds no .keras file")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return min(target.rglob("*.keras"))
+
+
 def model_file(config: HydraSettings, model: Model) -> Path:
     """The local `.keras` file of a model version, downloading it from MLflow once when needed."""
     uri = model.model_uri or ""
@@ -126,8 +160,6 @@ def model_file(config: HydraSettings, model: Model) -> Path:
         return Path(uri.removeprefix("file://"))
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:/", uri):  # no scheme (models:/, runs:/, s3://…): a local path
         return Path(uri).expanduser()
-    from hydra_assets.ml.registry import fetch_model_file
-
     try:
         return fetch_model_file(config, model.mlflow_name, model.mlflow_version, uri)
     except ModelLoadError:
@@ -272,6 +304,7 @@ __all__ = [
     "ActiveModel",
     "ModelLoadError",
     "clear_model_cache",
+    "fetch_model_file",
     "load_active_model",
     "load_keras_file",
     "load_model_version",

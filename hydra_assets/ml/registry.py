@@ -10,9 +10,6 @@ audit trail.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -21,7 +18,7 @@ from sqlalchemy.orm import Session
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError, guarded_write
 from hydra_assets.db.models import Label, Model, PlotType, Threshold, ThresholdChange, User, utcnow
-from hydra_assets.ml.active import LOCAL_PREFIX, ModelLoadError, mark_active
+from hydra_assets.ml.active import LOCAL_PREFIX, mark_active
 from hydra_assets.tracking import ACTIVE_ALIAS, TrackingService, registered_model_name
 
 if TYPE_CHECKING:
@@ -30,39 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLI_USER = "cli"  # the system user the command line acts as unless told otherwise
-
-
-# ---- model files ---------------------------------------------------------------------------------
-
-
-def fetch_model_file(config: HydraSettings, name: str, version: str, uri: str) -> Path:
-    """The `.keras` file of a registered version, downloaded once into ``models_dir/<name>/<version>/``.
-
-    The download lands in a temporary folder renamed into place, so a crash mid-way never leaves a
-    half-written cache that later loads fail on.
-    """
-    target = Path(config.models_dir) / name / str(version)
-    found = min(target.rglob("*.keras"), default=None) if target.is_dir() else None
-    if found is not None:
-        return found
-    import mlflow
-
-    service = TrackingService.from_settings(config)
-    service.use()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
-    try:
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging),
-                                            tracking_uri=config.mlflow_tracking_uri)
-        if not any(staging.rglob("*.keras")):
-            raise ModelLoadError(f"model {name}/{version}: {uri} holds no .keras file")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return min(target.rglob("*.keras"))
 
 
 # ---- users ---------------------------------------------------------------------------------------
@@ -259,6 +223,6 @@ def set_threshold(db: HydraDB, model_id: int, label: str, value: float, user: st
 
 
 __all__ = [
-    "CLI_USER", "activate_model", "deactivate_model", "describe", "ensure_cli_user", "fetch_model_file",
-    "find_model", "list_models", "set_threshold", "store_thresholds", "thresholds_table",
+    "CLI_USER", "activate_model", "deactivate_model", "describe", "ensure_cli_user", "find_model", "list_models",
+    "set_threshold", "store_thresholds", "thresholds_table",
 ]
