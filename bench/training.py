@@ -79,9 +79,9 @@ def generate(folder: Path, plot_type: str, counts: dict[str, int], *, first_run:
 
 def held_out_metrics(active, records: list[dict], bad: list[str]) -> dict:
     """Per-label precision/recall/F1 at the model's thresholds, and GradCAM-in-box, on held-out images."""
+    from hydra_assets.ml.fit import load_images, predict
     from hydra_assets.ml.gradcam import gradcam_batch, peak_in_box
     from hydra_assets.ml.thresholds import evaluate_at_thresholds
-    from hydra_assets.ml.training import load_images, predict
 
     names = active.label_names
     images = load_images([r["path"] for r in records], active.input_size)
@@ -112,14 +112,15 @@ def held_out_metrics(active, records: list[dict], bad: list[str]) -> dict:
 
 
 def train_once(db, config, tracking, plot_type: str, sampling: str, epochs: int | None):
-    from hydra_assets.ml import training
     from hydra_assets.ml.active import load_model_version
+    from hydra_assets.ml.model_step import TrainOptions, train_model_step
+    from hydra_assets.ml.thresholds_step import thresholds_step
+    from hydra_assets.ml.training_set import TrainingSetOptions, create_training_set
 
     started = time.perf_counter()
-    ts = training.create_training_set(db, config, tracking, plot_type, training.TrainingSetOptions(sampling=sampling))
-    model = training.train_model_step(db, config, tracking, plot_type, training.TrainOptions(epochs=epochs),
-                                      created_by="bench")
-    thresholds = training.thresholds_step(db, config, tracking, plot_type, activate="never")
+    ts = create_training_set(db, config, tracking, plot_type, TrainingSetOptions(sampling=sampling))
+    model = train_model_step(db, config, tracking, plot_type, TrainOptions(epochs=epochs), created_by="bench")
+    thresholds = thresholds_step(db, config, tracking, plot_type, activate="never")
     total = time.perf_counter() - started
     return ts, model, thresholds, load_model_version(db, config, model.model_id), total
 
@@ -129,7 +130,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def main() -> None:
-    from hydra_assets.ml.training import configure_tensorflow
+    from hydra_assets.ml.fit import configure_tensorflow
     from hydra_assets.simulate import DEMO_PLOT_TYPES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -259,7 +259,7 @@ class HydraStore(param.Parameterized):
             if not info.mlflow_run_id or not info.training_set_id or not self.mlflow_available():
                 return None
             try:
-                from hydra_assets.ml.training import load_predictions
+                from hydra_assets.ml.predictions import load_predictions
                 from hydra_assets.tracking import TrackingService
 
                 with self.db.read() as session:

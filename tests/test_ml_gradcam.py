@@ -38,7 +38,7 @@ def test_gradcam_points_at_the_defect_after_training():
     """A compact model trained a few epochs on toy images looks at the bright square for most Bad images."""
     import keras
 
-    from hydra_assets.ml.training import fit
+    from hydra_assets.ml.fit import fit
 
     rng = np.random.default_rng(3)
     size = 64

@@ -22,10 +22,15 @@ from hydra_assets.db.models import (
     TrainingSet,
     TrainingSetItem,
 )
-from hydra_assets.ml import registry, training
+from hydra_assets.ml import registry
 from hydra_assets.ml.active import clear_model_cache, load_active_model
+from hydra_assets.ml.model_step import TrainOptions, train_model_step
+from hydra_assets.ml.predictions import load_predictions
+from hydra_assets.ml.steps import TrainingRefused
+from hydra_assets.ml.thresholds_step import thresholds_step
 from hydra_assets.ml.toy import write_toy_labeled
-from hydra_assets.ml.training import TrainingRefused, TrainingSetOptions, TrainOptions, plan_training_set
+from hydra_assets.ml.training_report import training_report_step
+from hydra_assets.ml.training_set import TrainingSetOptions, create_training_set, plan_training_set
 from hydra_assets.settings import HydraSettings
 from hydra_assets.tracking import ACTIVE_ALIAS, TrackingService
 
@@ -102,13 +107,13 @@ def toy_plot_type(sqlite_db: HydraDB, hydra_home: HydraSettings, tmp_path: Path)
 
 
 def _train(db, config, tracking, *, activate="if_better", epochs=2, run_id="dagster-run-1"):
-    ts = training.create_training_set(db, config, tracking, "T1", TrainingSetOptions(min_per_label=5),
+    ts = create_training_set(db, config, tracking, "T1", TrainingSetOptions(min_per_label=5),
                                       dagster_run_id=run_id)
-    model = training.train_model_step(db, config, tracking, "T1", TrainOptions(epochs=epochs, batch_size=8),
+    model = train_model_step(db, config, tracking, "T1", TrainOptions(epochs=epochs, batch_size=8),
                                       dagster_run_id=run_id, created_by="tester")
-    thresholds = training.thresholds_step(db, config, tracking, "T1", activate=activate,
+    thresholds = thresholds_step(db, config, tracking, "T1", activate=activate,
                                           user=registry.ensure_cli_user(db), dagster_run_id=run_id)
-    report = training.training_report_step(db, config, tracking, "T1", dagster_run_id=run_id, thumbnails=4)
+    report = training_report_step(db, config, tracking, "T1", dagster_run_id=run_id, thumbnails=4)
     return ts, model, thresholds, report
 
 
@@ -171,7 +176,7 @@ def test_pipeline_records_everything_in_hydra_db_and_mlflow(sqlite_db: HydraDB, 
     assert active.predict(np.zeros((2, 32, 32, 3), np.float32)).shape == (2, 3)
     assert list((hydra_home.models_dir / "hydra-T1" / "1").rglob("*.keras"))
     with sqlite_db.read() as s:  # the recorded predictions come back from the model's MLflow run too
-        predictions = training.load_predictions(hydra_home, tracking, s.get(Model, model.model_id))
+        predictions = load_predictions(hydra_home, tracking, s.get(Model, model.model_id))
     assert predictions.weights.shape == (30, 3) and sorted(set(predictions.split)) == ["train", "validation"]
 
     # a second training: `never` leaves version 1 active; explicit activation moves the alias
@@ -212,9 +217,9 @@ def test_pipeline_records_everything_in_hydra_db_and_mlflow(sqlite_db: HydraDB, 
 def test_model_step_without_training_set_is_refused(sqlite_db, hydra_home, toy_plot_type):
     tracking = TrackingService.from_settings(hydra_home)
     with pytest.raises(TrainingRefused, match="no training set yet"):
-        training.train_model_step(sqlite_db, hydra_home, tracking, "T1")
+        train_model_step(sqlite_db, hydra_home, tracking, "T1")
     with pytest.raises(TrainingRefused, match="no trained model yet"):
-        training.thresholds_step(sqlite_db, hydra_home, tracking, "T1")
+        thresholds_step(sqlite_db, hydra_home, tracking, "T1")
 
 
 def test_set_threshold_validation(sqlite_db, hydra_home, toy_plot_type, tmp_path):
@@ -243,10 +248,10 @@ def test_impossible_topology_refused_before_training(sqlite_db, hydra_home, toy_
     from hydra_assets.ml.topologies import TopologyError
 
     tracking = TrackingService.from_settings(hydra_home)
-    training.create_training_set(sqlite_db, hydra_home, None, "T1", TrainingSetOptions(min_per_label=5))
+    create_training_set(sqlite_db, hydra_home, None, "T1", TrainingSetOptions(min_per_label=5))
     with pytest.raises(TopologyError, match="at least 75x75"):
-        training.train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="inceptionv3"))
+        train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="inceptionv3"))
     with pytest.raises(TopologyError, match="unknown topology 'resnet'"):
-        training.train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="resnet"))
+        train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="resnet"))
     with sqlite_db.read() as s:
         assert s.scalar(select(func.count(Model.id))) == 0

@@ -56,7 +56,7 @@ def training_set(
     context: dg.AssetExecutionContext, config: TrainingSetConfig, hydra: HydraResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     """Sample the plot type's human-labeled images and split them, stratified, into train and validation."""
-    from hydra_assets.ml.training import TrainingSetOptions, create_training_set
+    from hydra_assets.ml.training_set import TrainingSetOptions, create_training_set
 
     options = TrainingSetOptions(sampling=config.sampling, validation_fraction=config.validation_fraction,
                                  min_per_label=config.min_per_label, max_per_label=config.max_per_label or None,
@@ -85,7 +85,7 @@ def model(
     context: dg.AssetExecutionContext, config: ModelConfig, hydra: HydraResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     """Train the plot type's topology on its latest training set; register the version in MLflow."""
-    from hydra_assets.ml.training import TrainOptions, train_model_step
+    from hydra_assets.ml.model_step import TrainOptions, train_model_step
 
     if config.input_size and len(config.input_size) != 2:
         raise ValueError(f"input_size is [height, width], not {config.input_size}")
@@ -123,7 +123,7 @@ def thresholds(
 ) -> dg.MaterializeResult:
     """Each label's max-F1 threshold on the validation set, stored in the Hydra database; maybe activate."""
     from hydra_assets.ml.registry import CLI_USER, ensure_cli_user
-    from hydra_assets.ml.training import thresholds_step
+    from hydra_assets.ml.thresholds_step import thresholds_step
 
     if config.user == CLI_USER:
         ensure_cli_user(hydra.db)
@@ -160,7 +160,7 @@ def training_report(
     context: dg.AssetExecutionContext, hydra: HydraResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     """Every training and validation image where the model's top label differs from the human label."""
-    from hydra_assets.ml.training import training_report_step
+    from hydra_assets.ml.training_report import training_report_step
 
     result = training_report_step(hydra.db, hydra.settings, _tracking(hydra, mlflow), context.partition_key,
                                   dagster_run_id=context.run_id)

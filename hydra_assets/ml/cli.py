@@ -253,7 +253,8 @@ def train_plot_type(
     Raises `CatalogError` (refusals, e.g. `TrainingRefused`) and `PermissionDenied` like the pages do.
     """
     from hydra_assets import catalog
-    from hydra_assets.ml.training import add_progress_listener, configure_tensorflow
+    from hydra_assets.ml.fit import configure_tensorflow
+    from hydra_assets.ml.steps import add_progress_listener
 
     config = config or settings()
     db = database(config)

@@ -1,0 +1,198 @@
+"""The network side of training: TensorFlow's threads, image pixels, the fit, and weights for images.
+
+TensorFlow and Keras are imported inside the functions, so importing this module (as the steps, the CLI
+and the pages do) costs nothing until a model is actually fitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hydra_assets.ml.steps import TrainingRefused, emit
+from hydra_assets.settings import load_settings
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Limit TensorFlow's thread pools (a shared 2-core box); only possible before its first op."""
+    import tensorflow as tf
+
+    threads = threads or load_settings().tf_threads or (os.cpu_count() or 2)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:  # TensorFlow already running in this process: keep what it has
+        pass
+
+
+# ---- pixels --------------------------------------------------------------------------------------
+
+
+def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
+    """Float32 RGB in [0, 1] at (height, width), refusing a missing or unreadable file by name."""
+    from hydra_assets.images import load_rgb
+
+    out = np.empty((len(paths), size[0], size[1], 3), dtype=np.float32)
+    for k, path in enumerate(paths):
+        try:
+            out[k] = load_rgb(Path(path), size)
+        except (OSError, ValueError) as error:
+            raise TrainingRefused(f"cannot read training image {path}: {error}") from error
+    return out
+
+
+def _batches(paths: Sequence[str], targets: np.ndarray, size: tuple[int, int], batch_size: int, *,
+             shuffle: bool, seed: int) -> Any:
+    """Images streamed from disk batch by batch, for training sets too large to hold in memory."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.order = np.arange(len(paths))
+            self.rng = np.random.default_rng(seed)
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return (len(paths) + batch_size - 1) // batch_size
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            chosen = self.order[index * batch_size:(index + 1) * batch_size]
+            return load_images([paths[i] for i in chosen], size), targets[chosen]
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return Batches()
+
+
+# ---- the fit -------------------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Keras callback: per-epoch metrics to MLflow and the log, batch progress to listeners."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        import keras
+
+        class Reporter(keras.callbacks.Callback):
+            def __init__(self, epochs: int, logger: logging.Logger | Any) -> None:
+                super().__init__()
+                self.epochs, self.logger, self.started = epochs, logger, time.perf_counter()
+
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                emit("batch", epoch=self.epoch, batch=batch + 1, batches=self.params.get("steps"))
+
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self.epoch = epoch + 1
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                import mlflow
+
+                values = {k: float(v) for k, v in (logs or {}).items() if np.isscalar(v)}
+                if mlflow.active_run() is not None:
+                    mlflow.log_metrics(values, step=epoch + 1)
+                text = " ".join(f"{k}={v:.4f}" for k, v in values.items())
+                self.logger.info(f"epoch {epoch + 1}/{self.epochs} {text} "
+                                 f"({time.perf_counter() - self.started:.1f}s)")
+                emit("epoch", epoch=epoch + 1, epochs=self.epochs, **values)
+
+        return Reporter(*args, **kwargs)
+
+
+def fit(
+    train: tuple[np.ndarray | Sequence[str], np.ndarray],
+    validation: tuple[np.ndarray | Sequence[str], np.ndarray],
+    label_names: Sequence[str],
+    *,
+    topology: str,
+    input_size: tuple[int, int],
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    weights_path: str | None = None,
+    seed: int = 12345,
+    logger: Any = log,
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Build the topology and fit it; inputs are arrays or, for large sets, lists of image paths.
+
+    The learning rate decays along a cosine to 5 % by the last epoch, and the weights of the epoch with
+    the lowest validation loss are kept (`history["best_epoch"]`): on a few hundred images the validation
+    accuracy swings from epoch to epoch, and the last epoch is then a lottery.
+    """
+    import keras
+
+    from hydra_assets.ml.topologies import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(topology, (*input_size, 3), len(label_names), weights_path=weights_path)
+    (x_train, y_train), (x_val, y_val) = train, validation
+    steps = max(1, (len(x_train) + batch_size - 1) // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    best = _BestWeights()
+    callbacks = [_Reporter(epochs, logger), best]
+    if isinstance(x_train, np.ndarray):
+        history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
+                            batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+    else:
+        history = model.fit(_batches(x_train, y_train, input_size, batch_size, shuffle=True, seed=seed),
+                            validation_data=_batches(x_val, y_val, input_size, batch_size, shuffle=False,
+                                                     seed=seed),
+                            epochs=epochs, verbose=0, callbacks=callbacks)
+    out: dict[str, Any] = {k: [float(v) for v in values] for k, values in history.history.items()}
+    out["best_epoch"] = best.epoch
+    if best.epoch:
+        logger.info(f"kept the weights of epoch {best.epoch} (lowest validation loss {best.loss:.4f})")
+    return model, out
+
+
+class _BestWeights:
+    """Keras callback: keep the weights of the epoch with the lowest validation loss, restore them at the end."""
+
+    def __new__(cls) -> Any:
+        import keras
+
+        class BestWeights(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.loss, self.epoch, self.weights = float("inf"), 0, None
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                loss = (logs or {}).get("val_loss")
+                if loss is not None and np.isfinite(loss) and loss <= self.loss:
+                    self.loss, self.epoch, self.weights = float(loss), epoch + 1, self.model.get_weights()
+
+            def on_train_end(self, logs: dict | None = None) -> None:
+                if self.weights is not None:
+                    self.model.set_weights(self.weights)
+
+        return BestWeights()
+
+
+def predict(model: keras.Model, images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
+            batch_size: int = 64) -> np.ndarray:
+    """Weights (N, n_labels) for arrays or paths, batch by batch."""
+    n_labels = int(model.output_shape[-1])
+    out = np.zeros((len(images), n_labels), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        batch = chunk if isinstance(chunk, np.ndarray) else load_images(list(chunk), input_size)
+        out[start:start + len(batch)] = np.asarray(model(batch, training=False))
+    return out
+
+
+__all__ = ["configure_tensorflow", "fit", "load_images", "predict"]
