@@ -1,4 +1,5 @@
-"""The Panel app: one function per page for `pn.serve`, so every browser session gets its own store and state."""
+"""The Panel app: one function per page of the registry for `pn.serve`, so every browser session gets its own
+store and state."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from typing import Any
 import panel as pn
 
 from hydra_assets.db.engine import HydraDB
-from panel_app.auth import INDEX_TEMPLATE, LOGIN_TEMPLATE, cookie_secret, load_credentials, session_user
-from panel_app.config import PAGES, PagesConfig
+from panel_app.auth import LOGIN_TEMPLATE, cookie_secret, load_credentials, session_user
+from panel_app.config import PagesConfig
 from panel_app.images import ImageLocator, image_routes
-from panel_app.pages import PAGE_CLASSES
-from panel_app.pages.common import empty_state, esc, frame, html_pane
+from panel_app.navigation import frame
+from panel_app.pages import PAGES
+from panel_app.pages.common import empty_state, esc, html_pane
 from panel_app.store import HydraStore
 
 log = logging.getLogger(__name__)
+INDEX_TEMPLATE = Path(__file__).parent / "templates" / "index.html"  # "/": the registry's first page, links to all
 
 
 def page_function(slug: str, db: HydraDB, config: PagesConfig, locator: ImageLocator, *, auth: bool
@@ -28,11 +31,11 @@ def page_function(slug: str, db: HydraDB, config: PagesConfig, locator: ImageLoc
         user = session_user(None if auth else config.local_user)
         store = HydraStore(db, config, locator=locator, user=user)
         try:
-            body = PAGE_CLASSES[slug](store=store)
+            body = PAGES[slug].view(store=store)
         except Exception as error:  # a page must say what failed, not show a traceback
             log.exception("page %s failed to load", slug)
             body = html_pane(empty_state(
-                f"The {PAGES[slug][0]} page could not load",
+                f"The {PAGES[slug].title} page could not load",
                 f"{esc(type(error).__name__)}: {esc(error)}",
                 "The server log has the details; the other pages may still work.",
             ))
@@ -47,7 +50,7 @@ def build_app(config: PagesConfig, db: HydraDB | None = None, *, auth: bool = Tr
     """The `pn.serve` mapping slug -> page function, the image routes, and the database they share."""
     db = db or HydraDB(config.settings.db_url)
     locator = ImageLocator(db, config.settings)
-    pages = {slug: page_function(slug, db, config, locator, auth=auth) for slug in PAGE_CLASSES}
+    pages = {slug: page_function(slug, db, config, locator, auth=auth) for slug in PAGES}
     return pages, image_routes(locator), db
 
 
@@ -78,7 +81,7 @@ def serve(
         port=port,
         address=address,
         websocket_origin=allowed,
-        title={slug: f"Hydra · {title}" for slug, (title, _purpose) in PAGES.items()},
+        title={slug: f"Hydra · {page.title}" for slug, page in PAGES.items()},
         extra_patterns=routes,
         show=show,
         threaded=threaded,

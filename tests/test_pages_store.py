@@ -6,13 +6,24 @@ from datetime import timedelta
 
 import pytest
 from pages_factory import add_bad_image, isolated_settings, make_users_only, populate
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.migrate import upgrade
-from hydra_assets.db.models import AuditLog, Image, LabelHistory, Model, Threshold, utcnow
+from hydra_assets.db.models import (
+    AuditLog,
+    Image,
+    Inference,
+    KeepDecision,
+    LabelHistory,
+    Model,
+    Threshold,
+    utcnow,
+)
+from hydra_assets.rules import BAD, UNCONFIRMED
 from panel_app import queries as q
+from panel_app import views_data as v
 from panel_app.config import PagesConfig
 from panel_app.store import SHARED, HydraStore
 from tests.conftest import fresh_mysql_database
@@ -64,7 +75,7 @@ def test_every_query_answers_on_an_empty_database(db):
         assert q.log_entries(s, since) == []
         assert q.queue_counts(s, []) == {}
         assert q.stage_timings(s, since) == [] and q.heartbeats(s) == [] and q.images_per_hour(s, since) == []
-        assert q.browse(s, q.BrowseFilter()) == ([], False) and q.browse_count(s, q.BrowseFilter()) == 0
+        assert q.browse(s, v.BrowseFilter()) == ([], False) and q.browse_count(s, v.BrowseFilter()) == 0
         assert q.reports(s) == [] and q.latest_run(s) is None
 
 
@@ -92,19 +103,39 @@ def test_new_confirmed_bad_reaches_grid_and_alarms(db, hydra_home, demo):
     assert card.state == "bad" and card.image_id == image_id
 
 
+
+def test_pages_show_the_keep_reason_the_keeper_stored(db, hydra_home, demo):
+    """The grid, the Log and the tiles read the stored keep decision; they never judge the weights again."""
+    image_id = add_bad_image(db, hydra_home, "TOF_timing", 121265, 1)  # a confirmed Bad, kept as "bad"
+    since, until = v.window(1)
+
+    def shown() -> tuple[str, list[str], str | None]:
+        with db.read() as s:
+            card = next(c for c in q.run_grid(s) if c.image_id == image_id)
+            kinds = [e.kind for e in q.log_entries(s, since, until) if e.image_id == image_id]
+            tile = next(t for t in q.browse(s, v.BrowseFilter(), limit=500)[0] if t.image_id == image_id)
+        return card.state, kinds, tile.keep_reason
+
+    assert shown() == (BAD, ["confirmed Bad"], BAD)
+    db.write(lambda s: s.execute(update(KeepDecision).where(KeepDecision.image_id == image_id)
+                                 .values(reason=UNCONFIRMED)))
+    assert shown() == (UNCONFIRMED, ["unconfirmed"], UNCONFIRMED)
+    db.write(lambda s: s.execute(delete(KeepDecision).where(KeepDecision.image_id == image_id)))
+    assert shown() == ("pending", [], None)  # Predict flagged it; the Keeper has not decided yet
+
 def test_log_lists_flagged_newest_first_grouped_by_plot_group(shared):
     db, _settings, _demo = shared
-    since, until = q.window(24)
+    since, until = v.window(24)
     with db.read() as s:
         entries = q.log_entries(s, since, until)
         groups = {pt.id: pt.groups for pt in q.catalogue(s).values()}
-        flagged = s.scalar(select(func.count()).select_from(q.Inference).where(q.Inference.flagged.is_(True)))
+        flagged = s.scalar(select(func.count()).select_from(Inference).where(Inference.flagged.is_(True)))
     assert len(entries) == flagged
     times = [e.classified_at for e in entries]
     assert times == sorted(times, reverse=True)
     assert {e.kind for e in entries} <= {"confirmed Bad", "unconfirmed"}
-    grouped = q.group_log(entries, groups)
-    assert list(grouped)[-1] == q.UNGROUPED  # TOF_timing has no group; Ungrouped comes last
+    grouped = v.group_log(entries, groups)
+    assert list(grouped)[-1] == v.UNGROUPED  # TOF_timing has no group; Ungrouped comes last
     assert {"CDC", "FDC", "BCAL", "FCAL"} <= set(grouped)
     with db.read() as s:  # a narrower window holds fewer
         assert len(q.log_entries(s, until - timedelta(hours=2), until)) < len(entries)
@@ -159,17 +190,17 @@ def test_browse_filters_sorts_and_caps_the_count(shared):
     db, _settings, demo = shared
     cdc = demo.plot_types["CDC_occupancy"]
     with db.read() as s:
-        everything, more = q.browse(s, q.BrowseFilter(), limit=500)
-        total = q.browse_count(s, q.BrowseFilter())
-        runs, _ = q.browse(s, q.BrowseFilter(run_min=121263, run_max=121263), limit=500)
-        one, more_one = q.browse(s, q.BrowseFilter(plot_type_ids=[cdc]), limit=5, sort="run, chunk (ascending)")
-        n_one = q.browse_count(s, q.BrowseFilter(plot_type_ids=[cdc]))
-        human_bad, _ = q.browse(s, q.BrowseFilter(label_name="Bad"), limit=500)
-        model_bad, _ = q.browse(s, q.BrowseFilter(label_source="model", label_name="Bad"), limit=500)
-        model_count = q.browse_count(s, q.BrowseFilter(label_source="model", label_name="Bad"))
-        unlabeled, _ = q.browse(s, q.BrowseFilter(label_name=q.UNLABELED), limit=500)
-        capped = q.browse_count(s, q.BrowseFilter(), cap=10)
-        nothing = q.browse(s, q.BrowseFilter(plot_type_ids=[]))
+        everything, more = q.browse(s, v.BrowseFilter(), limit=500)
+        total = q.browse_count(s, v.BrowseFilter())
+        runs, _ = q.browse(s, v.BrowseFilter(run_min=121263, run_max=121263), limit=500)
+        one, more_one = q.browse(s, v.BrowseFilter(plot_type_ids=[cdc]), limit=5, sort="run, chunk (ascending)")
+        n_one = q.browse_count(s, v.BrowseFilter(plot_type_ids=[cdc]))
+        human_bad, _ = q.browse(s, v.BrowseFilter(label_name="Bad"), limit=500)
+        model_bad, _ = q.browse(s, v.BrowseFilter(label_source="model", label_name="Bad"), limit=500)
+        model_count = q.browse_count(s, v.BrowseFilter(label_source="model", label_name="Bad"))
+        unlabeled, _ = q.browse(s, v.BrowseFilter(label_name=v.UNLABELED), limit=500)
+        capped = q.browse_count(s, v.BrowseFilter(), cap=10)
+        nothing = q.browse(s, v.BrowseFilter(plot_type_ids=[]))
     assert total == len(everything) and not more and {t.run for t in runs} == {121263}
     assert n_one == len(demo.images["CDC_occupancy"]) and len(one) == 5 and more_one
     assert model_count is None  # not counted: it would scan the run history
@@ -183,7 +214,7 @@ def test_browse_filters_sorts_and_caps_the_count(shared):
 
 def test_trend_status_and_report_queries(shared):
     db, _settings, demo = shared
-    since, until = q.window(24)
+    since, until = v.window(24)
     pt = demo.plot_types["FCAL_hits"]
     with db.read() as s:
         points = q.trend(s, pt, since, until)
@@ -296,13 +327,13 @@ def test_confusion_matrix_from_a_validation_report(shared):
 def test_confusion_matrix_from_recorded_predictions():
     import numpy as np
 
-    conf = q.confusion_from_predictions(["Good", "Bad"], np.array([0, 0, 1, 1]),
+    conf = v.confusion_from_predictions(["Good", "Bad"], np.array([0, 0, 1, 1]),
                                         np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.6, 0.4]]))
     assert conf.count("Good", "Good") == 1 and conf.count("Good", "Bad") == 1 and conf.count("Bad", "Good") == 1
     assert conf.cells[("Bad", "Bad")] == [0.8] and conf.accuracy == 0.5
 
 
 def test_curves_come_from_metrics_history():
-    history = q.history_from_metrics({"history": {"loss": [1.0, 0.5], "accuracy": [0.5, 0.9], "note": "x"}})
+    history = v.history_from_metrics({"history": {"loss": [1.0, 0.5], "accuracy": [0.5, 0.9], "note": "x"}})
     assert history == {"loss": [1.0, 0.5], "accuracy": [0.5, 0.9]}
-    assert q.history_from_metrics({"val_accuracy": 0.9}) == {}
+    assert v.history_from_metrics({"val_accuracy": 0.9}) == {}

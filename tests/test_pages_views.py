@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from hydra_assets.db.models import Image, LabelHistory, NewsLine, Threshold, utcnow
 from panel_app.config import PagesConfig
-from panel_app.pages import PAGE_CLASSES
+from panel_app.pages import PAGES
 from panel_app.pages.browser import BrowserPage
 from panel_app.pages.labeler import EDITOR, LabelerPage
 from panel_app.pages.library import LibraryPage
@@ -63,19 +63,37 @@ def _text(viewable) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(texts)
 
 
-@pytest.mark.parametrize("slug", list(PAGE_CLASSES))
+@pytest.mark.parametrize("slug", list(PAGES))
 def test_every_page_explains_an_empty_database(sqlite_db, hydra_home, slug):
     make_users_only(sqlite_db)
-    page = PAGE_CLASSES[slug](store=store(sqlite_db, hydra_home, "viewer"))
+    page = PAGES[slug].view(store=store(sqlite_db, hydra_home, "viewer"))
     assert EMPTY_MESSAGES[slug] in _text(page.__panel__())
 
 
-@pytest.mark.parametrize("slug", list(PAGE_CLASSES))
+@pytest.mark.parametrize("slug", list(PAGES))
 def test_every_page_renders_the_demo(demo_db, slug):
     db, settings, _demo = demo_db
-    text = _text(PAGE_CLASSES[slug](store=store(db, settings, "viewer")).__panel__())
+    text = _text(PAGES[slug].view(store=store(db, settings, "viewer")).__panel__())
     assert text and EMPTY_MESSAGES[slug] not in text
 
+
+
+def test_routes_navigation_and_index_all_come_from_the_page_registry(sqlite_db, hydra_home):
+    from tornado.template import Loader
+
+    from panel_app.app import INDEX_TEMPLATE, build_app
+    from panel_app.navigation import nav_bar
+
+    make_users_only(sqlite_db)
+    routes, _images, _db = build_app(PagesConfig(settings=hydra_home), sqlite_db, auth=False)
+    assert list(routes) == list(PAGES)
+    nav = nav_bar(store(sqlite_db, hydra_home, "viewer"), "log", auth=False).object
+    index = Loader(str(INDEX_TEMPLATE.parent)).load(INDEX_TEMPLATE.name).generate(prefix="", items=[]).decode()
+    first = next(iter(PAGES.values()))
+    assert f"url=./{first.slug}" in index
+    for page in PAGES.values():
+        assert f'href="./{page.slug}"' in nav and f">{page.title}</a>" in nav
+        assert f'href="./{page.slug}">{page.title}' in index
 
 # ---- Run -------------------------------------------------------------------------------------------
 
@@ -161,10 +179,11 @@ def test_log_page_window_kinds_and_daily_brief(demo_db):
 
 
 def test_daily_brief_escapes_user_text():
-    from panel_app.queries import LogEntry
+    from hydra_assets.rules import BAD
+    from panel_app.views_data import LogEntry
 
     now = utcnow()
-    entry = LogEntry(1, 1, 1, "<b>x</b>|y", 5, 1, now, "Bad*", "#f00", 0.9, True, True, False, {}, "<img src=x>")
+    entry = LogEntry(1, 1, 1, "<b>x</b>|y", 5, 1, now, "Bad*", "#f00", 0.9, BAD, False, {}, "<img src=x>")
     text = brief_markdown({"<script>": [entry]}, now - timedelta(hours=1), now)
     assert "<script>" not in text and "<img" not in text and "\\|y" in text
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from panel_app import queries as q
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import HydraStore
+from panel_app.views_data import SORT_NAMES, UNLABELED, BrowseFilter, Tile
 
 ANY = ""
 COUNT_CAP = 10_000  # "of more than 10,000": a broad filter never counts a million rows
@@ -32,7 +32,7 @@ class BrowserPage(pn.viewable.Viewer):
     label_name = param.Selector(default=ANY, objects=[ANY], label="Label")
     since = param.Date(default=None, allow_None=True, label="Received from (UTC)")
     until = param.Date(default=None, allow_None=True, label="Received until (UTC)")
-    sort = param.Selector(default="newest first", objects=list(q.SORTS), label="Sort")
+    sort = param.Selector(default="newest first", objects=list(SORT_NAMES), label="Sort")
     page_size = param.Selector(default=60, objects=[30, 60, 120], label="Per page")
     page = param.Integer(default=0, bounds=(0, None))
 
@@ -45,23 +45,23 @@ class BrowserPage(pn.viewable.Viewer):
         self.param.group.objects = {"any": ANY, **{g: g for g in store.group_names()}}
         self.param.super_group.objects = {"any": ANY, **{g: g for g in store.super_group_names()}}
         names = sorted({lab.name for pt in catalogue.values() for lab in pt.labels}, key=str.lower)
-        self.param.label_name.objects = {"any": ANY, q.UNLABELED: q.UNLABELED, **{n: n for n in names}}
-        self.tiles: list[q.Tile] = []
+        self.param.label_name.objects = {"any": ANY, UNLABELED: UNLABELED, **{n: n for n in names}}
+        self.tiles: list[Tile] = []
         self.total: int | None = 0  # None: not counted (model-label filters)
         self.has_more = False
         self.results = html_pane("", stylesheets=[BROWSER_CSS])
         self.pager = html_pane("")
         self.search()
 
-    def current_filter(self) -> q.BrowseFilter:
+    def current_filter(self) -> BrowseFilter:
         ids: list[int] | None = list(self.plot_types) or None
         in_groups = self.store.plot_types_in(group=self.group or None, super_group=self.super_group or None)
         if in_groups is not None:
             ids = [i for i in (ids if ids is not None else in_groups) if i in set(in_groups)]
         label = self.label_name or None
-        if label == q.UNLABELED and self.label_source == "model":
+        if label == UNLABELED and self.label_source == "model":
             label = None
-        return q.BrowseFilter(run_min=self.run_min, run_max=self.run_max, plot_type_ids=ids,
+        return BrowseFilter(run_min=self.run_min, run_max=self.run_max, plot_type_ids=ids,
                               label_source=self.label_source, label_name=label, since=self.since, until=self.until)
 
     @param.depends("run_min", "run_max", "plot_types", "group", "super_group", "label_source", "label_name", "since",
@@ -75,9 +75,9 @@ class BrowserPage(pn.viewable.Viewer):
     @param.depends("page", watch=True)
     def search(self) -> None:
         current = self.current_filter()
-        self.tiles, self.has_more = self.store.read(q.browse, current, sort=self.sort, limit=self.page_size,
-                                                    offset=self.page * self.page_size)
-        self.total = self.store.read(q.browse_count, current, cap=COUNT_CAP)
+        self.tiles, self.has_more = self.store.browse(current, sort=self.sort, limit=self.page_size,
+                                                      offset=self.page * self.page_size)
+        self.total = self.store.browse_count(current, cap=COUNT_CAP)
         self.results.object = self.render()
         self.pager.object = self.pager_html()
 
@@ -110,7 +110,7 @@ class BrowserPage(pn.viewable.Viewer):
                 f'<img src="{image_url(t.image_id)}" loading="lazy" alt=""></a>'
                 f"<div class=row><b>{esc(pt.name if pt else '?')}</b><span>run {t.run} · {t.chunk}</span></div>"
                 f"<div class=row><span>human {chip(human.name if human else None, human.colour if human else None)}"
-                f"</span><span>model {chip(model.name if model else None, model.colour if model else None, hollow=not t.confirmed)}"
+                f"</span><span>model {chip(model.name if model else None, model.colour if model else None, hollow=t.unconfirmed)}"
                 f" {fmt_weight(t.model_weight)}</span></div>"
                 f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}</span></div></div>"
             )

@@ -17,13 +17,13 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from panel_app import queries as q
+from panel_app.views_data import Confusion, LabelInfo, TrendPoint
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 STAGE_COLOURS = {"feeder": "#0072B2", "predict": "#D55E00", "keeper": "#009E73"}
 
 
-def confusion_figure(conf: q.Confusion, colours: dict[str, str] | None = None, bins: int = 10):  # type: ignore[no-untyped-def]
+def confusion_figure(conf: Confusion, colours: dict[str, str] | None = None, bins: int = 10):  # type: ignore[no-untyped-def]
     """Enhanced confusion matrix: every cell shades by its share of the row and holds a weight histogram."""
     labels, n = conf.labels, len(conf.labels)
     size = max(320, 150 * n)
@@ -90,7 +90,7 @@ def curves_figure(history: dict[str, list[float]], keys: Sequence[str], title: s
     return fig
 
 
-def trend_figure(points: Sequence[q.TrendPoint], labels: Sequence[q.LabelInfo], thresholds: dict[str, float],
+def trend_figure(points: Sequence[TrendPoint], labels: Sequence[LabelInfo], thresholds: dict[str, float],
                  title: str):  # type: ignore[no-untyped-def]
     """One scatter per label of its weight over time, with that label's threshold as a dashed line."""
     fig = figure(height=420, sizing_mode="stretch_width", x_axis_type="datetime", y_range=(-0.02, 1.05),

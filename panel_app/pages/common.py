@@ -1,4 +1,4 @@
-"""What every page shares: the navigation bar, escaping, time formats, empty states and the page frame."""
+"""What every page shares: escaping, time formats, chips, empty states and the base style."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from typing import Any
 import panel as pn
 
 from hydra_assets.db.models import utcnow
-from panel_app.config import PAGES
-from panel_app.store import HydraStore
 
 BASE_CSS = """
 :host { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -28,18 +26,6 @@ table.hy th { background: #f3f5f8; font-weight: 600; }
 .chip.hollow { background: #fff !important; color: #333; border: 2px dashed #888; text-shadow: none; }
 .star { color: #e3a008; font-size: 1.15em; }
 """
-
-NAV_CSS = """
-:host { width: 100%; }
-nav { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 16px; background: #1f2d3d; color: #fff;
-  padding: 8px 16px; border-radius: 6px; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-nav .brand { font-weight: 700; letter-spacing: .03em; margin-right: 6px; }
-nav a { color: #cfe1ff; text-decoration: none; padding: 2px 4px; border-radius: 4px; }
-nav a:hover { background: #ffffff1f; }
-nav a.here { color: #fff; font-weight: 600; border-bottom: 2px solid #58a6ff; }
-nav .right { margin-left: auto; display: flex; gap: 12px; align-items: center; color: #b9c6d6; font-size: 0.9em; }
-"""
-
 
 def esc(text: Any) -> str:
     """User-provided text made safe for an HTML or Markdown pane."""
@@ -85,27 +71,6 @@ def empty_state(title: str, *hints: str) -> str:
     """A friendly box explaining why there is nothing to show and what to do (hints may hold HTML)."""
     body = "".join(f"<p>{hint}</p>" for hint in hints)
     return f'<div class="empty"><h3>{esc(title)}</h3>{body}</div>'
-
-
-def nav_bar(store: HydraStore, here: str, *, auth: bool) -> pn.pane.HTML:
-    links = " ".join(
-        f'<a href="./{slug}" class="{"here" if slug == here else ""}" title="{esc(purpose)}">{esc(title)}</a>'
-        for slug, (title, purpose) in PAGES.items()
-    )
-    config = store.config
-    logout = ' <a href="./logout">sign out</a>' if auth else ""
-    right = (
-        f'<span class="right"><a href="{esc(config.dagster_url)}" target="_blank" rel="noopener">Dagster</a>'
-        f'<a href="{esc(config.mlflow_url)}" target="_blank" rel="noopener">MLflow</a>'
-        f'<span class="user">{esc(store.describe_user())}</span>{logout}</span>'
-    )
-    return pn.pane.HTML(f'<nav><span class="brand">HYDRA DQM</span>{links}{right}</nav>',
-                        stylesheets=[NAV_CSS], sizing_mode="stretch_width", margin=(5, 10))
-
-
-def frame(store: HydraStore, here: str, body: Any, *, auth: bool = False) -> pn.Column:
-    """A page: navigation bar on top, the page below."""
-    return pn.Column(nav_bar(store, here, auth=auth), body, sizing_mode="stretch_width")
 
 
 def message(text: str, kind: str = "info") -> pn.pane.Alert:

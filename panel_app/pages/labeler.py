@@ -11,11 +11,12 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from panel_app import queries as q
+from hydra_assets.rules import UNCONFIRMED
 from panel_app.components import LabelerGrid
 from panel_app.images import image_url
 from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
+from panel_app.views_data import Tile
 
 QUEUE, EDITOR = "Queue", "Editor"
 ANY = 0
@@ -34,7 +35,7 @@ class LabelerPage(pn.viewable.Viewer):
         self.store = store
         super().__init__(**params)
         self.grid = LabelerGrid(sizing_mode="stretch_width", tile_width=self.tile_width)
-        self.tiles: list[q.Tile] = []
+        self.tiles: list[Tile] = []
         self.counts: dict[int, int] = {}
         self._pages: list[object] = [None]  # cursor of every page visited in this mode; last = current page
         self.feedback = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
@@ -51,7 +52,7 @@ class LabelerPage(pn.viewable.Viewer):
 
     def _refresh_counts(self) -> None:
         ids = list(self.store.catalogue())
-        self.counts = self.store.read(q.queue_counts, ids)
+        self.counts = self.store.queue_counts(ids)
         current = self.plot_type
         self.param.plot_type.objects = self.store.plot_type_options(self.counts)
         if current is not None:
@@ -77,7 +78,7 @@ class LabelerPage(pn.viewable.Viewer):
     def _on_tile_width(self) -> None:
         self.grid.tile_width = self.tile_width
 
-    def load(self, *, reset: bool = False) -> list[q.Tile]:
+    def load(self, *, reset: bool = False) -> list[Tile]:
         """Fetch the current page (the first one when `reset`) and show it with nothing painted."""
         if reset:
             self._pages = [None]
@@ -88,7 +89,7 @@ class LabelerPage(pn.viewable.Viewer):
         images = []
         for t in self.tiles:
             model = names.get(t.model_label_id)
-            detail = (f"model: {model.name} {t.model_weight:.2f}{'' if t.confirmed else ' (unconfirmed)'}"
+            detail = (f"model: {model.name} {t.model_weight:.2f}{f' ({UNCONFIRMED})' if t.unconfirmed else ''}"
                       if model and t.model_weight is not None else "not classified")
             if self.mode == EDITOR:
                 human = names.get(t.label_id)
@@ -100,15 +101,15 @@ class LabelerPage(pn.viewable.Viewer):
         self._render_info()
         return self.tiles
 
-    def _fetch(self, cursor: object) -> list[q.Tile]:
+    def _fetch(self, cursor: object) -> list[Tile]:
         if self.plot_type is None:
             return []
         if self.mode == QUEUE:
-            return self.store.read(q.labeler_queue, self.plot_type, limit=self.page_size, after=cursor)
+            return self.store.labeler_queue(self.plot_type, limit=self.page_size, after=cursor)
         info = self.store.plot_type(self.plot_type)
         label_ids = [self.editor_label] if self.editor_label != ANY else [lab.id for lab in info.labels] if info else []
-        return self.store.read(q.editor_page, self.plot_type, label_ids, start=self.start, end=self.end,
-                               before=cursor, limit=self.page_size)
+        return self.store.editor_page(self.plot_type, label_ids, start=self.start, end=self.end, before=cursor,
+                                      limit=self.page_size)
 
     def next_page(self, _event=None) -> None:
         if len(self.tiles) < self.page_size:

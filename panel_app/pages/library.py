@@ -9,10 +9,10 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from panel_app import queries as q
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
+from panel_app.views_data import ModelInfo, ThresholdInfo
 
 
 class LibraryPage(pn.viewable.Viewer):
@@ -24,7 +24,7 @@ class LibraryPage(pn.viewable.Viewer):
         super().__init__(**params)
         options = store.plot_type_options()
         self.param.plot_type.objects = options
-        self.models: list[q.ModelInfo] = []
+        self.models: list[ModelInfo] = []
         self.feedback = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
         self.models_pane = html_pane("")
         self.details_pane = html_pane("")
@@ -36,7 +36,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.activate_button = pn.widgets.Button(label="Activate this version", color="warning")
         self.activate_button.on_click(lambda _e: self.activate())
         self.thresholds_pane = html_pane("")
-        self._thresholds: list[q.ThresholdInfo] = []
+        self._thresholds: list[ThresholdInfo] = []
         self.label_select.param.watch(self._show_threshold, "value")
         self.permission_note = html_pane("")
         if options:
@@ -47,7 +47,7 @@ class LibraryPage(pn.viewable.Viewer):
 
     @param.depends("plot_type", watch=True)
     def _load_models(self) -> None:
-        self.models = self.store.read(q.models_of, self.plot_type) if self.plot_type is not None else []
+        self.models = self.store.models_of(self.plot_type) if self.plot_type is not None else []
         names = {f"{'★ ' if m.active else ''}v{m.version} · {m.topology} · {fmt_time(m.created_at)[:16]}": m.id
                  for m in self.models}
         self.param.model_id.objects = names
@@ -57,7 +57,7 @@ class LibraryPage(pn.viewable.Viewer):
         else:
             self.model_id = chosen
 
-    def selected(self) -> q.ModelInfo | None:
+    def selected(self) -> ModelInfo | None:
         return next((m for m in self.models if m.id == self.model_id), None)
 
     def _say(self, text: str, kind: str) -> None:
@@ -132,14 +132,14 @@ class LibraryPage(pn.viewable.Viewer):
                 "<th>training images</th><th>sampling</th><th>val. accuracy</th><th>MLflow</th></tr>"
                 + "".join(rows) + "</table>")
 
-    def thresholds_html(self, model: q.ModelInfo, rows: list[q.ThresholdInfo]) -> str:
+    def thresholds_html(self, model: ModelInfo, rows: list[ThresholdInfo]) -> str:
         body = "".join(
             f"<tr><td><span class=chip style='background:{esc(r.colour)}'>{esc(r.label)}</span></td>"
             f"<td><b>{fmt_weight(r.value)}</b></td><td>{fmt_weight(r.f1)}</td><td>{fmt_time(r.changed_at)}</td>"
             f"<td>{esc(r.changed_by)}</td></tr>"
             for r in rows
         )
-        changes = self.store.read(q.threshold_changes, model.id)
+        changes = self.store.threshold_changes(model.id)
         history = "".join(
             f"<tr><td>{fmt_time(at)}</td><td>{esc(label)}</td><td>{fmt_weight(old)} → {fmt_weight(new)}</td>"
             f"<td>{esc(by)}</td></tr>" for at, label, old, new, by in changes
@@ -172,7 +172,7 @@ class LibraryPage(pn.viewable.Viewer):
             for widget in (self.save_threshold, self.activate_button, self.label_select, self.threshold_input):
                 widget.visible = False
             return
-        counts = self.store.read(q.training_set_counts, model.training_set_id) if model.training_set_id else {}
+        counts = self.store.training_set_counts(model.training_set_id) if model.training_set_id else {}
         composition = ", ".join(f"{esc(k)}: {v}" for k, v in counts.items()) or "not recorded"
         self.details_pane.object = (
             f"<p><b>{esc(model.name)} v{esc(model.version)}</b> {'<span class=star>★ active</span>' if model.active else ''}"
@@ -194,7 +194,7 @@ class LibraryPage(pn.viewable.Viewer):
             confusion_tab = html_pane(empty_state(
                 "No confusion matrix for this version",
                 "It appears once the model has a validation report or has classified images a human labeled."))
-        history = q.history_from_metrics(model.metrics) or self.store.mlflow_history(model.mlflow_run_id)
+        history = self.store.training_curves(model)
         if history:
             curves_tab = pn.Row(
                 pn.pane.Bokeh(curves_figure(history, [k for k in history if "loss" in k], "loss")),
@@ -203,7 +203,7 @@ class LibraryPage(pn.viewable.Viewer):
         else:
             curves_tab = html_pane(empty_state("No training curves recorded",
                                                "Neither the model's metrics nor its MLflow run hold per-epoch values."))
-        thresholds = self.store.read(q.thresholds_of, model.id, model.plot_type_id)
+        thresholds = self.store.thresholds_of(model.id, model.plot_type_id)
         self.thresholds_pane.object = self.thresholds_html(model, thresholds)
         self._thresholds = thresholds
         self.label_select.options = {r.label: r.label_id for r in thresholds}

@@ -10,10 +10,11 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from panel_app import queries as q
+from hydra_assets.rules import BAD
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import HydraStore
+from panel_app.views_data import LOG_KINDS, LogEntry, group_log, window
 
 SHOW_MAX = 400  # entries rendered on the page (the brief holds them all)
 
@@ -32,27 +33,27 @@ h3.group small { color: #5b6878; font-weight: 400; }
 """
 
 
-def entry_html(e: q.LogEntry, *, gradcam: bool) -> str:
+def entry_html(e: LogEntry, *, gradcam: bool) -> str:
     cam = f'<img src="{gradcam_url(e.image_id, "small")}" alt="GradCAM" title="GradCAM">' if gradcam and e.gradcam else ""
     human = f"<br>human: {esc(e.human_label)}" if e.human_label else ""
     return (
-        f'<div class="entry {"bad" if e.kind == "confirmed Bad" else "unconfirmed"}" style="--c:{esc(e.colour)}">'
+        f'<div class="entry {esc(e.keep_reason)}" style="--c:{esc(e.colour)}">'
         f'<div class="pics"><a href="{image_url(e.image_id, "full")}" target="_blank">'
         f'<img src="{image_url(e.image_id, "small")}" alt="{esc(e.plot_type)}" loading="lazy"></a>{cam}</div>'
         f'<div class="info"><b>{esc(e.plot_type)}</b><br>run {e.run} · chunk {e.chunk}<br>'
-        f"{fmt_time(e.classified_at)} UTC<br>{chip(e.label, e.colour, hollow=e.kind != 'confirmed Bad')} "
+        f"{fmt_time(e.classified_at)} UTC<br>{chip(e.label, e.colour, hollow=e.keep_reason != BAD)} "
         f"{fmt_weight(e.weight)} <span class=muted>{esc(e.kind)}</span>{human}</div></div>"
     )
 
 
-def brief_markdown(grouped: dict[str, list[q.LogEntry]], since: datetime, until: datetime) -> str:
+def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime) -> str:
     """The daily brief for the run-coordination meeting, as Markdown (user text escaped for Markdown/HTML)."""
 
     def md(text: object) -> str:
         return esc(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
 
     entries = [e for items in grouped.values() for e in items]
-    bad = sum(e.kind == "confirmed Bad" for e in entries)
+    bad = sum(e.keep_reason == BAD for e in entries)
     runs = sorted({e.run for e in entries})
     lines = [
         "# Hydra daily brief",
@@ -65,7 +66,7 @@ def brief_markdown(grouped: dict[str, list[q.LogEntry]], since: datetime, until:
     if not entries:
         lines += ["Nothing to report: no confirmed Bad and no unconfirmed classification in this window.", ""]
     for group, items in grouped.items():
-        group_bad = sum(e.kind == "confirmed Bad" for e in items)
+        group_bad = sum(e.keep_reason == BAD for e in items)
         lines += [f"## {md(group)} — {group_bad} Bad, {len(items) - group_bad} unconfirmed", "",
                   "| time (UTC) | plot type | run | chunk | model label | weight | status | human label |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -78,11 +79,11 @@ def brief_markdown(grouped: dict[str, list[q.LogEntry]], since: datetime, until:
     return "\n".join(lines)
 
 
-def brief_html(grouped: dict[str, list[q.LogEntry]], since: datetime, until: datetime,
+def brief_html(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime,
                thumbnail=None) -> str:  # type: ignore[no-untyped-def]
     """The daily brief as one self-contained HTML file (thumbnails embedded when `thumbnail(id)` gives PNG bytes)."""
     entries = [e for items in grouped.values() for e in items]
-    bad = sum(e.kind == "confirmed Bad" for e in entries)
+    bad = sum(e.keep_reason == BAD for e in entries)
     parts = [
         ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Hydra daily brief</title><style>"
          "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;width:100%}"
@@ -118,23 +119,23 @@ class LogPage(pn.viewable.Viewer):
     """Confirmed Bad and unconfirmed classifications in a trailing window, grouped by plot group."""
 
     hours = param.Number(default=24.0, bounds=(0.25, 24 * 31), step=1, label="Window (hours)")
-    kind = param.Selector(default="all", objects=["all", "confirmed Bad", "unconfirmed"], label="Show")
+    kind = param.Selector(default="all", objects=["all", *LOG_KINDS.values()], label="Show")
     gradcam = param.Boolean(default=True, label="GradCAM next to Bad images")
 
     def __init__(self, store: HydraStore, **params) -> None:
         self.store = store
         super().__init__(**params)
         self.body = html_pane("", stylesheets=[LOG_CSS])
-        self.grouped: dict[str, list[q.LogEntry]] = {}
-        self.since, self.until = q.window(self.hours)
+        self.grouped: dict[str, list[LogEntry]] = {}
+        self.since, self.until = window(self.hours)
         self.refresh()
 
-    def load(self) -> dict[str, list[q.LogEntry]]:
-        self.since, self.until = q.window(self.hours)
-        entries = self.store.read(q.log_entries, self.since, self.until)
+    def load(self) -> dict[str, list[LogEntry]]:
+        self.since, self.until = window(self.hours)
+        entries = self.store.log_entries(self.since, self.until)
         if self.kind != "all":
             entries = [e for e in entries if e.kind == self.kind]
-        self.grouped = q.group_log(entries, self.store.groups_of())
+        self.grouped = group_log(entries, self.store.groups_of())
         return self.grouped
 
     @param.depends("hours", "kind", "gradcam", watch=True)
@@ -150,7 +151,7 @@ class LogPage(pn.viewable.Viewer):
                 "No confirmed Bad and no unconfirmed classification in this window — or nothing was classified.",
                 "Widen the window above, or check the Status page that the pipeline is running.",
             )
-        bad = sum(e.kind == "confirmed Bad" for e in entries)
+        bad = sum(e.keep_reason == BAD for e in entries)
         out = [(f'<div class="summary"><span><b>{bad}</b> confirmed Bad</span><span><b>{len(entries) - bad}</b> '
                 f"unconfirmed</span><span class=muted>{fmt_time(self.since)} – {fmt_time(self.until)} UTC, "
                 "newest first</span></div>")]
@@ -158,7 +159,7 @@ class LogPage(pn.viewable.Viewer):
         for group, items in self.grouped.items():
             if shown >= SHOW_MAX:
                 break
-            group_bad = sum(e.kind == "confirmed Bad" for e in items)
+            group_bad = sum(e.keep_reason == BAD for e in items)
             visible = items[: SHOW_MAX - shown]
             shown += len(visible)
             out.append(f'<h3 class="group">{esc(group)} <small>{group_bad} Bad · {len(items) - group_bad} '

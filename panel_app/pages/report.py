@@ -5,10 +5,10 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from panel_app import queries as q
 from panel_app.images import image_url
 from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
+from panel_app.views_data import Disagreement
 
 PER_PAGE = 12
 
@@ -31,7 +31,7 @@ class ReportPage(pn.viewable.Viewer):
         self.store = store
         super().__init__(**params)
         self.param.plot_type.objects = store.plot_type_options()
-        self.items: list[q.Disagreement] = []
+        self.items: list[Disagreement] = []
         self.total = 0
         self.header = html_pane("")
         self.feedback = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
@@ -43,7 +43,7 @@ class ReportPage(pn.viewable.Viewer):
 
     @param.depends("plot_type", watch=True)
     def _on_plot_type(self) -> None:
-        reports = self.store.read(q.reports, self.plot_type) if self.plot_type is not None else []
+        reports = self.store.reports(self.plot_type) if self.plot_type is not None else []
         self.param.report_id.objects = {
             f"{r.model_key} · {fmt_time(r.created_at)[:16]} · {r.n_disagreements}/{r.n_images} disagree": r.id
             for r in reports
@@ -66,8 +66,8 @@ class ReportPage(pn.viewable.Viewer):
         if self.report_id is None:
             self.items, self.total = [], 0
         else:
-            self.items, self.total = self.store.read(q.disagreements, self.report_id, limit=PER_PAGE,
-                                                     offset=self.page * PER_PAGE, split=self.split or None)
+            self.items, self.total = self.store.disagreements(self.report_id, limit=PER_PAGE,
+                                                              offset=self.page * PER_PAGE, split=self.split or None)
         self._render()
 
     def fix(self, image_id: int, label_id: int | None) -> bool:

@@ -8,11 +8,12 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from panel_app import queries as q
+from hydra_assets.rules import BAD, UNCONFIRMED
 from panel_app.components import AlarmSound
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import ago, empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import HydraStore
+from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card
 
 ALL = "All plot types"
 
@@ -51,11 +52,11 @@ ALARM_CSS = """
 """
 
 
-def card_html(card: q.Card, *, gradcam: bool, opacity: float, now: datetime) -> str:
+def card_html(card: Card, *, gradcam: bool, opacity: float, now: datetime) -> str:
     """One card of the grid; every piece of text from the database is escaped."""
     state = card.state
-    label = card.label if state != "pending" else (card.status or "waiting for classification")
-    badge = {"bad": "BAD", "unconfirmed": "unconfirmed", "pending": "", "good": ""}[state]
+    label = card.label if state != PENDING else (card.status or "waiting for classification")
+    badge = {BAD: "BAD", UNCONFIRMED: UNCONFIRMED, PENDING: "", GOOD: ""}[state]
     cam = ""
     if gradcam and card.gradcam:
         cam = f'<img class="cam" src="{gradcam_url(card.image_id)}" style="opacity:{opacity:.2f}" alt="GradCAM">'
@@ -91,12 +92,12 @@ class RunPage(pn.viewable.Viewer):
         for g in store.group_names():
             self._group_values[g] = (g, "")
         self.param.group.objects = list(self._group_values)
-        self.cards: list[q.Card] = []
+        self.cards: list[Card] = []
         self.total = 0
-        self.alarms: list[q.AlarmInfo] = []
+        self.alarms: list[AlarmInfo] = []
         self.refreshed_at: datetime | None = None
         self._signature: object = None
-        self._last_alarm = store.read(q.last_alarm_id)  # only alarms raised after the page opened sound
+        self._last_alarm = store.last_alarm_id()  # only alarms raised after the page opened sound
         self.sound = AlarmSound(muted=self.muted, height=0, width=0, margin=0)
         self.grid_pane = html_pane("", stylesheets=[GRID_CSS])
         self.status_pane = html_pane("", stylesheets=[STATUS_CSS])
@@ -115,18 +116,15 @@ class RunPage(pn.viewable.Viewer):
 
     def refresh(self) -> None:
         """Poll the database: grid, new alarms, status line (re-rendering the grid only when it changed)."""
-        new_alarms = self.store.read(q.alarms_after, self._last_alarm)
-        if new_alarms:  # the grid other sessions cached a moment ago may predate this Bad: read it afresh
-            everything = self.store.read(q.run_grid, None)
-        else:
-            everything = self.store.shared("run_grid", 0.4, q.run_grid, None)
+        new_alarms = self.store.alarms_after(self._last_alarm)
+        everything = self.store.run_grid(fresh=bool(new_alarms))
         wanted = self.selected_plot_types()
         cards = everything if wanted is None else [c for c in everything if c.plot_type_id in set(wanted)]
         if self.only_flagged:
-            cards = [c for c in cards if c.state in ("bad", "unconfirmed")]
+            cards = [c for c in cards if c.state in (BAD, UNCONFIRMED)]
         self.cards, self.total = cards, len(everything)
         if self.alarms:  # acknowledged on another Run page meanwhile: off this one too
-            seen = self.store.read(q.acknowledged_among, [a.id for a in self.alarms])
+            seen = self.store.acknowledged_among([a.id for a in self.alarms])
             self.alarms = [a for a in self.alarms if a.id not in seen]
         if new_alarms:
             self._last_alarm = new_alarms[-1].id
@@ -163,9 +161,9 @@ class RunPage(pn.viewable.Viewer):
     def status_html(self, now: datetime) -> str:
         newest = max((c.updated_at for c in self.cards), default=None)
         runs = [c.run for c in self.cards]
-        bad = sum(c.state == "bad" for c in self.cards)
-        unconfirmed = sum(c.state == "unconfirmed" for c in self.cards)
-        news = self.store.shared("news", 2.0, q.news, limit=1)
+        bad = sum(c.state == BAD for c in self.cards)
+        unconfirmed = sum(c.state == UNCONFIRMED for c in self.cards)
+        news = self.store.news(limit=1)
         news_html = (f'<div class="news"><b>News:</b> {esc(news[0][1])} <span class="muted">— {esc(news[0][2])}, '
                      f"{ago(news[0][0], now)}</span></div>" if news else "")
         return (

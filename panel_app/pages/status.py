@@ -9,10 +9,10 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from panel_app import queries as q
 from panel_app.pages.charts import hourly_bars, run_scatter, stage_histogram
 from panel_app.pages.common import ago, empty_state, esc, fmt_time, html_pane
 from panel_app.store import HydraStore
+from panel_app.views_data import TIMED_STAGES, window
 
 HEARTBEAT_OK_S, HEARTBEAT_LATE_S = 120, 600
 
@@ -48,10 +48,10 @@ class StatusPage(pn.viewable.Viewer):
     @param.depends("hours", watch=True)
     def refresh(self) -> None:
         now = utcnow()
-        since, _ = q.window(self.hours, now=now)
-        beats = self.store.read(q.heartbeats)
-        self.timings = self.store.read(q.stage_timings, since)
-        self.hourly = self.store.read(q.images_per_hour, since)
+        since, _ = window(self.hours, now=now)
+        beats = self.store.heartbeats()
+        self.timings = self.store.stage_timings(since)
+        self.hourly = self.store.images_per_hour(since)
         self.beats_pane.object = self.beats_html(beats, now)
         self.summary_pane.object = self.summary_html()
         signature = (self.hours, len(self.timings), max((r[3] for r in self.timings), default=None), tuple(self.hourly))
@@ -66,9 +66,9 @@ class StatusPage(pn.viewable.Viewer):
                 "Dagster UI</a>.",
             ))]
             return
-        by_stage = {stage: [d for s, d, _r, _a in self.timings if s == stage] for stage in q.STAGES}
+        by_stage = {stage: [d for s, d, _r, _a in self.timings if s == stage] for stage in TIMED_STAGES}
         self.charts[:] = [
-            pn.Row(*(pn.pane.Bokeh(stage_histogram(by_stage[stage], stage)) for stage in q.STAGES)),
+            pn.Row(*(pn.pane.Bokeh(stage_histogram(by_stage[stage], stage)) for stage in TIMED_STAGES)),
             pn.pane.Bokeh(run_scatter(per_run_means(self.timings)), sizing_mode="stretch_width"),
             pn.pane.Bokeh(hourly_bars(self.hourly), sizing_mode="stretch_width"),
         ]
@@ -90,7 +90,7 @@ class StatusPage(pn.viewable.Viewer):
         images = sum(n for _, n in self.hourly)
         hours = max(1.0, float(self.hours))
         parts = [f"<b>{images}</b> images in {self.hours:g} h ({images / hours:.1f} per hour)"]
-        for stage in q.STAGES:
+        for stage in TIMED_STAGES:
             durations = sorted(d for s, d, _r, _a in self.timings if s == stage)
             if durations:
                 p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))]

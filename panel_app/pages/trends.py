@@ -5,10 +5,10 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from panel_app import queries as q
 from panel_app.pages.charts import trend_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
 from panel_app.store import HydraStore
+from panel_app.views_data import TrendPoint, window
 
 
 class TrendsPage(pn.viewable.Viewer):
@@ -20,7 +20,7 @@ class TrendsPage(pn.viewable.Viewer):
         super().__init__(**params)
         options = store.plot_type_options()
         self.param.plot_type.objects = options
-        self.points: list[q.TrendPoint] = []
+        self.points: list[TrendPoint] = []
         self.thresholds: dict[str, float] = {}
         self.note = html_pane("")
         self.chart = pn.Column(sizing_mode="stretch_width")
@@ -37,12 +37,12 @@ class TrendsPage(pn.viewable.Viewer):
                                            "start the demo with <code>hydra up</code>.")
             self.chart[:] = []
             return
-        since, until = q.window(self.hours)
-        self.points = self.store.read(q.trend, info.id, since, until)
-        active = self.store.read(q.active_model, info.id)
+        since, until = window(self.hours)
+        self.points = self.store.trend(info.id, since, until)
+        active = self.store.active_model(info.id)
         self.thresholds = {}
         if active is not None:
-            rows = self.store.read(q.thresholds_of, active.id, info.id)
+            rows = self.store.thresholds_of(active.id, info.id)
             self.thresholds = {r.label: r.value for r in rows if r.value is not None}
         if not self.points:
             self.note.object = empty_state(

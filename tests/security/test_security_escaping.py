@@ -54,9 +54,9 @@ from hydra_assets.db.models import (
 )
 from hydra_assets.ingest.quarantine import QuarantineItem, quarantine_files
 from panel_app.components import LabelerGrid
-from panel_app.pages import PAGE_CLASSES
+from panel_app.navigation import frame
+from panel_app.pages import PAGES
 from panel_app.pages.browser import BrowserPage
-from panel_app.pages.common import frame
 from panel_app.pages.labeler import EDITOR, LabelerPage
 from panel_app.pages.library import LibraryPage
 from panel_app.pages.log import LogPage
@@ -195,14 +195,14 @@ def test_catalog_refuses_markup_in_labels_user_and_plot_type_names(sqlite_db, pa
 # ---- every page, as a forged expert sees it first ------------------------------------------------
 
 
-@pytest.mark.parametrize("slug", list(PAGE_CLASSES))
+@pytest.mark.parametrize("slug", list(PAGES))
 def test_no_page_sends_forged_text_as_markup(forged_db, slug):
     """Each page in its opening state (the forged plot type sorts first): nothing runs; tables render text."""
     db, settings, _forged = forged_db
     with db.read() as s:  # the quarantined rows are there, file names untouched, for the pages to ignore or escape
         names = set(s.scalars(select(Image.file_name).where(Image.status == "quarantined")))
     assert {QUARANTINED_FILE, QUARANTINED_REAL} <= names
-    page = PAGE_CLASSES[slug](store=page_store(db, settings, EXPERT))
+    page = PAGES[slug].view(store=page_store(db, settings, EXPERT))
     assert_shown_escaped(framed(page, slug), EXPERT)
     assert html_table_columns(framed(page, slug)) == []
 

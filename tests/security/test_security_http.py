@@ -22,7 +22,7 @@ from pages_server import make_home, start_pages, stop_pages
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image
 from panel_app.auth import write_credentials
-from panel_app.config import PAGES
+from panel_app.pages import PAGES
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,252 @@
+"""Every read a page makes, as a typed store method; the SQL behind each lives in `panel_app.queries`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hydra_assets import catalog
+from hydra_assets.db.models import Model
+from panel_app import queries as q
+from panel_app.store.cache import SHARED
+from panel_app.views_data import (
+    AlarmInfo,
+    BrowseFilter,
+    Card,
+    Confusion,
+    Disagreement,
+    LogEntry,
+    ModelInfo,
+    PlotTypeInfo,
+    ReportInfo,
+    ThresholdInfo,
+    Tile,
+    TrendPoint,
+    confusion_from_predictions,
+    history_from_metrics,
+)
+
+if TYPE_CHECKING:
+    from hydra_assets.db.engine import HydraDB
+    from panel_app.config import PagesConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class PageReads:
+    """The read half of `HydraStore`: one method per thing a page shows, cached where many sessions poll."""
+
+    db: HydraDB
+    config: PagesConfig
+    user: str | None
+
+    def _read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.db.read() as session:
+            return query(session, *args, **kwargs)
+
+    def _shared(self, key: Any, ttl: float, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A read whose result all sessions share for `ttl` seconds."""
+        return SHARED.get((self.db.url, key), ttl, lambda: self._read(query, *args, **kwargs))
+
+    # ---- catalogue ----------------------------------------------------------------------------------
+
+    def catalogue(self) -> dict[int, PlotTypeInfo]:
+        return self._shared("catalogue", 5.0, q.catalogue)
+
+    def plot_type(self, plot_type_id: int | None) -> PlotTypeInfo | None:
+        return self.catalogue().get(plot_type_id) if plot_type_id is not None else None
+
+    def plot_type_options(self, counts: Mapping[int, int] | None = None) -> dict[str, int]:
+        """Select-widget options: name (and count) -> id."""
+        options = {}
+        for pt in self.catalogue().values():
+            label = pt.name if counts is None else f"{pt.name} ({counts.get(pt.id, 0)} to label)"
+            options[label] = pt.id
+        return options
+
+    def groups_of(self) -> dict[int, list[str]]:
+        return {pt.id: pt.groups for pt in self.catalogue().values()}
+
+    def group_names(self) -> list[str]:
+        return sorted({g for pt in self.catalogue().values() for g in pt.groups}, key=str.lower)
+
+    def super_group_names(self) -> list[str]:
+        return sorted({g for pt in self.catalogue().values() for g in pt.super_groups}, key=str.lower)
+
+    def plot_types_in(self, *, group: str | None = None, super_group: str | None = None) -> list[int] | None:
+        """Ids of the plot types in a group / super group; None when no filter is set."""
+        if not group and not super_group:
+            return None
+        return [
+            pt.id for pt in self.catalogue().values()
+            if (not group or group in pt.groups) and (not super_group or super_group in pt.super_groups)
+        ]
+
+    # ---- who is looking -----------------------------------------------------------------------------
+
+    def identity(self) -> tuple[int | None, str | None]:
+        """(Hydra user id, role) of the login, or (None, None)."""
+        return self._shared(("identity", self.user), 5.0, q.user_role, self.user)
+
+    def can(self, permission: str, plot_type_id: int | None = None) -> bool:
+        """What the page shows as editable; the write itself checks again (`guarded_write`)."""
+        if not self.user:
+            return False
+        return self._read(catalog.has_permission, self.user, permission, plot_type_id)
+
+    def describe_user(self) -> str:
+        if not self.user:
+            return "not signed in (read only)"
+        user_id, role = self.identity()
+        if user_id is None:
+            return f"{self.user} (no Hydra user: read only)"
+        return f"{self.user} ({role or 'no role'})"
+
+    # ---- Run page -----------------------------------------------------------------------------------
+
+    def run_grid(self, *, fresh: bool = False) -> list[Card]:
+        """Every plot type's latest card, shared by all sessions for 0.4 s; `fresh` after a new alarm, since
+        the grid other sessions cached a moment ago may predate that Bad."""
+        return self._read(q.run_grid, None) if fresh else self._shared("run_grid", 0.4, q.run_grid, None)
+
+    def last_alarm_id(self) -> int:
+        return self._read(q.last_alarm_id)
+
+    def alarms_after(self, alarm_id: int) -> list[AlarmInfo]:
+        return self._read(q.alarms_after, alarm_id)
+
+    def acknowledged_among(self, alarm_ids: Sequence[int]) -> set[int]:
+        return self._read(q.acknowledged_among, alarm_ids)
+
+    def news(self, *, limit: int = 1) -> list[tuple[datetime, str, str]]:
+        return self._shared(("news", limit), 2.0, q.news, limit=limit)
+
+    # ---- Log, Status, Trends ------------------------------------------------------------------------
+
+    def log_entries(self, since: datetime, until: datetime | None = None) -> list[LogEntry]:
+        return self._read(q.log_entries, since, until)
+
+    def heartbeats(self) -> list[tuple[str, datetime, str]]:
+        return self._read(q.heartbeats)
+
+    def stage_timings(self, since: datetime) -> list[tuple[str, float, int, datetime]]:
+        return self._read(q.stage_timings, since)
+
+    def images_per_hour(self, since: datetime) -> list[tuple[datetime, int]]:
+        return self._read(q.images_per_hour, since)
+
+    def trend(self, plot_type_id: int, since: datetime, until: datetime | None = None) -> list[TrendPoint]:
+        return self._read(q.trend, plot_type_id, since, until)
+
+    # ---- Labeler and Plot Browser -------------------------------------------------------------------
+
+    def queue_counts(self, plot_type_ids: Sequence[int]) -> dict[int, int]:
+        return self._read(q.queue_counts, plot_type_ids)
+
+    def labeler_queue(self, plot_type_id: int, *, limit: int = 100, after: tuple[int, int] | None = None
+                      ) -> list[Tile]:
+        return self._read(q.labeler_queue, plot_type_id, limit=limit, after=after)
+
+    def editor_page(self, plot_type_id: int, label_ids: Sequence[int], *, start: datetime | None = None,
+                    end: datetime | None = None, before: tuple[datetime, int] | None = None, limit: int = 100
+                    ) -> list[Tile]:
+        return self._read(q.editor_page, plot_type_id, label_ids, start=start, end=end, before=before, limit=limit)
+
+    def browse(self, f: BrowseFilter, *, sort: str, limit: int = 60, offset: int = 0) -> tuple[list[Tile], bool]:
+        return self._read(q.browse, f, sort=sort, limit=limit, offset=offset)
+
+    def browse_count(self, f: BrowseFilter, *, cap: int = 1000) -> int | None:
+        return self._read(q.browse_count, f, cap=cap)
+
+    # ---- Library and Training report ----------------------------------------------------------------
+
+    def models_of(self, plot_type_id: int) -> list[ModelInfo]:
+        return self._read(q.models_of, plot_type_id)
+
+    def model(self, model_id: int) -> ModelInfo | None:
+        return self._read(q.model, model_id)
+
+    def active_model(self, plot_type_id: int) -> ModelInfo | None:
+        return self._read(q.active_model, plot_type_id)
+
+    def thresholds_of(self, model_id: int, plot_type_id: int) -> list[ThresholdInfo]:
+        return self._read(q.thresholds_of, model_id, plot_type_id)
+
+    def threshold_changes(self, model_id: int) -> list[tuple[datetime, str, Any, float, str]]:
+        return self._read(q.threshold_changes, model_id)
+
+    def training_set_counts(self, training_set_id: int) -> dict[str, int]:
+        return self._read(q.training_set_counts, training_set_id)
+
+    def reports(self, plot_type_id: int | None = None) -> list[ReportInfo]:
+        return self._read(q.reports, plot_type_id)
+
+    def disagreements(self, report_id: int, *, limit: int = 24, offset: int = 0, split: str | None = None
+                      ) -> tuple[list[Disagreement], int]:
+        return self._read(q.disagreements, report_id, limit=limit, offset=offset, split=split)
+
+    def confusion(self, info: ModelInfo) -> Confusion:
+        """The enhanced confusion matrix: from the validation predictions the fit recorded (models cache or
+        MLflow artifact), else from what the database holds (`queries.confusion`)."""
+        plot_type = self.plot_type(info.plot_type_id)
+        names = [lab.name for lab in plot_type.labels] if plot_type else []
+
+        def from_predictions() -> Confusion | None:
+            if not info.mlflow_run_id or not info.training_set_id or not self.mlflow_available():
+                return None
+            try:
+                from hydra_assets.ml.predictions import load_predictions
+                from hydra_assets.tracking import TrackingService
+
+                with self.db.read() as session:
+                    row = session.get(Model, info.id)
+                    session.expunge(row)
+                settings = self.config.settings
+                predictions = load_predictions(settings, TrackingService.from_settings(settings), row)
+            except Exception as error:  # no recorded predictions: fall back to the database
+                log.info("no recorded predictions for %s: %s", info.key, error)
+                return None
+            validation = predictions.split == "validation"
+            return confusion_from_predictions(predictions.label_names, predictions.true_index[validation],
+                                              predictions.weights[validation])
+
+        recorded = SHARED.get(("predictions", self.db.url, info.id), 300.0, from_predictions)
+        return recorded if recorded is not None and recorded.total else self._read(q.confusion, info, names)
+
+    def training_curves(self, info: ModelInfo) -> dict[str, list[float]]:
+        """Per-epoch loss and accuracy: from the model's metrics, else from its MLflow run."""
+        return history_from_metrics(info.metrics) or self.mlflow_history(info.mlflow_run_id)
+
+    def mlflow_available(self) -> bool:
+        """False for an embedded SQLite MLflow store that does not exist (a page must not create one)."""
+        uri = self.config.settings.mlflow_tracking_uri or ""
+        if uri.startswith("sqlite:///"):
+            return Path(uri.removeprefix("sqlite:///")).is_file()
+        return True
+
+    def mlflow_history(self, run_id: str, keys: Sequence[str] = ("loss", "val_loss", "accuracy", "val_accuracy")
+                       ) -> dict[str, list[float]]:
+        """Per-epoch metric curves of an MLflow run ({} when MLflow cannot be reached)."""
+        if not run_id or not self.mlflow_available():
+            return {}
+
+        def fetch() -> dict[str, list[float]]:
+            try:
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient(tracking_uri=self.config.settings.mlflow_tracking_uri)
+                curves = {}
+                for key in keys:
+                    history = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+                    if history:
+                        curves[key] = [float(m.value) for m in history]
+                return curves
+            except Exception as error:  # MLflow down must not break the Library page
+                log.info("MLflow history of run %s unavailable: %s", run_id, error)
+                return {}
+
+        return SHARED.get(("mlflow", run_id), 60.0, fetch)

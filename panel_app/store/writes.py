@@ -1,0 +1,139 @@
+"""The write half of `HydraStore`: every change a page makes, checked and audited server-side.
+
+Each write goes through `catalog.guarded_write` (or a registry function that checks the same way), so the
+permission check and the audit record happen whatever the browser sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hydra_assets import catalog
+from hydra_assets.catalog import CatalogError, PermissionDenied
+from hydra_assets.db.models import Alarm, Image, User, utcnow
+from hydra_assets.labeling import apply_labels
+from panel_app.store.cache import SHARED
+from panel_app.store.reads import PageReads
+
+T = TypeVar("T")
+
+
+class PageWrites(PageReads):
+    """Labels, thresholds, activation and alarm acknowledgement, for the session's logged-in user."""
+
+    version: int
+
+    def _guarded(self, permission: str, plot_type_id: int | None, action: str, work: Callable[[Session], T],
+                 detail: str = "") -> T:
+        try:
+            return catalog.guarded_write(self.db, self.user, permission, plot_type_id, action, work, detail=detail)
+        finally:
+            self._changed()
+
+    def _user_id(self, session: Session) -> int | None:
+        return session.scalar(select(User.id).where(User.name == self.user)) if self.user else None
+
+    def apply_labels(
+        self, plot_type_id: int, painted: Mapping[Any, Any], *, shown: Sequence[int], source: str = "labeler"
+    ) -> int:
+        """Store painted labels (image id -> label id, None erases) in one transaction; returns how many changed.
+
+        Only images the page showed for this plot type and labels of this plot type are accepted, and only
+        from a user with `label` permission on the plot type.
+        """
+        clean = {int(k): (None if v is None else int(v)) for k, v in painted.items()}
+        stray = sorted(set(clean) - set(shown))
+        if stray:
+            raise CatalogError(f"images {stray[:5]} are not on this page")
+        info = self.plot_type(plot_type_id)
+        valid = {lab.id for lab in info.labels} if info else set()
+        wrong = sorted({v for v in clean.values() if v is not None and v not in valid})
+        if wrong:
+            raise CatalogError(f"label ids {wrong} are not labels of this plot type")
+
+        def work(session: Session) -> int:
+            foreign = session.scalars(
+                select(Image.id).where(Image.id.in_(list(clean)), Image.plot_type_id != plot_type_id)
+            ).all()
+            if foreign:
+                raise CatalogError(f"images {list(foreign)[:5]} belong to another plot type")
+            return apply_labels(session, clean, user_id=self._user_id(session), source=source)
+
+        name = info.name if info else plot_type_id
+        return self._guarded("label", plot_type_id, "apply labels", work,
+                             detail=f"{len(clean)} image(s) of plot type {name}")
+
+    def fix_label(self, image_id: int, label_id: int | None, *, source: str = "training_report") -> int:
+        """Set one image's human label (Training report's one-click fix)."""
+        plot_type_id = self._read(lambda s: s.scalar(select(Image.plot_type_id).where(Image.id == image_id)))
+        if plot_type_id is None:
+            raise CatalogError(f"unknown image {image_id}")
+        return self.apply_labels(plot_type_id, {image_id: label_id}, shown=[image_id], source=source)
+
+    def set_threshold(self, model_id: int, label_id: int, value: float) -> float | None:
+        """Change one label's threshold of a model version; returns the old value.
+
+        Delegates to `hydra_assets.ml.registry.set_threshold`, which checks `edit_thresholds` and keeps history.
+        """
+        from hydra_assets.ml import registry
+
+        info = self.model(model_id)
+        if info is None:
+            raise CatalogError(f"unknown model {model_id}")
+        label = self.plot_type(info.plot_type_id).label(int(label_id)) if self.plot_type(info.plot_type_id) else None
+        if label is None:
+            raise CatalogError(f"label {label_id} is not a label of this model's plot type")
+        old = next((t.value for t in self.thresholds_of(model_id, info.plot_type_id) if t.label_id == label.id),
+                   None)
+        registry.set_threshold(self.db, model_id, label.name, float(value), self.user or "")
+        self._changed()
+        return old
+
+    def activate_model(self, model_id: int) -> str:
+        """Make a model version the one Predict uses (`hydra_assets.ml.registry.activate_model`: checks
+        `activate_models`, moves the MLflow alias `active` in the same transaction)."""
+        from hydra_assets.ml import registry
+
+        info = self.model(model_id)
+        plot_type = self.plot_type(info.plot_type_id) if info else None
+        if info is None or plot_type is None:
+            raise CatalogError(f"unknown model {model_id}")
+        mlflow = self.config.settings if self.config.sync_mlflow_alias else None
+        try:
+            registry.activate_model(self.db, mlflow, plot_type.name, info.version, self.user or "",
+                                    reason="Library page")
+        except (PermissionDenied, CatalogError):
+            raise
+        except Exception as error:  # MLflow refused the alias: the whole activation rolled back
+            raise CatalogError(f"MLflow refused to move the alias, nothing changed: {error}") from error
+        finally:
+            self._changed()
+        return ""
+
+    def acknowledge_alarms(self, alarm_ids: list[int]) -> int:
+        """Mark alarms as seen by this user, for every Run page (the banner goes on all of them), and
+        audit it; any signed-in user may (the shift crew).  Returns how many were still unacknowledged."""
+        if not alarm_ids:
+            return 0
+        if not self.user:
+            raise PermissionDenied("sign in to acknowledge alarms")
+
+        def work(session: Session) -> int:
+            done = session.execute(
+                update(Alarm).where(Alarm.id.in_(alarm_ids), Alarm.acknowledged_at.is_(None))
+                .values(acknowledged_by=self.user, acknowledged_at=utcnow())).rowcount
+            catalog.record_audit(session, self.user or "", "acknowledge alarms",
+                         detail=f"{done} of alarms {', '.join(map(str, sorted(alarm_ids)))}")
+            return done
+
+        count = self.db.write(work, what="acknowledge alarms")
+        self._changed()
+        return count
+
+    def _changed(self) -> None:
+        SHARED.clear()
+        self.version += 1
