@@ -10,7 +10,6 @@ without a Hydra user can look at everything and change nothing.  Production uses
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -20,7 +19,6 @@ from hydra_assets.settings import HydraSettings
 CREDENTIALS_FILE = "credentials.json"  # what `hydra up` writes
 COOKIE_SECRET_FILE = "pages_cookie_secret"
 LOGIN_TEMPLATE = Path(__file__).parent / "templates" / "login.html"
-INDEX_TEMPLATE = Path(__file__).parent / "templates" / "index.html"  # "/" leads to the Run page
 
 
 class AuthError(RuntimeError):
@@ -56,10 +54,10 @@ def write_credentials(path: Path, users: dict[str, str]) -> Path:
 
 
 def cookie_secret(settings: HydraSettings) -> str:
-    """`HYDRA_COOKIE_SECRET`, or a random secret kept under HYDRA_HOME (so logins survive restarts)."""
-    from_env = os.environ.get("HYDRA_COOKIE_SECRET")
-    if from_env:
-        return from_env
+    """`HYDRA_COOKIE_SECRET` (`settings.cookie_secret`), or a random secret kept under HYDRA_HOME (so logins
+    survive restarts)."""
+    if settings.cookie_secret:
+        return settings.cookie_secret
     path = settings.home / COOKIE_SECRET_FILE
     if path.exists():
         secret = path.read_text(encoding="utf-8").strip()

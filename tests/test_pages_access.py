@@ -13,6 +13,7 @@ from pages_factory import draw_plot, make_users_only
 from PIL import Image as PILImage
 
 from hydra_assets.db.models import Image, Inference
+from hydra_assets.settings import load_settings
 from panel_app.auth import AuthError, cookie_secret, load_credentials, write_credentials
 from panel_app.images import ImageLocator, gradcam_url, image_roots, image_url, safe_path
 
@@ -98,7 +99,7 @@ def test_cookie_secret_is_kept_and_overridable(hydra_home, monkeypatch):
     first = cookie_secret(hydra_home)
     assert len(first) >= 32 and cookie_secret(hydra_home) == first
     monkeypatch.setenv("HYDRA_COOKIE_SECRET", "s" * 40)
-    assert cookie_secret(hydra_home) == "s" * 40
+    assert cookie_secret(load_settings()) == "s" * 40
 
 
 def test_pages_command_refuses_without_credentials(sqlite_db, hydra_home):
