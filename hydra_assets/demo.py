@@ -1,8 +1,9 @@
-"""The demo experiment behind `hydra up`: plot types, users, a labeled history, trained models, a live feeder.
+"""The demo experiment behind `hydra up`: plot types, users, a labeled history and a live feeder.
 
 Every step is cached in the Hydra home, so a second start skips what is done: plot types and users
-that exist stay, labeled images are imported once, plot types with an active model are not retrained,
-and the feeder resumes at the run and chunk where it stopped.
+that exist stay, labeled images are imported once, and the feeder resumes at the run and chunk where it
+stopped.  Training the demo models drives the Dagster training job, so it lives with the command line
+(`hydra_assets.cli.demo`); this module only says what the demo is made of.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import click
 from sqlalchemy import func, select
 
 from hydra_assets import catalog
@@ -115,42 +115,16 @@ def plot_types_without_model(db: HydraDB) -> list[str]:
         return [p.name for p in s.scalars(select(PlotType).order_by(PlotType.id)) if p.id not in active]
 
 
-def train_missing(db: HydraDB, config: HydraSettings, *, echo: Echo, epochs: int | None = None) -> None:
-    """Train and activate a compact model, through the Dagster training job, for each plot type lacking one.
-
-    The JSON summary `hydra train` would print goes to HYDRA_HOME/logs/demo-training.jsonl instead.
-    """
-    from hydra_assets.ml.cli import train_plot_type
-
-    log_folder = config.home / "logs"
-    log_folder.mkdir(parents=True, exist_ok=True)
-    for name in plot_types_without_model(db):
-        if labeled_count(db, name) == 0:
-            continue
-        echo(f"  training {name} (compact CNN, {epochs or 'default'} epochs, through Dagster)…")
-        started = time.perf_counter()
-        summary = train_plot_type(name, epochs=epochs, activate="always", user_name="admin", progress=True,
-                                  config=config)
-        with (log_folder / "demo-training.jsonl").open("a") as log:
-            log.write(json.dumps(summary, default=str) + "\n")
-        echo(f"  {name}: trained and activated in {time.perf_counter() - started:.0f} s")
-
-
-def seed_demo(config: HydraSettings, *, per_label: int, echo: Echo, epochs: int | None = None) -> None:
-    """Everything the demo needs before the services start; cached, so a second start is quick."""
-    db = HydraDB(config.db_url)
-    try:
-        created = seed_catalog(db)
-        if created:
-            echo(f"created demo plot types: {', '.join(created)}")
-        passwords = seed_users(db, config.home / "credentials.json")
-        for name, password in passwords.items():
-            echo(f"demo login (shown once, kept in {config.home / 'credentials.json'}): "
-                 f"{name} / {password}  [{DEMO_USERS[name]}]")
-        seed_history(db, config, per_label=per_label, echo=echo)
-        train_missing(db, config, echo=echo, epochs=epochs)
-    finally:
-        db.dispose()
+def seed_data(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo) -> None:
+    """Plot types, users and a labeled history: what the demo needs before its models are trained."""
+    created = seed_catalog(db)
+    if created:
+        echo(f"created demo plot types: {', '.join(created)}")
+    passwords = seed_users(db, config.home / "credentials.json")
+    for name, password in passwords.items():
+        echo(f"demo login (shown once, kept in {config.home / 'credentials.json'}): "
+             f"{name} / {password}  [{DEMO_USERS[name]}]")
+    seed_history(db, config, per_label=per_label, echo=echo)
 
 
 # ---- the live feeder --------------------------------------------------------------------------------
@@ -189,15 +163,3 @@ def feed(config: HydraSettings, *, interval: float, bad_fraction: float, chunks:
         if chunks is None or written < chunks:
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
 
-
-@click.command("demo-feed")
-@click.option("--interval", type=click.FloatRange(min=0.5), default=20.0, show_default=True,
-              help="Seconds between chunks.")
-@click.option("--bad-fraction", type=click.FloatRange(0, 1), default=0.15, show_default=True)
-@click.option("--chunks", type=click.IntRange(min=1), default=None, help="Stop after this many (default: never).")
-def demo_feed(interval: float, bad_fraction: float, chunks: int | None) -> None:
-    """Feed the demo experiment: a chunk of synthetic monitoring images every INTERVAL seconds."""
-    from hydra_assets.cli.common import settings
-
-    feed(settings(), interval=interval, bad_fraction=bad_fraction, chunks=chunks,
-         echo=lambda line: click.echo(line, err=False))

@@ -1,7 +1,8 @@
 """`hydra`: the scripting face of the platform.
 
-Subcommands live beside the code they drive and are imported only when used, so `hydra --help`
-answers at once and `hydra log` does not pay for importing TensorFlow.
+Every command lives in this package, one module per command group, and is imported only when used, so
+`hydra --help` answers at once and `hydra log` does not pay for importing TensorFlow.  Nothing outside
+this package imports it: the domain, the Dagster face and the pages know nothing of the command line.
 """
 
 from __future__ import annotations
@@ -12,23 +13,23 @@ import sys
 
 import click
 
-# command name -> "module:attribute" (a click command or group)
+# command name -> "module:attribute" (a click command or group); one module per command group
 COMMANDS = {
-    "init": "hydra_assets.cli.manage:init",
-    "plot-type": "hydra_assets.cli.manage:plot_type",
-    "user": "hydra_assets.cli.manage:user",
-    "permission": "hydra_assets.cli.manage:permission",
-    "label": "hydra_assets.cli.manage:label",
-    "news": "hydra_assets.cli.manage:news",
-    "simulate": "hydra_assets.simulate.cli:simulate",
-    "train": "hydra_assets.ml.cli:train",
-    "model": "hydra_assets.ml.cli:model",
+    "init": "hydra_assets.cli.home:init",
+    "plot-type": "hydra_assets.cli.plot_types:plot_type",
+    "user": "hydra_assets.cli.users:user",
+    "permission": "hydra_assets.cli.users:permission",
+    "label": "hydra_assets.cli.labels:label",
+    "news": "hydra_assets.cli.news:news",
+    "simulate": "hydra_assets.cli.simulate:simulate",
+    "train": "hydra_assets.cli.train:train",
+    "model": "hydra_assets.cli.models:model",
     "inferences": "hydra_assets.cli.results:inferences",
     "log": "hydra_assets.cli.results:log",
     "classify": "hydra_assets.cli.results:classify",
-    "pages": "panel_app.cli:pages",
+    "pages": "hydra_assets.cli.pages:pages",
     "up": "hydra_assets.cli.up:up",
-    "demo-feed": "hydra_assets.demo:demo_feed",
+    "demo-feed": "hydra_assets.cli.demo:demo_feed",
 }
 
 

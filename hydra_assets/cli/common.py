@@ -1,20 +1,24 @@
-"""What every command needs: settings, the database, and errors turned into messages and exit codes."""
+"""What every command needs: settings, the database, the acting user, and errors turned into messages
+and exit codes."""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.engine import HydraDB
+from hydra_assets.home import HomeError, open_database
 from hydra_assets.settings import HydraSettings, SettingsError, load_settings
 
 EXIT_USAGE, EXIT_REFUSED, EXIT_FAILED = 2, 3, 1
+
+USER_OPTION = click.option("--user", "user_name", default=lambda: load_settings().user,
+                           show_default="$HYDRA_USER or cli", help="Act as this Hydra user (permissions, audit log).")
 
 
 def settings() -> HydraSettings:
@@ -23,27 +27,17 @@ def settings() -> HydraSettings:
 
 def database(config: HydraSettings | None = None) -> HydraDB:
     """The Hydra database, refusing clearly when `hydra init` has not been run."""
-    from sqlalchemy.engine import make_url
-
-    from hydra_assets.db.migrate import current_revision
-
-    config = config or settings()
-    parsed = make_url(config.db_url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
-        raise click.ClickException(f"no Hydra database at {parsed.database}; run `hydra init` first")
     try:
-        revision = current_revision(config.db_url)
-    except Exception as error:
-        raise click.ClickException(f"cannot open the Hydra database {redact(config.db_url)}: {error}") from error
-    if revision is None:
-        raise click.ClickException(f"the Hydra database {redact(config.db_url)} has no schema; run `hydra init` first")
-    return HydraDB(config.db_url)
+        return open_database(config or settings())
+    except HomeError as error:
+        raise click.ClickException(str(error)) from error
 
 
-def redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
+def acting_user(db: HydraDB, user_name: str) -> str:
+    """The Hydra user a command acts as; the system user ``cli`` is created (admin) on first use."""
+    from hydra_assets.ml.registry import CLI_USER, ensure_cli_user
 
-    return make_url(url).render_as_string(hide_password=True)
+    return ensure_cli_user(db) if user_name == CLI_USER else user_name
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from hydra_assets.cli.common import friendly_errors, settings
+from hydra_assets.home import initialise
 from hydra_assets.settings import HydraSettings
 from hydra_assets.supervisor import Service, ServiceError, Supervisor
 
@@ -137,8 +138,6 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
        feed_interval: float, per_label: int, epochs: int | None, no_auth: bool) -> None:
     """Bring up the whole platform: Dagster (UI + daemon, sensors on), the Hydra pages, the MLflow UI and,
     unless --no-demo, a live demo experiment with trained models.  Ctrl-C stops everything."""
-    from hydra_assets.cli.manage import initialise
-
     config = settings()
     if production:
         no_demo = True
@@ -156,7 +155,7 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     click.echo(f"Hydra home: {config.home}")
     initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
     if not no_demo:
-        from hydra_assets.demo import seed_demo
+        from hydra_assets.cli.demo import seed_demo
 
         seed_demo(config, per_label=per_label, echo=click.echo, epochs=epochs)
 

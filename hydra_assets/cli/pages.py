@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from hydra_assets.cli.common import database, settings
+
 
 @click.command()
 @click.option("--port", default=5006, show_default=True, help="Port to listen on.")
@@ -23,7 +25,6 @@ def pages(port: int, address: str, credentials: Path | None, no_auth: bool, loca
 
     Pages read the Hydra database (HYDRA_DB_URL); links go to HYDRA_DAGSTER_URL and HYDRA_MLFLOW_URL.
     """
-    from hydra_assets.cli.common import database, settings
     from panel_app.app import serve
     from panel_app.auth import AuthError, default_credentials_path, load_credentials
     from panel_app.config import PagesConfig

@@ -1,9 +1,8 @@
-"""`hydra train` and `hydra model`: training through Dagster, and the model library from the command line.
+"""`hydra train`: train a plot type's model through the code location's `train_plot_type` job.
 
 The command line acts as the system user ``cli`` (created with the admin role on first use: whoever runs
 `hydra` already holds the database credentials), or as ``--user NAME`` / ``$HYDRA_USER``, who then needs
-the ``activate_models`` / ``edit_thresholds`` permission like on the Library page.  Every activation and
-threshold edit lands in the audit log under that name.
+the ``activate_models`` permission to activate, like on the Library page.
 """
 
 from __future__ import annotations
@@ -16,19 +15,9 @@ from typing import Any
 import click
 
 from hydra_assets.catalog import CatalogError, PermissionDenied
-from hydra_assets.cli.common import database, echo_json, friendly_errors, settings
+from hydra_assets.cli.common import USER_OPTION, acting_user, database, echo_json, friendly_errors, settings
 
-USER_OPTION = click.option("--user", "user_name", default=lambda: os.environ.get("HYDRA_USER", "cli"),
-                           show_default="$HYDRA_USER or cli", help="Act as this Hydra user (permissions, audit log).")
-
-
-def _acting_user(db, user_name: str) -> str:  # type: ignore[no-untyped-def]
-    from hydra_assets.ml.registry import CLI_USER, ensure_cli_user
-
-    return ensure_cli_user(db) if user_name == CLI_USER else user_name
-
-
-# ---- progress ------------------------------------------------------------------------------------
+TRAINING_JOB = "train_plot_type"
 
 
 class Progress:
@@ -85,9 +74,6 @@ class Progress:
             self._show(f"training report {data['report_id']}: {data['disagreements']} disagreement(s)", final=True)
 
 
-# ---- hydra train ---------------------------------------------------------------------------------
-
-
 def run_training(
     config,  # type: ignore[no-untyped-def]
     plot_type: str,
@@ -96,18 +82,16 @@ def run_training(
     tags: dict[str, str] | None = None,
     instance=None,  # type: ignore[no-untyped-def]
 ):
-    """Materialise the training assets of `plot_type` as one run of the `train_plot_type` job.
+    """Materialise the training assets of `plot_type` as one run of the code location's training job.
 
     The run goes to the Hydra Dagster instance (``DAGSTER_HOME``), so it appears in the Dagster UI with
-    its logs and asset materialisations; the plot type's partition is added first.
+    its logs and asset materialisations; the plot type's partition is added first.  The job and its
+    resources are the code location's, bound to `config`'s installation.
     """
     import dagster as dg
 
-    from hydra_assets.assets.training import TRAINING_ASSETS
-    from hydra_assets.jobs.training import train_plot_type as training_job
+    from hydra_assets.definitions import defs, resources_for
     from hydra_assets.partitions import plot_type as partitions
-    from hydra_assets.resources.hydra import HydraResource
-    from hydra_assets.resources.mlflow import MlflowResource
 
     if instance is None:
         config.dagster_home.mkdir(parents=True, exist_ok=True)
@@ -115,16 +99,10 @@ def run_training(
         instance = dg.DagsterInstance.from_config(str(config.dagster_home))
     if not instance.has_dynamic_partition(partitions.name, plot_type):
         instance.add_dynamic_partitions(partitions.name, [plot_type])
-    defs = dg.Definitions(
-        assets=TRAINING_ASSETS, jobs=[training_job],
-        resources={"hydra": HydraResource(home=str(config.home), db_url=config.db_url),
-                   "mlflow": MlflowResource(tracking_uri=config.mlflow_tracking_uri,
-                                            artifact_root=str(config.mlflow_artifact_root))},
-    )
-    job = defs.resolve_job_def(training_job.name)
+    job = defs.resolve_job_def(TRAINING_JOB)
     try:
         return job.execute_in_process(run_config=run_config, instance=instance, partition_key=plot_type,
-                                      tags=tags or {}, raise_on_error=True)
+                                      tags=tags or {}, raise_on_error=True, resources=resources_for(config))
     except dg.DagsterExecutionStepExecutionError as error:
         cause = error.user_exception
         if isinstance(cause, (CatalogError, PermissionDenied)):
@@ -260,7 +238,7 @@ def train_plot_type(
     db = database(config)
     with db.read() as s:
         plot_id = catalog.get_plot_type(s, plot_type_name).id
-    user = _acting_user(db, user_name)
+    user = acting_user(db, user_name)
     if activate != "never":
         with db.read() as s:
             if not catalog.has_permission(s, user, "activate_models", plot_id):
@@ -293,99 +271,3 @@ def train_plot_type(
         return training_summary(db, plot_type_name, result.run_id)
     finally:
         db.dispose()
-
-
-# ---- hydra model ---------------------------------------------------------------------------------
-
-
-@click.group()
-def model() -> None:
-    """The model library: list versions, activate or deactivate one, edit thresholds."""
-
-
-@model.command("list")
-@click.argument("plot_type_name", metavar="[PLOT_TYPE]", required=False)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@friendly_errors
-def model_list(plot_type_name: str | None, fmt: str) -> None:
-    """List model versions (of one plot type, or all) with activity, metrics and thresholds."""
-    from hydra_assets.ml.registry import list_models
-
-    rows = list_models(database(), plot_type_name)
-    if fmt == "json":
-        echo_json(rows)
-        return
-    if not rows:
-        click.echo("no models yet: hydra train PLOT_TYPE")
-    for r in rows:
-        validation = (r["metrics"] or {}).get("validation", {})
-        f1 = validation.get("macro_f1")
-        recall = validation.get("bad_recall")
-        click.echo(f"{'*' if r['active'] else ' '} {r['plot_type']:<24} {r['model']:<28} {r['topology']:<12} "
-                   f"{r['input_size'][0]}x{r['input_size'][1]:<5} n={r['training_set_size']:<6} "
-                   f"macroF1={'-' if f1 is None else f'{f1:.3f}'} "
-                   f"badRecall={'-' if recall is None else f'{recall:.3f}'} "
-                   f"thresholds=" + ",".join(f"{k}:{v['threshold']:.3f}" for k, v in r["thresholds"].items()))
-
-
-@model.command("activate")
-@click.argument("plot_type_name", metavar="PLOT_TYPE")
-@click.argument("version")
-@USER_OPTION
-@friendly_errors
-def model_activate(plot_type_name: str, version: str, user_name: str) -> None:
-    """Make VERSION (e.g. 3, or hydra-T/3, local-T/1) the active model of PLOT_TYPE."""
-    from hydra_assets.ml.registry import activate_model
-
-    config = settings()
-    db = database(config)
-    row = activate_model(db, config, plot_type_name, version, _acting_user(db, user_name))
-    click.echo(f"{row.key} is now the active model of {plot_type_name}")
-
-
-@model.command("deactivate")
-@click.argument("plot_type_name", metavar="PLOT_TYPE")
-@USER_OPTION
-@friendly_errors
-def model_deactivate(plot_type_name: str, user_name: str) -> None:
-    """Leave PLOT_TYPE without an active model (its images are recorded as no_model until one is activated)."""
-    from hydra_assets.ml.registry import deactivate_model
-
-    config = settings()
-    db = database(config)
-    previous = deactivate_model(db, config, plot_type_name, _acting_user(db, user_name))
-    click.echo(f"{plot_type_name} has no active model" + (f" (was {previous.key})" if previous else ""))
-
-
-@model.command("set-threshold")
-@click.argument("plot_type_name", metavar="PLOT_TYPE")
-@click.argument("version")
-@click.argument("label")
-@click.argument("value", type=click.FloatRange(0, 1))
-@USER_OPTION
-@friendly_errors
-def model_set_threshold(plot_type_name: str, version: str, label: str, value: float, user_name: str) -> None:
-    """Set LABEL's threshold of model VERSION of PLOT_TYPE to VALUE (history kept)."""
-    from hydra_assets.ml.registry import find_model, set_threshold
-
-    db = database()
-    with db.read() as s:
-        model_id = find_model(s, plot_type_name, version).id
-    set_threshold(db, model_id, label, value, _acting_user(db, user_name))
-    click.echo(f"threshold of {label} set to {value}")
-
-
-@model.command("show")
-@click.argument("plot_type_name", metavar="PLOT_TYPE")
-@click.argument("version", required=False)
-@friendly_errors
-def model_show(plot_type_name: str, version: str | None) -> None:
-    """JSON of one version (default: the active one)."""
-    from hydra_assets.ml.active import active_model_row
-    from hydra_assets.ml.registry import describe, find_model
-
-    with database().read() as s:
-        row = find_model(s, plot_type_name, version) if version else active_model_row(s, plot_type_name)
-        if row is None:
-            raise CatalogError(f"plot type {plot_type_name} has no active model; name a version")
-        echo_json(describe(s, row))
