@@ -136,8 +136,8 @@ def make_home(root: Path, plot_types: list[str], *, topology: str = "compact", s
     import numpy as np
 
     from hydra_assets import catalog
-    from hydra_assets.cli.manage import initialise
     from hydra_assets.db.engine import HydraDB
+    from hydra_assets.home import initialise
     from hydra_assets.ml.active import register_local_model
     from hydra_assets.ml.topologies import build_model
     from hydra_assets.settings import load_settings
