@@ -143,6 +143,22 @@ def test_permission_grant_and_revoke(home):
 
 def test_help_explains():
     out = run("--help").output
-    for command in ("init", "plot-type", "label", "user", "permission"):
+    for command in ("init", "plot-type", "label", "user", "permission", "doctor"):
         assert command in out
     assert "DIR/<label>" in run("label", "import", "--help").output.replace("FOLDER", "DIR")
+
+
+def test_doctor_reports_a_sound_installation():
+    result = run("doctor")
+    assert "install check ok" in result.output and "dagster 1." in result.output
+
+
+def test_doctor_names_each_problem_and_exits_1(monkeypatch):
+    problems = ["dagster-mysql 0.12.0 belongs to dagster 1.-4.0, not 1.13.27", "import dagster_mysql failed: boom"]
+    monkeypatch.setattr("hydra_assets.install_check.check_installation", lambda: problems)
+    result = run("doctor", ok=False)
+    assert result.exit_code == 1
+    assert "the installation is broken" in result.output
+    for line in problems:
+        assert f"  - {line}" in result.output
+    assert "install check ok" not in result.output
