@@ -393,12 +393,13 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
     import dagster as dg
     import numpy as np
 
-    from hydra_assets.assets.ingest import INGEST_ASSETS, PredictorResource
+    from hydra_assets.assets.ingest import INGEST_ASSETS
     from hydra_assets.images import file_digest, load_rgb
     from hydra_assets.ingest.predictor import predict_weights
     from hydra_assets.ingest.scan import FileRef
     from hydra_assets.ml.active import load_active_model
     from hydra_assets.resources.hydra import HydraResource
+    from hydra_assets.resources.predictor import PredictorResource
 
     plot = "RATIO_" + topology
     config, db = make_home(root, [plot], topology=topology, size=size, env={"HYDRA_MIN_FILE_AGE_SECONDS": "0"})
@@ -444,13 +445,14 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
     keeper = statistics.median(d.get("keeper_ms", 0) for d in details) / 1000
     gradcam = statistics.median(d.get("gradcam_ms", 0) for d in details) / 1000
     predict_db = statistics.median(d.get("db_ms", 0) for d in details) / 1000
+    prepare = statistics.median(d.get("prepare_ms", 0) for d in details) / 1000
     summary = {
         "topology": topology, "input": f"{size[0]}x{size[1]}", "images": n,
         "bare_images_per_s": round(n / bare, 1), "job_images_per_s": round(n / job, 1),
         "ratio": round(bare / job, 3), "job_s": round(job, 3), "bare_s": round(bare, 3),
         "feeder_s": round(feeder, 3), "predict_s": round(predict, 3), "model_in_job_s": round(infer, 3),
         "keeper_s": round(keeper, 3), "dagster_overhead_s": round(job - feeder - predict - keeper, 3),
-        "gradcam_s": round(gradcam, 3), "predict_db_s": round(predict_db, 3),
+        "gradcam_s": round(gradcam, 3), "predict_db_s": round(predict_db, 3), "predict_prepare_s": round(prepare, 3),
         "ratio_without_gradcam": round(bare / (job - gradcam), 3),
         # the same comparison inside one job run: the model's own time over the job's (no run-to-run noise)
         "ratio_in_run": round(infer / job, 3),
@@ -459,8 +461,8 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
     print(f"  bare model      {summary['bare_images_per_s']:8.1f} images/s  ({bare:.3f} s)")
     print(f"  chunk job       {summary['job_images_per_s']:8.1f} images/s  ({job:.3f} s)")
     print(f"  ratio           {summary['ratio']:.3f}")
-    print(f"  job breakdown   feeder {feeder:.3f} s | predict {predict:.3f} s (model {infer:.3f} s, GradCAM "
-          f"{gradcam:.3f} s, DB {predict_db:.3f} s) | keeper {keeper:.3f} s | Dagster {summary['dagster_overhead_s']:.3f} s")
+    print(f"  job breakdown   feeder {feeder:.3f} s | predict {predict:.3f} s (inputs {prepare:.3f} s, model {infer:.3f} s, "
+          f"GradCAM {gradcam:.3f} s, DB {predict_db:.3f} s) | keeper {keeper:.3f} s | Dagster {summary['dagster_overhead_s']:.3f} s")
     print(f"  ratio without GradCAM of the Bad ones: {summary['ratio_without_gradcam']:.3f}")
     print(f"  in-run ratio (model time inside the job / job time): {summary['ratio_in_run']:.3f}")
     instance.dispose()

@@ -1,20 +1,24 @@
 """The one Definitions object of the Hydra code location, and the one place where resources are bound.
 
-Dagster refuses a module with more than one Definitions at module scope, so the packages are imported
-as modules and only `defs` is bound here.  `resources_for` binds the resources of one installation's
-settings: the code location uses the environment's, `hydra train` the settings it was started with.
+Each package exposes plain lists and factories (assets/, jobs/, sensors/, resources/); only this module
+puts them together, per installation: `resources_for` binds the resources of one installation's settings
+(the code location uses the environment's, `hydra train` the settings it was started with) and the chunk
+job gets the executor the settings name (HYDRA_EXECUTOR).  Dagster refuses a module with more than one
+Definitions at module scope, so only `defs` is one.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from hydra_assets.assets import training as training_assets
-from hydra_assets.assets.ingest import PredictorResource
-from hydra_assets.jobs import ingest as ingest_jobs
-from hydra_assets.jobs import training as training_jobs
+from hydra_assets.assets.ingest import INGEST_ASSETS
+from hydra_assets.assets.training import TRAINING_ASSETS
+from hydra_assets.jobs.ingest import ingest_chunk_job
+from hydra_assets.jobs.training import train_plot_type
 from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.resources.mlflow import MlflowResource
+from hydra_assets.resources.predictor import PredictorResource
+from hydra_assets.sensors.incoming import incoming_images
 from hydra_assets.settings import HydraSettings, load_settings
 
 
@@ -31,9 +35,9 @@ def resources_for(settings: HydraSettings | None = None) -> dict[str, dg.Configu
     }
 
 
-defs = dg.Definitions.merge(
-    ingest_jobs.defs,
-    training_assets.defs,
-    training_jobs.defs,
-    dg.Definitions(resources=resources_for()),
+defs = dg.Definitions(
+    assets=[*INGEST_ASSETS, *TRAINING_ASSETS],
+    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type],
+    sensors=[incoming_images],
+    resources=resources_for(),
 )

@@ -18,10 +18,11 @@ import pytest
 from PIL import Image as PILImage
 
 from hydra_assets import catalog
-from hydra_assets.assets.ingest import INGEST_ASSETS, PredictorResource
+from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
+from hydra_assets.resources.predictor import PredictorResource
 from hydra_assets.sensors.incoming import incoming_images
 from hydra_assets.settings import HydraSettings
 

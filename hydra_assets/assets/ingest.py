@@ -7,11 +7,9 @@ model activation classifies them all with the new version (one inference per ima
 """
 
 
-import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -22,45 +20,13 @@ from hydra_assets.ingest.feeder import FeedResult, feed_files, take_prepared
 from hydra_assets.ingest.health import beat, record_timings, write_resolving_conflicts
 from hydra_assets.ingest.keeper import KeepResult, keep_run
 from hydra_assets.ingest.predict import PredictResult, predict_run
-from hydra_assets.ingest.predictor import Classifier, InProcessClassifier, ensure_service
 from hydra_assets.ingest.scan import FileRef
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
+from hydra_assets.resources.predictor import PredictorResource
 from hydra_assets.settings import HydraSettings
 
 GROUP = "ingest"
-PREDICTOR_MODES = ("auto", "service", "inprocess")
-
-
-class PredictorResource(dg.ConfigurableResource):
-    """Where Predict runs the model: `auto` (the warm predictor service, started on demand; in-process if it
-    cannot be reached), `service` (the service or fail) or `inprocess` (load the model in the run process)."""
-
-    mode: str = Field(default="auto", description="auto | service | inprocess")
-    wait_seconds: float = Field(default=90.0, description="How long a run waits for a starting service.")
-
-    def classifier(self, db: HydraDB, config: HydraSettings, log: Any = None) -> Classifier:
-        if self.mode not in PREDICTOR_MODES:
-            raise ValueError(f"predictor mode {self.mode!r} is not one of {', '.join(PREDICTOR_MODES)}")
-        if self.mode == "inprocess":
-            return InProcessClassifier(db, config)
-        service = ensure_service(config, wait_s=self.wait_seconds)
-        if service is not None:
-            return service
-        if self.mode == "service":
-            raise RuntimeError("the predictor service did not come up; see <HYDRA_HOME>/run/predictor.log")
-        if log is not None:
-            log.warning("predictor service unreachable; classifying in this process (slower first chunk)")
-        return InProcessClassifier(db, config)
-
-    def prewarm(self, config: HydraSettings) -> None:
-        """Start the service without waiting, so TensorFlow loads while the run is being launched."""
-        if self.mode != "inprocess":
-            ensure_service(config, wait_s=0.0)
-
-
-def predictor_from_env() -> PredictorResource:
-    return PredictorResource(mode=os.environ.get("HYDRA_PREDICTOR", "auto"))
 
 
 class ChunkFiles(dg.Config):

@@ -175,5 +175,3 @@ def training_report(
 
 
 TRAINING_ASSETS = [training_set, model, thresholds, training_report]
-
-defs = dg.Definitions(assets=TRAINING_ASSETS)

@@ -1,25 +1,29 @@
-"""The chunk job and the ingestion code location pieces (assets, job, sensor, predictor resource).
+"""The chunk job: Feeder → Predict → Keeper on the files of one run number's chunks.
 
-`ingest_chunk` runs the three ingestion steps with the in-process executor: they are sequential anyway,
-and one process per step would pay the interpreter, Dagster and definitions import three times (measured
-in bench/ingest.py).  It also lets the Feeder hand its prepared arrays to Predict in memory.
-`HYDRA_EXECUTOR=multiprocess|celery` (deploy/README.md) switches it without code changes; the steps then
-rebuild the arrays from the stored images.
+`ingest_chunk` runs the three ingestion steps with the in-process executor by default: they are sequential
+anyway, and one process per step would pay the interpreter, Dagster and definitions import three times
+(measured in bench/ingest.py).  `HYDRA_EXECUTOR=multiprocess|celery` (deploy/README.md) switches it without
+code changes: definitions.py builds the job with the executor of the installation's settings.  Every step
+reads its inputs from the Hydra database and the stored images, so all executors give the same result.
 """
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.partitions import run_number
-from hydra_assets.sensors.incoming import incoming_images
+
+if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export the name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+INGEST_CHUNK = "ingest_chunk"  # the sensor names this job
 
 
-def chunk_executor() -> dg.ExecutorDefinition:
-    choice = os.environ.get("HYDRA_EXECUTOR", "in_process").strip().lower().replace("-", "_")
+def chunk_executor(choice: str = "in_process") -> dg.ExecutorDefinition:
+    """The executor named by the `executor` setting (in_process | multiprocess | celery)."""
     if choice == "celery":
         from dagster_celery import celery_executor  # optional: pip install dagster-celery
 
@@ -29,16 +33,12 @@ def chunk_executor() -> dg.ExecutorDefinition:
     return dg.in_process_executor
 
 
-ingest_chunk = dg.define_asset_job(
-    "ingest_chunk",
-    selection=dg.AssetSelection.assets(*INGEST_ASSETS),
-    partitions_def=run_number,
-    executor_def=chunk_executor(),
-    description="Feeder → Predict → Keeper for the files of one run number's chunks (or the whole run).",
-)
-
-defs = dg.Definitions(
-    assets=INGEST_ASSETS,
-    jobs=[ingest_chunk],
-    sensors=[incoming_images],
-)
+def ingest_chunk_job(executor: str = "in_process") -> UnresolvedAssetJobDefinition:
+    """The chunk job with the executor of the `executor` setting."""
+    return dg.define_asset_job(
+        INGEST_CHUNK,
+        selection=dg.AssetSelection.assets(*INGEST_ASSETS),
+        partitions_def=run_number,
+        executor_def=chunk_executor(executor),
+        description="Feeder → Predict → Keeper for the files of one run number's chunks (or the whole run).",
+    )

@@ -18,5 +18,3 @@ train_plot_type = dg.define_asset_job(
     description="Training set, model, thresholds and training report of one plot type.",
     tags={"hydra/kind": "training"},
 )
-
-defs = dg.Definitions(jobs=[train_plot_type])

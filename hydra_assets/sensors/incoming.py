@@ -5,6 +5,7 @@ the run-number partitions the runs need and turns the plans into run requests.  
 files as "<sha256> <name>" in the `image` op config (bounded far below the 64 KiB of a run body on MySQL
 storage) and a `run_key` over names and digests: the same bytes never run twice, a corrected file does.
 It also submits again the chunks whose runs Dagster has given up on (`hydra_assets.ingest.resubmit`).
+It names its job, `ingest_chunk`, rather than importing it: a sensor module imports no asset or job module.
 """
 
 
@@ -13,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from hydra_assets.assets.ingest import PredictorResource
 from hydra_assets.ingest.resubmit import RESUBMISSION_TAG, FailedRun, Resubmission, next_key, plan_resubmissions
 from hydra_assets.ingest.tick import evaluate_tick
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
+from hydra_assets.resources.predictor import PredictorResource
+from hydra_assets.settings import load_settings
 
 DAEMON_LOOP_SECONDS = 5  # dagster/_daemon/sensor.py MIN_INTERVAL_LOOP_TIME: sensors are looked at every 5 s
 
@@ -34,8 +36,6 @@ def minimum_interval(wanted: int) -> int:
 
 def _interval() -> int:
     try:
-        from hydra_assets.settings import load_settings
-
         return minimum_interval(load_settings().sensor_interval_seconds)
     except Exception:  # a bad setting must not break loading the code location
         return minimum_interval(DAEMON_LOOP_SECONDS)
