@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from test_ingest_support import PLOT, activate, drop, home, model_files, png_bytes  # noqa: F401
 
 from hydra_assets.db.models import Inference
-from hydra_assets.ingest.launcher import PID_TAG, WarmRunLauncher, code_fingerprint
+from hydra_assets.warm_launcher import PID_TAG, WarmRunLauncher, code_fingerprint
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +38,16 @@ def test_launcher_is_configured_in_the_shipped_dagster_yaml(tmp_path):
     instance.dispose()
 
 
+def test_a_dagster_home_made_before_the_move_still_loads_the_launcher(tmp_path):
+    """Homes copied dagster.yaml when the launcher was hydra_assets.ingest.launcher; hydra init keeps them."""
+    text = (REPO / "dagster.yaml").read_text()
+    assert "module: hydra_assets.warm_launcher" in text
+    (tmp_path / "dagster.yaml").write_text(text.replace("hydra_assets.warm_launcher", "hydra_assets.ingest.launcher"))
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    assert isinstance(instance.run_launcher, WarmRunLauncher)
+    instance.dispose()
+
+
 @pytest.mark.usefixtures("home")
 def test_sensor_runs_are_forked_from_the_warm_worker(home, sqlite_db, model_files, monkeypatch):
     from dagster._core.storage.dagster_run import DagsterRunStatus
@@ -49,7 +59,7 @@ def test_sensor_runs_are_forked_from_the_warm_worker(home, sqlite_db, model_file
     activate(sqlite_db, model_files["good"])
     target = ModuleTarget(module_name="hydra_assets.definitions", attribute=None, working_directory=str(REPO),
                           location_name="hydra")
-    overrides = {"run_launcher": {"module": "hydra_assets.ingest.launcher", "class": "WarmRunLauncher"},
+    overrides = {"run_launcher": {"module": "hydra_assets.warm_launcher", "class": "WarmRunLauncher"},
                  "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}}
     with instance_for_test(overrides=overrides) as instance:
         with create_test_daemon_workspace_context(target, instance) as workspace:
@@ -84,7 +94,7 @@ def test_health_check_sees_a_killed_worker_even_before_it_is_reaped(tmp_path):
 
     from dagster._core.launcher import WorkerStatus
 
-    from hydra_assets.ingest.launcher import HOST_TAG, worker_alive
+    from hydra_assets.warm_launcher import HOST_TAG, worker_alive
 
     launcher = WarmRunLauncher()
     here = socket.gethostname()

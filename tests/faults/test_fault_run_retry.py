@@ -23,7 +23,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from fault_support import REPO, Daemon, counts, dagster_home, drop_many, runs_by_status, wait_until
 from test_ingest_support import activate, home, model_files  # noqa: F401
 
-from hydra_assets.ingest.launcher import PID_TAG
+from hydra_assets.warm_launcher import PID_TAG
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 FILES = 40
