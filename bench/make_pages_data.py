@@ -10,8 +10,8 @@ schema and fills it the way a year of running would:
 - `--images` images over 365 days, one per plot type per chunk, 30 chunks a run; 10 % labeled by a human,
   5 % unlabeled in the Labeler queue (Bad/unconfirmed first), 3 % collected;
 - `--inferences-per-image` run-history rows per image (one per model version, as backfills leave them),
-  weights JSON, confirmed / Bad / flagged, GradCAM paths for confirmed Bad; alarms for the active version's
-  confirmed Bad; run-time rows; stage timings per chunk; a training report per plot type; label history.
+  weights JSON, confirmed / Bad / flagged, GradCAM paths for confirmed Bad; a keep decision for each (bad /
+  unconfirmed / collect, as the Keeper stores it); alarms for the active version's confirmed Bad; run-time rows; stage timings per chunk; a training report per plot type; label history.
 
 Rows are written as tab-separated files and loaded with LOAD DATA LOCAL INFILE in primary-key order, so the
 indexes of the real schema are all in place (nothing is dropped or rebuilt).  Files go to a temporary folder.
@@ -31,6 +31,7 @@ import pandas as pd
 import pymysql
 
 from hydra_assets.db.models import utcnow
+from hydra_assets.rules import BAD, COLLECT, UNCONFIRMED
 
 N_PLOT_TYPES = 86
 LABELS = ("Good", "Bad", "NoData")
@@ -233,6 +234,19 @@ def main() -> None:
             })
             for first in range(0, n, 250_000):
                 load(connection, "inferences", frame.iloc[first:first + 250_000], folder)
+            reason = pd.Series(np.where(confirmed & is_bad, BAD, np.where(~confirmed, UNCONFIRMED, COLLECT)))
+            reason = reason.where(~(confirmed & ~is_bad) | (priority == 1))  # Good is kept only when collected
+            keep = pd.DataFrame({
+                "id": ids,
+                "inference_id": ids,
+                "image_id": image_rows + 1,
+                "keep": reason.notna().astype(int),
+                "reason": reason,
+                "kept_path": images["stored_path"].str.replace("/images/", "/kept/").where(reason.notna()),
+                "decided_at": classified + pd.to_timedelta(1, unit="s"),
+            })
+            for first in range(0, n, 250_000):
+                load(connection, "keep_decisions", keep.iloc[first:first + 250_000], folder)
             if version == 10:
                 bad = frame[(confirmed & is_bad)]
                 alarms = pd.DataFrame({"inference_id": bad["id"], "image_id": bad["image_id"],
@@ -281,7 +295,7 @@ def main() -> None:
         load(connection, "training_report_items", pd.DataFrame(items), folder)
         log(f"{len(timings[0]) * 3:,} stage timings, {len(items):,} report items", started)
     with connection.cursor() as cursor:
-        for table in ("images", "inferences", "alarms", "label_history", "stage_timings"):
+        for table in ("images", "inferences", "keep_decisions", "alarms", "label_history", "stage_timings"):
             cursor.execute(f"ANALYZE TABLE `{table}`")
             cursor.fetchall()
     connection.close()

@@ -13,6 +13,7 @@ from hydra_assets.db.models import Model
 from panel_app import queries as q
 from panel_app.store.cache import SHARED
 from panel_app.views_data import (
+    SORT_NAMES,
     AlarmInfo,
     BrowseFilter,
     Card,
@@ -156,7 +157,8 @@ class PageReads:
                     ) -> list[Tile]:
         return self._read(q.editor_page, plot_type_id, label_ids, start=start, end=end, before=before, limit=limit)
 
-    def browse(self, f: BrowseFilter, *, sort: str, limit: int = 60, offset: int = 0) -> tuple[list[Tile], bool]:
+    def browse(self, f: BrowseFilter, *, sort: str = SORT_NAMES[0], limit: int = 60, offset: int = 0
+               ) -> tuple[list[Tile], bool]:
         return self._read(q.browse, f, sort=sort, limit=limit, offset=offset)
 
     def browse_count(self, f: BrowseFilter, *, cap: int = 1000) -> int | None:
