@@ -13,6 +13,8 @@
     Keras model on the same N preprocessed images, in the same process.
 (c) drain: with the daemon running, a Hall-B-like chunk (81 plot types x 1 image) and a burst of 1,000
     images of one run, timed from the last rename to the last inference row.
+(d) handoff: what Predict pays for a chunk's model inputs when it decodes the stored images again, takes
+    the inputs the Feeder kept on disk, or takes them from memory; and what keeping them costs the Feeder.
 
 Everything runs in a temporary folder; processes started here are stopped by their ids at the end.
 """
@@ -395,7 +397,7 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
 
     from hydra_assets.assets.ingest import INGEST_ASSETS
     from hydra_assets.images import file_digest, load_rgb
-    from hydra_assets.ingest.predictor import predict_weights
+    from hydra_assets.ingest.classifier import predict_weights
     from hydra_assets.ingest.scan import FileRef
     from hydra_assets.ml.active import load_active_model
     from hydra_assets.resources.hydra import HydraResource
@@ -471,6 +473,91 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
     return summary
 
 
+# ---- (d) Feeder -> Predict hand-off -------------------------------------------------------------------------------------
+
+
+def measure_handoff(root: Path, pool: ImagePool, *, sizes: list[int], reps: int) -> list[dict]:
+    """What Predict pays for a chunk's model inputs, and what the Feeder pays to keep them.
+
+    Only the work that differs between the ways of handing the inputs over, on the same stored 480x360 PNGs
+    at the demo models' 128x128, median of `reps` rounds: Predict decoding the stored images again; taking
+    the inputs the Feeder kept on disk (`model_inputs`, any executor); taking them from a dict in memory
+    (one process only: the in-process executor).  The Feeder's side: resizing the pixels it decodes anyway
+    for its check, and writing them.  No model and no Dagster, so the figures hold still on a busy machine.
+    """
+    os.environ["HYDRA_HOME"] = str(root)
+    for key in ("HYDRA_DB_URL", "DAGSTER_HOME", "HYDRA_INPUT_DIR", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(key, None)
+    from hydra_assets import catalog
+    from hydra_assets.db.engine import HydraDB
+    from hydra_assets.home import initialise
+    from hydra_assets.images import check_image, file_digest
+    from hydra_assets.ingest.feeder import feed_files
+    from hydra_assets.ingest.model_inputs import keep_inputs, prepare, take_inputs, to_uint8
+    from hydra_assets.ingest.scan import FileRef
+    from hydra_assets.settings import load_settings
+
+    config = load_settings(min_file_age_seconds=0)
+    initialise(config)
+    db = HydraDB(config.db_url)
+    db.write(lambda s: catalog.add_plot_type(s, "HANDOFF", "Good,Bad", "Bad", collect_percent=5.0,
+                                             input_size=DEMO_SIZE))
+    refs = []
+    for i in range(max(sizes)):
+        name = f"HANDOFF-700-{i:04d}.png"
+        write_atomically(config.input_dir, name, pool.unique(i))
+        refs.append(FileRef(file_digest(config.input_dir / name), name))
+    fed = feed_files(db, config, 700, refs).registered  # no Dagster run id: nothing kept
+    db.dispose()
+    summaries = []
+    for n in sizes:
+        stored = [(image.digest, image.stored) for image in fed[:n]]
+        digests = [digest for digest, _ in stored]
+        times: dict[str, list[float]] = defaultdict(list)
+        for rep in range(reps + 1):  # the first round warms the page cache
+            round_: dict[str, float] = {}
+            started = time.perf_counter()
+            decoded = {digest: prepare(path, DEMO_SIZE) for digest, path in stored}
+            round_["predict: decode the stored images"] = time.perf_counter() - started
+            started = time.perf_counter()
+            for _, path in stored:
+                check_image(path, max_pixels=config.max_image_pixels)
+            checked = time.perf_counter() - started
+            started = time.perf_counter()
+            for _, path in stored:
+                to_uint8(check_image(path, max_pixels=config.max_image_pixels, pixels_at=DEMO_SIZE).pixels)
+            round_["feeder: resize while checking"] = max(0.0, time.perf_counter() - started - checked)
+            started = time.perf_counter()
+            keep_inputs(config, decoded)
+            round_["feeder: write the kept inputs"] = time.perf_counter() - started
+            started = time.perf_counter()
+            taken = take_inputs(config, digests, DEMO_SIZE)
+            round_["predict: take the kept inputs (disk)"] = time.perf_counter() - started
+            assert len(taken) == len(set(digests))
+            memory = dict(decoded)
+            started = time.perf_counter()
+            _ = {digest: memory.pop(digest) for digest in digests}
+            round_["predict: take from memory (one process)"] = time.perf_counter() - started
+            if rep:
+                for key, value in round_.items():
+                    times[key].append(value)
+        medians = {key: statistics.median(values) for key, values in times.items()}
+        disk = (medians["feeder: resize while checking"] + medians["feeder: write the kept inputs"]
+                + medians["predict: take the kept inputs (disk)"])
+        memory = medians["feeder: resize while checking"] + medians["predict: take from memory (one process)"]
+        summary = {"images": n, "reps": reps, **{k: round(v * 1000, 2) for k, v in medians.items()},
+                   "chunk_ms_decode_again": round(medians["predict: decode the stored images"] * 1000, 2),
+                   "chunk_ms_disk_handoff": round(disk * 1000, 2), "chunk_ms_memory_handoff": round(memory * 1000, 2)}
+        print(f"\n== (d) Feeder -> Predict hand-off, {n} stored 480x360 PNGs -> {DEMO_SIZE[0]}x{DEMO_SIZE[1]} inputs, "
+              f"median of {reps} ==")
+        for key, value in medians.items():
+            print(f"  {key:<42} {value * 1000:8.2f} ms  ({value * 1000 / n:.3f} ms/image)")
+        print(f"  per chunk: decode again {summary['chunk_ms_decode_again']:.2f} ms | kept on disk "
+              f"{summary['chunk_ms_disk_handoff']:.2f} ms | in memory {summary['chunk_ms_memory_handoff']:.2f} ms")
+        summaries.append(summary)
+    return summaries
+
+
 # ---- (c) drain ---------------------------------------------------------------------------------------------------------
 
 
@@ -529,7 +616,8 @@ def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="latency,ratio,drain", help="comma list of latency, ratio, drain")
+    parser.add_argument("--parts", default="latency,ratio,drain,handoff",
+                        help="comma list of latency, ratio, drain, handoff")
     parser.add_argument("--variant", default="shipped", help=f"{', '.join(VARIANTS)} or all")
     parser.add_argument("--chunks", type=int, default=24, help="measured chunks per latency variant (>= 20)")
     parser.add_argument("--interval", type=float, default=8.0, help="seconds between chunks")
@@ -537,6 +625,9 @@ def main() -> None:
     parser.add_argument("--ratio-reps", type=int, default=3)
     parser.add_argument("--ratio-topologies", default="compact", help="e.g. compact,inceptionv3")
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--handoff-images", type=lambda text: [int(v) for v in text.split(",")], default=[6, 81],
+                        help="chunk sizes of the hand-off part, e.g. 6,81")
+    parser.add_argument("--handoff-reps", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -551,6 +642,9 @@ def main() -> None:
             figures["ratio"] = [measure_ratio(root / f"ratio-{t}", pool, topology=t, size=sizes[t],
                                               n=args.ratio_images, reps=args.ratio_reps)
                                 for t in args.ratio_topologies.split(",")]
+        if "handoff" in parts:
+            figures["handoff"] = measure_handoff(root / "handoff", pool, sizes=args.handoff_images,
+                                                 reps=args.handoff_reps)
         if "latency" in parts or "drain" in parts:
             variants = list(VARIANTS) if args.variant == "all" else args.variant.split(",")
             figures["latency"] = []

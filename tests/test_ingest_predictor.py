@@ -23,13 +23,9 @@ from test_ingest_support import (  # noqa: F401 - fixtures
     tick,
 )
 
-from hydra_assets.ingest.feeder import prepare
-from hydra_assets.ingest.predictor import (
-    InProcessClassifier,
-    InputSizeMismatch,
-    ServiceClassifier,
-    ensure_service,
-)
+from hydra_assets.ingest.classifier import InProcessClassifier, InputSizeMismatch
+from hydra_assets.ingest.model_inputs import prepare
+from hydra_assets.ingest.predictor import ServiceClassifier, ensure_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
 

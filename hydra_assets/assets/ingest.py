@@ -16,7 +16,7 @@ from pydantic import Field
 
 from hydra_assets.db.engine import HydraDB, is_outage, outage_waits
 from hydra_assets.ingest.checks import decisions_missing, inference_coverage
-from hydra_assets.ingest.feeder import FeedResult, feed_files, take_prepared
+from hydra_assets.ingest.feeder import FeedResult, feed_files
 from hydra_assets.ingest.health import beat, record_timings, write_resolving_conflicts
 from hydra_assets.ingest.keeper import KeepResult, keep_run
 from hydra_assets.ingest.predict import PredictResult, predict_run
@@ -137,7 +137,7 @@ def inference(context: dg.AssetExecutionContext, hydra: HydraResource,
     with waiting_out_database_outages(context, hydra.settings):
         classifier = predictor.classifier(hydra.db, hydra.settings, log=context.log)
         result: PredictResult = predict_run(hydra.db, hydra.settings, run, _digests(refs), classifier,
-                                            dagster_run_id=context.run_id, prepared=take_prepared(context.run_id))
+                                            dagster_run_id=context.run_id)
         status = "error" if result.errors else "ok"
         _record_stage(hydra.db, "predict", run, result.chunks, started, result.duration_ms, context.run_id,
                       f"run {run}: {result.classified} classified, {result.no_model} without model, "

@@ -3,16 +3,15 @@
 For each file the sensor requested: check it is still the bytes the sensor saw, that its name and plot
 type are known, that Pillow reads it completely under the pixel limit; then store it under the images
 folder, register it with its digest, and prepare the model's input (RGB, resized to the active model's
-input size).  The prepared arrays are handed to Predict in memory when both run in the same process (the
-in-process executor); otherwise Predict rebuilds them from the stored files.
+input size) from the pixels decoded for the check.  The inputs are kept for Predict by image digest
+(`model_inputs`), which works whatever executor runs the two steps.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,12 +29,12 @@ from hydra_assets.images import (
     check_image,
     file_digest,
     find_image,
-    load_rgb,
     store_file,
     stored_name,
     touch_run,
 )
 from hydra_assets.ingest.health import write_resolving_conflicts
+from hydra_assets.ingest.model_inputs import keep_inputs, to_uint8
 from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
 from hydra_assets.ingest.scan import FileRef
 from hydra_assets.naming import BadFileName, ImageName, parse_image_name
@@ -73,36 +72,6 @@ class FeedResult:
     def unaccounted(self) -> list[str]:
         """Requested files that ended neither registered, quarantined, done before, nor deferred."""
         return [*self.missing, *self.elsewhere]
-
-
-# ---- in-memory hand-off to Predict (same process) -----------------------------------------------------
-
-_prepared: "OrderedDict[str, dict[int, np.ndarray]]" = OrderedDict()
-_prepared_lock = threading.Lock()
-_KEEP_RUNS = 4  # a run whose Predict never comes does not leak memory for long
-
-
-def stash_prepared(dagster_run_id: str, arrays: dict[int, np.ndarray]) -> None:
-    with _prepared_lock:
-        _prepared[dagster_run_id] = arrays
-        while len(_prepared) > _KEEP_RUNS:
-            _prepared.popitem(last=False)
-
-
-def take_prepared(dagster_run_id: str) -> dict[int, np.ndarray]:
-    """The Feeder's arrays of this run (uint8 RGB at the model's input size), emptied on the way."""
-    with _prepared_lock:
-        return _prepared.pop(dagster_run_id, {})
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """`load_rgb`'s floats back to the bytes they came from (exact): a quarter of the memory and IPC."""
-    return np.rint(pixels * 255.0).astype(np.uint8)
-
-
-def prepare(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The model input of one stored image, through the same `load_rgb` training used."""
-    return to_uint8(load_rgb(path, size))
 
 
 def input_sizes(session: Session) -> dict[int, tuple[int, int]]:
@@ -299,11 +268,11 @@ def feed_files(
     result.registered = fed
     for image in fed:
         result.chunks[(image.plot_type_id, image.chunk)] += 1
-    result.duration_ms = (time.perf_counter() - started) * 1000
-    if dagster_run_id and fed:
+    if dagster_run_id and fed:  # a pipeline run: its Predict step takes these instead of decoding again
         pixels = {a.ref.name: a.pixels for a in accepted if a.pixels is not None}
-        stash_prepared(dagster_run_id, {i.image_id: pixels[i.file_name] for i in fed if i.file_name in pixels})
+        keep_inputs(config, {i.digest: pixels[i.file_name] for i in fed if i.file_name in pixels})
+    result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 
 
-__all__ = ["FeedResult", "FedImage", "feed_files", "prepare", "take_prepared", "stash_prepared", "input_sizes"]
+__all__ = ["FeedResult", "FedImage", "feed_files", "input_sizes"]

@@ -44,7 +44,7 @@ def classify_files(
 
     Raises `CatalogError` for an unknown plot type and `ModelLoadError` when the active model cannot load.
     """
-    from hydra_assets.ingest.predictor import predict_weights
+    from hydra_assets.ingest.classifier import predict_weights
     from hydra_assets.ml.active import load_active_model
 
     with db.read() as s:

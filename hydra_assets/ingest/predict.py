@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Inference, Label, Model, PlotType, utcnow
-from hydra_assets.ingest.feeder import USABLE, prepare
+from hydra_assets.ingest.classifier import BatchPrediction, Classifier, InputSizeMismatch
+from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import write_resolving_conflicts
-from hydra_assets.ingest.predictor import BatchPrediction, Classifier, InputSizeMismatch
+from hydra_assets.ingest.model_inputs import discard_inputs, prepare, take_inputs
 from hydra_assets.rules import NO_MODEL_KEY, classify_weights
 from hydra_assets.settings import HydraSettings
 
@@ -171,18 +172,17 @@ def predict_run(
     classifier: Classifier,
     *,
     dagster_run_id: str = "",
-    prepared: Mapping[int, np.ndarray] | None = None,
     feed_ms: float | None = None,
 ) -> PredictResult:
     """Classify the images of run `run` in scope that lack an inference of their plot type's active model.
 
     One read before and one write after the classification, whatever the number of plot types (a Hall
-    has 80): thresholds are those of the moment the run read them.
+    has 80): thresholds are those of the moment the run read them.  The model inputs the Feeder kept are
+    used where there are some (`model_inputs`); the others are decoded from the stored images.
     """
     from hydra_assets.ml.active import thresholds_of
 
     started = time.perf_counter()
-    prepared = prepared or {}
     with db.read() as s:
         images = images_in_scope(s, run, digests)
         plot_type_ids = {i.plot_type_id for i in images}
@@ -218,10 +218,11 @@ def predict_run(
                                                   dagster_run_id=dagster_run_id), "no_model") for i in todo]
             continue
         rows += _classify_group(db, config, todo, current, classifier, result, name, context,
-                                dagster_run_id=dagster_run_id, prepared=prepared, feed_ms=feed_ms)
+                                dagster_run_id=dagster_run_id, feed_ms=feed_ms)
     t_db = time.perf_counter()
     written = _write_rows(db, rows) if rows else Counter()
     result.timings_ms["db"] += (time.perf_counter() - t_db) * 1000
+    discard_inputs(config, {image.digest for image in images})  # those not taken: no model, done before
     result.classified, result.no_model, result.error_images = (
         written["classified"], written["no_model"], written["error"])
     result.duration_ms = (time.perf_counter() - started) * 1000
@@ -229,12 +230,14 @@ def predict_run(
 
 
 def _prepare_batch(
-    images: list[ScopeImage], size: tuple[int, int], prepared: Mapping[int, np.ndarray]
+    config: HydraSettings, images: list[ScopeImage], size: tuple[int, int]
 ) -> tuple[list[ScopeImage], np.ndarray, list[tuple[ScopeImage, str]]]:
+    """The model inputs of `images` at `size`: the Feeder's where kept, else decoded from the stored file."""
+    kept = take_inputs(config, [image.digest for image in images], size)
     ok, arrays, failed = [], [], []
     for image in images:
-        array = prepared.get(image.id)
-        if array is None or tuple(array.shape[:2]) != tuple(size):
+        array = kept.get(image.digest)
+        if array is None:
             try:
                 array = prepare(Path(image.stored_path), size)
             except (OSError, ValueError) as error:
@@ -257,14 +260,13 @@ def _classify_group(
     context: _Context,
     *,
     dagster_run_id: str,
-    prepared: Mapping[int, np.ndarray],
     feed_ms: float | None,
 ) -> list[_Row]:
     """The rows for one plot type's images: classified, `error` (model or file unusable) or `no_model`."""
     from hydra_assets.ml.active import ModelLoadError
 
     t0 = time.perf_counter()
-    ok, batch, failed = _prepare_batch(todo, current.input_size, prepared)
+    ok, batch, failed = _prepare_batch(config, todo, current.input_size)
     result.timings_ms["prepare"] += (time.perf_counter() - t0) * 1000
     paths = [gradcam_path(config, image, current.key) for image in ok]
     prediction: BatchPrediction | None = None
@@ -272,7 +274,7 @@ def _classify_group(
         try:
             prediction = classifier.classify(plot_type, batch, paths, expected_key=current.key)
         except InputSizeMismatch as mismatch:  # activated meanwhile with another input size
-            ok, batch, more_failed = _prepare_batch(ok, mismatch.size, {})
+            ok, batch, more_failed = _prepare_batch(config, ok, mismatch.size)
             failed += more_failed
             paths = [gradcam_path(config, image, current.key) for image in ok]
             prediction = classifier.classify(plot_type, batch, paths)  # reload: the version changed

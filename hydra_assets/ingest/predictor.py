@@ -1,4 +1,4 @@
-"""Classifying a batch with the active model: in this process, or in a warm predictor service.
+"""The warm predictor service: classifies Predict's batches in a process that keeps the models loaded.
 
 Why a service: Dagster starts every run in a fresh process (the code server spawns it).  Importing
 TensorFlow costs ~4 s there and loading + first call of a model ~1 s more — more than everything else a
@@ -27,157 +27,24 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from hydra_assets.db.engine import DatabaseUnavailable, HydraDB, is_outage
+from hydra_assets.ingest.classifier import BatchPrediction, InProcessClassifier, InputSizeMismatch, predict_weights
 from hydra_assets.settings import HydraSettings, load_settings
 
 log = logging.getLogger(__name__)
-BATCH = 64  # images per forward pass: bounded memory for 299 px inputs, full speed for small ones
 IDLE_SECONDS = 1800.0
 PROTOCOL = 1
 
 
 class PredictorUnavailable(RuntimeError):
     """The predictor service cannot be reached or failed on its side."""
-
-
-class InputSizeMismatch(ValueError):
-    """The batch was prepared for another input size than the active model's (activated meanwhile)."""
-
-    def __init__(self, size: tuple[int, int]) -> None:
-        super().__init__(f"the active model expects {size[0]}x{size[1]} inputs")
-        self.size = (int(size[0]), int(size[1]))
-
-
-@dataclass
-class BatchPrediction:
-    """Output of one batch: every label's weight per image, which model version gave them, GradCAM paths."""
-
-    model_id: int
-    model_key: str
-    label_names: list[str]
-    bad_labels: list[str]
-    weights: np.ndarray  # (N, n_labels)
-    gradcams: dict[int, str] = field(default_factory=dict)  # batch index -> overlay path (Bad only)
-    load_ms: float = 0.0
-    infer_ms: float = 0.0
-    gradcam_ms: float = 0.0
-    where: str = "in-process"
-
-
-class Classifier(Protocol):
-    def classify(
-        self, plot_type: str, images: np.ndarray, gradcam_paths: Sequence[str | None], *,
-        expected_key: str | None = None,
-    ) -> BatchPrediction | None:
-        """Weights for `images` (N, H, W, 3 uint8) with the plot type's active model; None without one.
-
-        `expected_key` is the active version the caller just read: when the loaded model is that version,
-        the database is not asked again.  Raises `ModelLoadError` when the model file cannot be loaded and
-        `InputSizeMismatch` when the images were prepared for another input size.
-        """
-
-
-_FORWARD: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-
-def forward(model: Any) -> Any:
-    """The model's forward pass as one traced TensorFlow graph (any batch size), made once per model.
-
-    Calling a Keras model eagerly dispatches every layer from Python: ~30-40 ms per call on 2 busy cores
-    for the compact model whatever the batch, which dominates a Hall with 80 plot types of one image each.
-    The traced graph answers the same weights in a few ms.  Weakly keyed: a replaced model is not kept.
-    """
-    fn = _FORWARD.get(model)
-    if fn is None:
-        import tensorflow as tf
-
-        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        _FORWARD[model] = fn
-    return fn
-
-
-def predict_weights(active: Any, floats: np.ndarray, batch: int = BATCH) -> np.ndarray:
-    """Weights (N, n_labels) of float32 images in [0, 1], in slices of `batch`, through the traced graph."""
-    if len(floats) == 0:
-        return np.zeros((0, len(active.label_names)), np.float32)
-    try:
-        fn = forward(active.keras_model)
-        parts = [np.asarray(fn(floats[i : i + batch])) for i in range(0, len(floats), batch)]
-    except (TypeError, ValueError):  # a model that cannot be traced: the eager call of the ML contract
-        parts = [active.predict(floats[i : i + batch]) for i in range(0, len(floats), batch)]
-    return np.concatenate(parts).astype(np.float32)
-
-
-_ACTIVE: dict[str, dict[str, Any]] = {}
-
-
-class InProcessClassifier:
-    """Loads the active model in this process (once per model version, thanks to the model cache)."""
-
-    def __init__(self, db: HydraDB, config: HydraSettings, *, batch: int = BATCH) -> None:
-        self.db, self.config, self.batch = db, config, batch
-        self._lock = threading.Lock()  # one forward pass at a time: TensorFlow already uses every core
-        self._active = _ACTIVE.setdefault(config.db_url, {})  # plot type -> ActiveModel last used (per process)
-
-    def classify(
-        self, plot_type: str, images: np.ndarray, gradcam_paths: Sequence[str | None], *,
-        expected_key: str | None = None,
-    ) -> BatchPrediction | None:
-        from hydra_assets.ml.active import load_active_model
-
-        started = time.perf_counter()
-        with self._lock:
-            active = self._active.get(plot_type)
-            if active is None or expected_key is None or active.key != expected_key:
-                active = load_active_model(self.db, self.config, plot_type)  # ~6 queries, then the file cache
-                if active is None:
-                    self._active.pop(plot_type, None)
-                else:
-                    self._active[plot_type] = active
-            loaded = time.perf_counter()
-            if active is None:
-                return None
-            if tuple(images.shape[1:3]) != tuple(active.input_size):
-                raise InputSizeMismatch(active.input_size)
-            floats = np.asarray(images, dtype=np.float32) / 255.0
-            weights = predict_weights(active, floats, self.batch)
-            inferred = time.perf_counter()
-            gradcams = self._explain(active, floats, weights, gradcam_paths)
-            done = time.perf_counter()
-        return BatchPrediction(
-            model_id=active.model_id, model_key=active.key, label_names=list(active.label_names),
-            bad_labels=list(active.bad_labels), weights=weights, gradcams=gradcams,
-            load_ms=(loaded - started) * 1000, infer_ms=(inferred - loaded) * 1000, gradcam_ms=(done - inferred) * 1000,
-            where=f"in-process pid {os.getpid()}",
-        )
-
-    def _explain(self, active: Any, floats: np.ndarray, weights: np.ndarray,
-                 paths: Sequence[str | None]) -> dict[int, str]:
-        """GradCAM overlays for images whose top label is a Bad one: one gradient pass per batch."""
-        top = weights.argmax(axis=1) if len(weights) else np.zeros(0, dtype=int)
-        bad = {i for i, name in enumerate(active.label_names) if name in set(active.bad_labels)}
-        chosen = [i for i in range(len(weights)) if int(top[i]) in bad and paths[i]]
-        if not chosen:
-            return {}
-        from hydra_assets.ml.gradcam import gradcam_batch, save_overlay
-
-        out: dict[int, str] = {}
-        for start in range(0, len(chosen), self.batch):
-            part = chosen[start : start + self.batch]
-            heatmaps = gradcam_batch(active.keras_model, floats[part], top[part])
-            for i, heatmap in zip(part, heatmaps, strict=True):
-                out[i] = str(save_overlay(floats[i], heatmap, Path(str(paths[i]))))
-        return out
 
 
 # ---- the service ---------------------------------------------------------------------------------------
@@ -349,7 +216,7 @@ class _Server:
         # models through the small default cache of hydra_assets.ml.active.
         from hydra_assets.ml import active
 
-        active.CACHE_SIZE = max(active.CACHE_SIZE, int(os.environ.get("HYDRA_PREDICTOR_MODELS", "128")))
+        active.CACHE_SIZE = max(active.CACHE_SIZE, config.predictor_models)  # HYDRA_PREDICTOR_MODELS
         self.started = time.time()
         self.last_request = time.monotonic()
         self.busy = 0

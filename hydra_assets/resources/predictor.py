@@ -8,7 +8,8 @@ import dagster as dg
 from pydantic import Field
 
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.ingest.predictor import Classifier, InProcessClassifier, ensure_service
+from hydra_assets.ingest.classifier import Classifier, InProcessClassifier
+from hydra_assets.ingest.predictor import ensure_service
 from hydra_assets.settings import HydraSettings
 
 PREDICTOR_MODES = ("auto", "service", "inprocess")
