@@ -1,3 +1,4 @@
+# Long module: one script per benchmark; its four parts share the home, image, process and timing helpers.
 """Ingestion benchmark: latency from file landed to classified, pipeline/model throughput, drain times.
 
     .venv/bin/python bench/ingest.py                 # all three parts, printing their figures

@@ -1,10 +1,10 @@
 """The model inputs of stored images, and how the Feeder hands them to Predict on any executor.
 
 The Feeder decodes every file completely to verify it; resizing those pixels to the active model's input
-then costs little, while Predict decoding the stored PNG again costs 3-8 ms per image on 2 busy cores
-(bench/ingest.py --parts handoff): a third of an 81-image chunk job.  So the Feeder keeps each input as a
-small .npy file named by the image digest and input size, next to the stored images (shared storage in
-production, like the images Predict would otherwise read), and Predict takes it from there.  That works
+then costs little, while Predict decoding the stored PNG again costs ~3 ms per image on 2 busy cores
+(bench/ingest.py --parts handoff).  So the Feeder keeps each input as a small file of raw RGB bytes named
+by the image digest and input size, next to the stored images (shared storage in production, like the
+images Predict would otherwise read), and Predict takes it from there.  That works
 with every executor — in-process, multiprocess, Celery or Kubernetes workers — unlike an in-memory hand-off.
 
 It is only a cache: a missing, stale or unreadable entry means decoding the stored image again, with the
@@ -44,11 +44,12 @@ def inputs_dir(config: HydraSettings) -> Path:
 
 
 def _entry(folder: Path, digest: str, size: tuple[int, int]) -> Path:
-    return folder / f"{digest}-{int(size[0])}x{int(size[1])}.npy"
+    """Raw uint8 RGB, height x width x 3: no header to write or parse, the name says the shape."""
+    return folder / f"{digest}-{int(size[0])}x{int(size[1])}.rgb"
 
 
 def keep_inputs(config: HydraSettings, arrays: Mapping[str, np.ndarray]) -> int:
-    """Store each image's input (uint8, H x W x 3) by digest for Predict; returns how many were written.
+    """Keep each image's input (uint8, H x W x 3) by digest for Predict; returns how many were written.
 
     Never fails the Feeder: a full disk or a read-only folder only means Predict decodes the images again.
     """
@@ -63,8 +64,7 @@ def keep_inputs(config: HydraSettings, arrays: Mapping[str, np.ndarray]) -> int:
         target = _entry(folder, digest, array.shape[:2])
         partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
         try:
-            with partial.open("wb") as handle:
-                np.save(handle, np.ascontiguousarray(array, np.uint8), allow_pickle=False)
+            partial.write_bytes(np.ascontiguousarray(array, np.uint8).tobytes())
             os.replace(partial, target)  # complete or absent: a reader never sees half an array
             written += 1
         except OSError:
@@ -79,17 +79,20 @@ def take_inputs(config: HydraSettings, digests: Iterable[str], size: tuple[int, 
     found: dict[str, np.ndarray] = {}
     if not folder.is_dir():
         return found
-    wanted = (int(size[0]), int(size[1]), 3)
+    shape = (int(size[0]), int(size[1]), 3)
+    length = shape[0] * shape[1] * shape[2]
     for digest in set(digests):
         path = _entry(folder, digest, size)
         try:
-            array = np.load(path, allow_pickle=False)
+            with path.open("rb") as handle:
+                complete = os.fstat(handle.fileno()).st_size == length
+                array = np.fromfile(handle, np.uint8, count=length) if complete else None
         except (OSError, ValueError):
             continue  # not kept (a backfill, another size, taken by a concurrent run) or unreadable
         with contextlib.suppress(OSError):
             path.unlink()
-        if array.shape == wanted and array.dtype == np.uint8:
-            found[digest] = array
+        if array is not None and array.size == length:
+            found[digest] = array.reshape(shape)
     return found
 
 
