@@ -34,7 +34,7 @@ from hydra_assets.images import (
     touch_run,
 )
 from hydra_assets.ingest.health import write_resolving_conflicts
-from hydra_assets.ingest.model_inputs import keep_inputs, to_uint8
+from hydra_assets.ingest.model_inputs import inputs_folder, keep_input, to_uint8
 from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
 from hydra_assets.ingest.scan import FileRef
 from hydra_assets.naming import BadFileName, ImageName, parse_image_name
@@ -229,10 +229,17 @@ def feed_files(
         else:
             result.missing.append(ref.name)
 
-    stored = dict(zip([a.ref.name for a in accepted], parallel(
-        lambda a: store_file(a.path, config.images_dir,
-                             stored_name(a.name.plot_type, run, a.name.chunk, a.ref.digest, a.path.suffix)),
-        accepted), strict=True))
+    # a pipeline run's Predict takes the inputs decoded for the check instead of decoding the files again
+    inputs = inputs_folder(config) if any(a.pixels is not None for a in accepted) else None
+
+    def store(a: _Accepted) -> Path:
+        path = store_file(a.path, config.images_dir,
+                          stored_name(a.name.plot_type, run, a.name.chunk, a.ref.digest, a.path.suffix))
+        if inputs is not None and a.pixels is not None:
+            keep_input(inputs, a.ref.digest, a.pixels)  # in the storing threads, beside the fsync
+        return path
+
+    stored = dict(zip([a.ref.name for a in accepted], parallel(store, accepted), strict=True))
 
     def register(session: Session) -> tuple[list[FedImage], list[_Accepted]]:
         fed, dupes = [], []
@@ -268,9 +275,6 @@ def feed_files(
     result.registered = fed
     for image in fed:
         result.chunks[(image.plot_type_id, image.chunk)] += 1
-    if dagster_run_id and fed:  # a pipeline run: its Predict step takes these instead of decoding again
-        pixels = {a.ref.name: a.pixels for a in accepted if a.pixels is not None}
-        keep_inputs(config, {i.digest: pixels[i.file_name] for i in fed if i.file_name in pixels})
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 

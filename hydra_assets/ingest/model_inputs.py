@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,29 +49,36 @@ def _entry(folder: Path, digest: str, size: tuple[int, int]) -> Path:
     return folder / f"{digest}-{int(size[0])}x{int(size[1])}.rgb"
 
 
-def keep_inputs(config: HydraSettings, arrays: Mapping[str, np.ndarray]) -> int:
-    """Keep each image's input (uint8, H x W x 3) by digest for Predict; returns how many were written.
-
-    Never fails the Feeder: a full disk or a read-only folder only means Predict decodes the images again.
-    """
+def inputs_folder(config: HydraSettings) -> Path | None:
+    """The folder the Feeder keeps inputs in, created and pruned; None when it cannot be (nothing is kept)."""
     folder = inputs_dir(config)
-    written = 0
     try:
         folder.mkdir(parents=True, exist_ok=True)
         prune(folder)
     except OSError:
-        return 0
-    for digest, array in arrays.items():
-        target = _entry(folder, digest, array.shape[:2])
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        try:
-            partial.write_bytes(np.ascontiguousarray(array, np.uint8).tobytes())
-            os.replace(partial, target)  # complete or absent: a reader never sees half an array
-            written += 1
-        except OSError:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-    return written
+        return None
+    return folder
+
+
+def keep_input(folder: Path, digest: str, array: np.ndarray) -> bool:
+    """Keep one image's input (uint8, H x W x 3) for Predict.  Never fails the Feeder: a full disk or a
+    read-only folder only means Predict decodes the image again."""
+    target = _entry(folder, digest, array.shape[:2])
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        partial.write_bytes(np.ascontiguousarray(array, np.uint8).tobytes())
+        os.replace(partial, target)  # complete or absent: a reader never sees half an array
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        return False
+    return True
+
+
+def keep_inputs(config: HydraSettings, arrays: Mapping[str, np.ndarray]) -> int:
+    """`keep_input` for each digest; returns how many were kept."""
+    folder = inputs_folder(config)
+    return 0 if folder is None else sum(keep_input(folder, digest, array) for digest, array in arrays.items())
 
 
 def take_inputs(config: HydraSettings, digests: Iterable[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
