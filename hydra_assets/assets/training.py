@@ -1,6 +1,6 @@
 """Training assets, one partition per plot type: training_set -> model -> thresholds -> training_report.
 
-Thin wrappers over `hydra_assets.ml.training`; each step is an MLflow run tagged with the Dagster run id
+Thin wrappers over the training steps in `hydra_assets.ml` (training_set, model_step, thresholds_step, training_report); each step is an MLflow run tagged with the Dagster run id
 and the plot type, and hands over to the next through the Hydra database.
 """
 
