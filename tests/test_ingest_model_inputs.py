@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
-import dagster as dg
 import pytest
-from sqlalchemy import func, select
 from test_ingest_support import (  # noqa: F401 - fixtures
     PLOT,
     activate,
+    count,
     drop,
     home,
     ingest_all,
+    instance,
     model_files,
     png_bytes,
 )
@@ -22,16 +22,6 @@ from hydra_assets.ingest.feeder import feed_files
 from hydra_assets.ingest.scan import FileRef
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
-
-
-@pytest.fixture
-def instance():
-    return dg.DagsterInstance.ephemeral()
-
-
-def count(db, model, *where) -> int:
-    with db.read() as s:
-        return int(s.scalar(select(func.count()).select_from(model).where(*where)))
 
 
 def _feed_three(home, sqlite_db, run: int = 7) -> list:

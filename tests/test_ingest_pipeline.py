@@ -7,7 +7,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import dagster as dg
 import pytest
 from sqlalchemy import func, select
 from test_ingest_support import (  # noqa: F401 - fixtures
@@ -15,9 +14,11 @@ from test_ingest_support import (  # noqa: F401 - fixtures
     activate,
     backfill,
     checks,
+    count,
     drop,
     home,
     ingest_all,
+    instance,
     metadata,
     model_files,
     png_bytes,
@@ -42,16 +43,6 @@ from hydra_assets.ingest.scan import FileRef
 from hydra_assets.rules import collect_draw
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("home")]
-
-
-@pytest.fixture
-def instance():
-    return dg.DagsterInstance.ephemeral()
-
-
-def count(db, model, *where) -> int:
-    with db.read() as s:
-        return int(s.scalar(select(func.count()).select_from(model).where(*where)))
 
 
 def images(db, **where) -> list[Image]:

@@ -16,6 +16,7 @@ import dagster as dg
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from sqlalchemy import func, select
 
 from hydra_assets import catalog
 from hydra_assets.assets.ingest import INGEST_ASSETS
@@ -85,6 +86,17 @@ def home(hydra_home: HydraSettings, sqlite_db: HydraDB, monkeypatch: pytest.Monk
     sqlite_db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=0.0,
                                                      input_size=SIZE))
     yield hydra_home
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.ephemeral()
+
+
+def count(db: HydraDB, model: type, *where: object) -> int:
+    """Rows of `model` matching `where`."""
+    with db.read() as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)))
 
 
 def activate(db: HydraDB, path: Path, *, thresholds: dict[str, float] | None = None, plot_type: str = PLOT):
