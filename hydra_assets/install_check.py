@@ -29,10 +29,6 @@ REQUIRED_MODULES = ("dagster", "dagster_webserver", "dagster_graphql", "dagster_
 OPTIONAL_MODULES = ("dagster_celery", "dagster_k8s")
 
 
-class InstallError(RuntimeError):
-    """The installed packages cannot run the platform; the message says which and how to fix it."""
-
-
 def core_release(package: str, version: str) -> str | None:
     """The dagster core release a package version belongs to ('1.13.27'), or None for a version we cannot read."""
     match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)(?:\S*)", version)

@@ -1,11 +1,12 @@
 """The model inputs of stored images, and how the Feeder hands them to Predict on any executor.
 
 The Feeder decodes every file completely to verify it; resizing those pixels to the active model's input
-then costs ~0.8 ms per image, while Predict decoding the stored 480x360 PNG again costs 2-3 ms per image on
-2 busy cores (bench/ingest.py --parts handoff; an 81-image chunk job takes 0.54 s instead of 0.47 s).  So the Feeder keeps each input as a small file of raw RGB bytes named
-by the image digest and input size, next to the stored images (shared storage in production, like the
-images Predict would otherwise read), and Predict takes it from there.  That works
-with every executor — in-process, multiprocess, Celery or Kubernetes workers — unlike an in-memory hand-off.
+then costs ~0.8 ms per image, while Predict decoding the stored 480x360 PNG again costs 2-3 ms per image
+on 2 busy cores (bench/ingest.py --parts handoff; an 81-image chunk job takes 0.54 s instead of 0.47 s).
+So the Feeder keeps each input as a small file of raw RGB bytes named by the image digest and input size,
+next to the stored images (shared storage in production, like the images Predict would otherwise read),
+and Predict takes it from there.  That works with every executor — in-process, multiprocess, Celery or
+Kubernetes workers — unlike an in-memory hand-off.
 
 It is only a cache: a missing, stale or unreadable entry means decoding the stored image again, with the
 same result (`prepare`).  Predict removes the entries of its images when done; one whose Predict never
