@@ -5,9 +5,11 @@ classify`, training (thresholds, activation), the model library and the pages ag
 rules down without Dagster or TensorFlow.
 
 Vocabulary (stored as `keep_reason` on each keep decision and shown by the pages as stored):
-- *confirmed*: the top label's weight reaches that label's threshold (`confirmed_top`).
-- keep reasons: `bad` (confirmed Bad), `unconfirmed` (no label confirmed), `collect` (kept at the plot
-  type's collect %), None (not kept).
+- *confirmed*: the top label's weight reaches that label's threshold (`confirmed_top`) **and** the image is
+  not novel (`is_novel`: its novelty score above the model's calibrated limit, "unlike the training data").
+- keep reasons: `bad` (confirmed Bad), `novel` (unlike the training data: not confirmed, whatever the
+  weights say), `unconfirmed` (no label confirmed), `collect` (kept at the plot type's collect %), None
+  (not kept).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 DEFAULT_THRESHOLD = 0.5  # a label without a stored threshold
-BAD, UNCONFIRMED, COLLECT = "bad", "unconfirmed", "collect"
-KEEP_REASONS = (BAD, UNCONFIRMED, COLLECT)
-# Labeler queue order: Bad and unconfirmed first (0), collected Good after them (1), others not queued.
-QUEUE_PRIORITY: dict[str, int] = {BAD: 0, UNCONFIRMED: 0, COLLECT: 1}
+BAD, NOVEL, UNCONFIRMED, COLLECT = "bad", "novel", "unconfirmed", "collect"
+KEEP_REASONS = (BAD, NOVEL, UNCONFIRMED, COLLECT)
+# Labeler queue order: Bad, novel and unconfirmed first (0), collected Good after them (1), others not queued.
+QUEUE_PRIORITY: dict[str, int] = {BAD: 0, NOVEL: 0, UNCONFIRMED: 0, COLLECT: 1}
+NOVEL_TEXT = "unlike the training data"  # what pages and messages call a novel image
 NO_MODEL_KEY = "none"
 
 
@@ -54,6 +57,20 @@ def decided_index(weights: np.ndarray, label_names: Sequence[str], thresholds: M
     return np.where(confirmed, top, -1)
 
 
+def is_novel(score: float | None, limit: float | None) -> bool:
+    """Whether an image is unlike the model's training images: its novelty score above the calibrated limit.
+
+    No score or no limit (a model trained before the guard, a topology without an embedding) is not novel:
+    the guard only ever withholds confirmation, it never invents it.
+    """
+    if score is None or limit is None:
+        return False
+    score, limit = float(score), float(limit)
+    if not math.isfinite(limit):
+        return False
+    return not math.isfinite(score) or score > limit
+
+
 @dataclass(frozen=True)
 class Classification:
     """One image's classification by one model version, judged against that version's thresholds."""
@@ -62,8 +79,14 @@ class Classification:
     top_label: str
     top_weight: float
     threshold: float
-    confirmed: bool
+    confirmed: bool  # the top weight reaches its threshold and the image is not novel
     is_bad: bool
+    novelty: float | None = None
+    novelty_limit: float | None = None
+
+    @property
+    def novel(self) -> bool:
+        return is_novel(self.novelty, self.novelty_limit)
 
     @property
     def flagged(self) -> bool:
@@ -76,8 +99,12 @@ def classify_weights(
     label_names: Sequence[str],
     thresholds: Mapping[str, float],
     bad_labels: Collection[str],
+    *,
+    novelty: float | None = None,
+    novelty_limit: float | None = None,
 ) -> Classification:
-    """Top label, its weight and whether it is confirmed (weight at or above that label's threshold).
+    """Top label, its weight and whether it is confirmed (weight at or above that label's threshold and
+    the image not novel).
 
     A non-finite output (a broken model) counts as weight 0, so it can never confirm anything.
     """
@@ -92,8 +119,10 @@ def classify_weights(
         top_label=top_label,
         top_weight=clean[top],
         threshold=float(label_thresholds([top_label], thresholds)[0]),
-        confirmed=bool(confirmed[0]),
+        confirmed=bool(confirmed[0]) and not is_novel(novelty, novelty_limit),
         is_bad=top_label in bad_labels,
+        novelty=None if novelty is None else float(novelty),
+        novelty_limit=None if novelty_limit is None else float(novelty_limit),
     )
 
 
@@ -104,9 +133,12 @@ def collect_draw(digest: str, seed: int) -> float:
 
 
 def keep_reason(
-    status: str, *, confirmed: bool, is_bad: bool, collect_percent: float, draw: float
+    status: str, *, confirmed: bool, is_bad: bool, collect_percent: float, draw: float, novel: bool = False
 ) -> str | None:
-    """Why the image is kept for labeling — bad | unconfirmed | collect — or None (not kept).
+    """Why the image is kept for labeling — bad | novel | unconfirmed | collect — or None (not kept).
+
+    A novel image is never confirmed (`classify_weights`), so it is kept as `novel`, which tells the
+    expert why the model withheld its verdict.
 
     Images without a usable model (`no_model`, `error`) are only collected at the plot type's rate: they
     stay visible and labelable, but do not flood the Labeler queue.
@@ -114,6 +146,8 @@ def keep_reason(
     if status == "classified":
         if is_bad and confirmed:
             return BAD
+        if novel:
+            return NOVEL
         if not confirmed:
             return UNCONFIRMED
     return COLLECT if draw < collect_percent else None

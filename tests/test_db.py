@@ -20,7 +20,7 @@ PAGE_INDEXES = {
 
 def test_upgrade_from_empty_then_downgrade_and_again(db_url):
     upgrade(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == "0002"
     db = HydraDB(db_url)
     tables = set(inspect(db.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
@@ -34,7 +34,7 @@ def test_upgrade_from_empty_then_downgrade_and_again(db_url):
     db.dispose()
     upgrade(db_url)
     upgrade(db_url)  # idempotent
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == "0002"
 
 
 def test_models_match_migration(db):

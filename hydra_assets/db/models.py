@@ -90,6 +90,10 @@ class PlotType(Base):
     input_height: Mapped[int] = mapped_column(Integer, default=128)
     input_width: Mapped[int] = mapped_column(Integer, default=128)
     collect_percent: Mapped[float] = mapped_column(Float, default=5.0)
+    # Confirmed precision each label's threshold must reach on run-held-out validation (ml/thresholds.py).
+    precision_target: Mapped[float] = mapped_column(Float, default=0.95, server_default="0.95")
+    # Whether an image unlike the model's training data ("novel") raises an alarm of its own.
+    novel_alarm: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     labels: Mapped[list["Label"]] = relationship(
@@ -364,6 +368,10 @@ class Inference(Base):
     is_bad: Mapped[bool] = mapped_column(Boolean, default=False)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     gradcam_path: Mapped[str | None] = mapped_column(String(PATH))
+    # How unlike the model's training images (hydra_assets/scores/novelty.py) and the model's calibrated
+    # limit; None for models without a novelty calibration.  Above the limit: not confirmed (rules.is_novel).
+    novelty: Mapped[float | None] = mapped_column(Float)
+    novelty_limit: Mapped[float | None] = mapped_column(Float)
     classified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     feed_ms: Mapped[float | None] = mapped_column(Float)
     predict_ms: Mapped[float | None] = mapped_column(Float)
@@ -409,6 +417,7 @@ class Alarm(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
     label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), default="bad", server_default="bad")  # bad | novel
     message: Mapped[str] = mapped_column(Text, default="")
     raised_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     acknowledged_by: Mapped[str | None] = mapped_column(String(NAME))
