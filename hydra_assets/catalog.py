@@ -111,6 +111,8 @@ def add_plot_type(
     topology: str = "compact",
     input_size: tuple[int, int] = (128, 128),
     description: str = "",
+    precision_target: float = 0.95,
+    novel_alarm: bool = False,
 ) -> PlotType:
     """Create a plot type with its labels; refuses a name that exists or labels that collide."""
     if not NAME_RE.match(name):
@@ -124,6 +126,7 @@ def add_plot_type(
         raise CatalogError(f"--input-size must be between 16 and 1024 pixels per side, not {height}x{width}")
     if topology == "inceptionv3" and min(height, width) < 75:
         raise CatalogError("InceptionV3 needs inputs of at least 75x75 pixels")
+    check_precision_target(precision_target)
     specs = parse_label_specs(labels, bad)
     if session.scalar(select(PlotType.id).where(PlotType.name == name)) is not None:
         raise CatalogError(f"plot type {name!r} already exists")
@@ -134,6 +137,8 @@ def add_plot_type(
         input_height=height,
         input_width=width,
         collect_percent=collect_percent,
+        precision_target=float(precision_target),
+        novel_alarm=bool(novel_alarm),
     )
     plot_type.labels = [
         Label(name=s.name, is_bad=s.is_bad, colour=s.colour, order=i) for i, s in enumerate(specs)
@@ -143,6 +148,42 @@ def add_plot_type(
     for group_name in groups:
         group = ensure_plot_group(session, group_name, super_group=super_group)
         session.add(PlotTypeGrouping(plot_group_id=group.id, plot_type_id=plot_type.id))
+    session.flush()
+    return plot_type
+
+
+def check_precision_target(value: float) -> None:
+    """The confirmed precision thresholds aim for with two labels: a share in (0, 1]."""
+    if not 0.0 < float(value) <= 1.0:
+        raise CatalogError(f"--precision-target must be above 0 and at most 1 (e.g. 0.95), not {value}")
+
+
+def edit_plot_type(
+    session: Session,
+    name: str,
+    *,
+    precision_target: float | None = None,
+    novel_alarm: bool | None = None,
+    collect_percent: float | None = None,
+    description: str | None = None,
+) -> PlotType:
+    """Change the settings of a plot type that do not need a new model; None leaves a setting as it is.
+
+    `precision_target` applies from the next training (thresholds are chosen then); `novel_alarm` and
+    `collect_percent` from the next chunk.
+    """
+    plot_type = get_plot_type(session, name)
+    if precision_target is not None:
+        check_precision_target(precision_target)
+        plot_type.precision_target = float(precision_target)
+    if collect_percent is not None:
+        if not 0 <= collect_percent <= 100:
+            raise CatalogError(f"--collect-percent must be between 0 and 100, not {collect_percent}")
+        plot_type.collect_percent = float(collect_percent)
+    if novel_alarm is not None:
+        plot_type.novel_alarm = bool(novel_alarm)
+    if description is not None:
+        plot_type.description = description
     session.flush()
     return plot_type
 

@@ -53,8 +53,10 @@ def active_models(session: Session, plot_type: str | None = None) -> list[tuple[
     return [(name, model) for name, model in session.execute(query)]
 
 
-def run_shares(session: Session, *, since: datetime | None = None, plot_type: str | None = None) -> list[RunShares]:
-    """Per plot type and run: images the active model classified, how many were novel and unconfirmed."""
+def run_shares(session: Session, *, since: datetime | None = None, plot_type: str | None = None,
+               run: int | None = None) -> list[RunShares]:
+    """Per plot type and run (or only `run`): images the active model classified, how many were novel and
+    unconfirmed."""
     rows: list[RunShares] = []
     for name, model in active_models(session, plot_type):
         expected_novel, expected_unconfirmed = expected_shares(model)
@@ -65,16 +67,21 @@ def run_shares(session: Session, *, since: datetime | None = None, plot_type: st
                  .group_by(Inference.run_number).order_by(Inference.run_number))
         if since is not None:
             query = query.where(Inference.classified_at >= since)
-        for run, images, novel, unconfirmed in session.execute(query):
-            rows.append(RunShares(name, int(run), model.key, int(images), int(novel or 0), int(unconfirmed or 0),
+        if run is not None:
+            query = query.where(Inference.run_number == run)
+        for number, images, novel, unconfirmed in session.execute(query):
+            rows.append(RunShares(name, int(number), model.key, int(images), int(novel or 0), int(unconfirmed or 0),
                                   expected_novel, expected_unconfirmed))
     return rows
 
 
-def retraining_suggestions(session: Session, *, since: datetime | None = None,
-                           plot_type: str | None = None) -> list[Suggestion]:
-    """Runs where the active model is out of its depth (largest excess first); see `scores.suggestions`."""
-    return suggest(run_shares(session, since=since, plot_type=plot_type))
+def retraining_suggestions(session: Session, *, since: datetime | None = None, plot_type: str | None = None,
+                           run: int | None = None) -> list[Suggestion]:
+    """Runs where the active model is out of its depth (largest excess first); see `scores.suggestions`.
+
+    `run`: only that run (the Dagster check of a run partition).
+    """
+    return suggest(run_shares(session, since=since, plot_type=plot_type, run=run))
 
 
 def suggested_images(session: Session, plot_type: str, run: int, kind: str) -> list[int]:

@@ -24,4 +24,5 @@ def test_snapshot_of_asset_keys_jobs_sensors_and_checks():
     assert sensors["incoming_images"].default_status == dg.DefaultSensorStatus.RUNNING
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert checks, "asset checks gate the ingestion"
+    assert dg.AssetCheckKey(dg.AssetKey("keep"), "model_in_its_depth") in repo.asset_graph.asset_check_keys
     assert set(defs.resources) >= {"hydra"}

@@ -89,7 +89,7 @@ def test_a_chunk_is_registered_classified_kept_and_shown(home, instance, sqlite_
         assert {h.stage for h in s.scalars(select(Heartbeat))} == {"sensor", "feeder", "predict", "keeper"}
         records = run_records(s, 121264)
     assert checks(run) == {"files_accounted_for": True, "every_image_classified": True,
-                           "every_inference_decided": True}
+                           "every_inference_decided": True, "model_in_its_depth": True}
     assert metadata(run, "image")["registered"] == 3 and metadata(run, "inference")["classified"] == 3
     assert [r["chunk"] for r in records] == [1, 2, 3]
     assert records[0]["label"] == "Good" and records[0]["keep_reason"] is None and records[0]["model"] == model.key
@@ -109,7 +109,8 @@ def test_confirmed_bad_gets_gradcam_alarm_kept_copy_and_queue(home, instance, sq
         assert Path(decision.kept_path).is_relative_to(home.kept_dir)
         assert s.scalar(select(Image)).queue_priority == 0
         alarm = s.scalar(select(Alarm))
-        assert alarm.inference_id == inference.id and "Bad" in alarm.message and "run 5" in alarm.message
+        assert alarm.inference_id == inference.id and alarm.kind == "bad"
+        assert alarm.message == f"{PLOT} run 5 chunk 1: Bad, weight 0.95 ≥ threshold 0.50"  # each fact once
         (logged,) = log_records(s, inference.classified_at.replace(year=2000))
     assert logged["keep_reason"] == "bad" and logged["gradcam"] == inference.gradcam_path
 

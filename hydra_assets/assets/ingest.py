@@ -24,7 +24,9 @@ from hydra_assets.ingest.scan import FileRef
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.resources.predictor import PredictorResource
+from hydra_assets.scores.suggestions import Suggestion
 from hydra_assets.settings import HydraSettings
+from hydra_assets.suggestions import retraining_suggestions
 
 GROUP = "ingest"
 
@@ -154,6 +156,7 @@ def inference(context: dg.AssetExecutionContext, hydra: HydraResource,
             "already_classified": result.skipped,
             "failed": result.error_images,
             "gradcams": result.gradcams,
+            "novel": result.novel,
             "models": dg.MetadataValue.json(result.models),
             "where": ", ".join(sorted(result.where)) or "-",
             **{f"{k}_ms": dg.FloatMetadataValue(round(v, 1)) for k, v in result.timings_ms.items()},
@@ -169,13 +172,32 @@ def inference(context: dg.AssetExecutionContext, hydra: HydraResource,
     )
 
 
+MODEL_IN_ITS_DEPTH = "model_in_its_depth"
+
+
+def model_in_its_depth(run: int, suggestions: list[Suggestion]) -> dg.AssetCheckResult:
+    """WARN with the retraining suggestions of the run (none: passed)."""
+    return dg.AssetCheckResult(
+        check_name=MODEL_IN_ITS_DEPTH, passed=not suggestions, severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(s.message for s in suggestions) or f"run {run}: every model within its validation",
+        metadata={"suggestions": dg.MetadataValue.json([
+            {"plot_type": s.plot_type, "run": s.run, "model": s.model_key, "kind": s.kind, "images": s.images,
+             "share": round(s.share, 4), "expected": round(s.expected, 4), "to_label": s.to_label,
+             "labeler": f"/labeler?plot_type={s.plot_type}&run={s.run}&reason={s.kind}"} for s in suggestions])},
+    )
+
+
 @dg.asset(
     deps=[inference],
     partitions_def=run_number,
     group_name=GROUP,
     kinds={"python"},
     check_specs=[dg.AssetCheckSpec("every_inference_decided", asset="keep",
-                                   description="Each inference of the chunk has its keep decision.")],
+                                   description="Each inference of the chunk has its keep decision."),
+                 dg.AssetCheckSpec(MODEL_IN_ITS_DEPTH, asset="keep",
+                                   description="The run's share of images unlike the training data (or left "
+                                               "unconfirmed) is not well above what the model's validation "
+                                               "predicts; otherwise: label some and retrain.")],
 )
 def keep(context: dg.AssetExecutionContext, hydra: HydraResource) -> dg.MaterializeResult:
     """Keeper: keep decisions, Labeler queue, Run page rows and alarms for the chunk's new inferences."""
@@ -190,6 +212,7 @@ def keep(context: dg.AssetExecutionContext, hydra: HydraResource) -> dg.Material
                       f"run {run}: {result.decided} decided, {sum(result.kept.values())} kept, {result.alarms} alarms")
         with hydra.db.read() as s:
             missing = decisions_missing(s, run, _digests(refs))
+            suggestions = retraining_suggestions(s, run=run)
     return dg.MaterializeResult(
         metadata={
             "decided": result.decided,
@@ -199,7 +222,8 @@ def keep(context: dg.AssetExecutionContext, hydra: HydraResource) -> dg.Material
             "keeper_ms": dg.FloatMetadataValue(round(result.duration_ms, 1)),
         },
         check_results=[dg.AssetCheckResult(check_name="every_inference_decided", passed=missing == 0,
-                                           severity=dg.AssetCheckSeverity.ERROR, metadata={"undecided": missing})],
+                                           severity=dg.AssetCheckSeverity.ERROR, metadata={"undecided": missing}),
+                       model_in_its_depth(run, suggestions)],
     )
 
 

@@ -39,18 +39,51 @@ def _size(value: str) -> tuple[int, int]:
               help="compact | vgg16 | inceptionv3 | module:function of your own builder.")
 @click.option("--input-size", default="128", show_default=True, help="Model input, e.g. 128 or 150x200 (HxW).")
 @click.option("--description", default="")
+@click.option("--precision-target", type=float, default=0.95, show_default=True,
+              help="With two labels: each threshold is chosen so that confirmed images are right this often "
+                   "on the run-held-out validation (above 0, at most 1).")
+@click.option("--novel-alarm/--no-novel-alarm", default=False, show_default=True,
+              help="Raise an alarm for images unlike the training data too (they are kept for labeling anyway).")
 @friendly_errors
-def plot_type_add(name, labels, bad, groups, super_group, collect_percent, topology, input_size, description):  # type: ignore[no-untyped-def]
+def plot_type_add(name, labels, bad, groups, super_group, collect_percent, topology, input_size, description,  # type: ignore[no-untyped-def]
+                  precision_target, novel_alarm):
     """Add plot type NAME with its labels."""
     db = database()
     plot = db.write(
         lambda s: catalog.add_plot_type(
             s, name, labels, bad, groups=groups, super_group=super_group, collect_percent=collect_percent,
             topology=topology, input_size=_size(input_size), description=description,
+            precision_target=precision_target, novel_alarm=novel_alarm,
         ),
         what="add plot type",
     )
     click.echo(f"added plot type {plot.name} (id {plot.id})")
+
+
+@plot_type.command("edit")
+@click.argument("name")
+@click.option("--precision-target", type=float, default=None,
+              help="Confirmed precision the next training aims for with two labels (above 0, at most 1).")
+@click.option("--novel-alarm/--no-novel-alarm", default=None,
+              help="Whether images unlike the training data raise an alarm (from the next chunk).")
+@click.option("--collect-percent", type=float, default=None, help="Share of confidently Good images kept anyway.")
+@click.option("--description", default=None)
+@friendly_errors
+def plot_type_edit(name, precision_target, novel_alarm, collect_percent, description):  # type: ignore[no-untyped-def]
+    """Change settings of plot type NAME; options not given stay as they are."""
+    if precision_target is None and novel_alarm is None and collect_percent is None and description is None:
+        raise click.UsageError("nothing to change: give --precision-target, --novel-alarm/--no-novel-alarm, "
+                               "--collect-percent or --description")
+    db = database()
+
+    def edit(s):  # type: ignore[no-untyped-def]
+        plot = catalog.edit_plot_type(s, name, precision_target=precision_target, novel_alarm=novel_alarm,
+                                      collect_percent=collect_percent, description=description)
+        return plot.name, plot.precision_target, plot.novel_alarm, plot.collect_percent
+
+    plot_name, target, alarm, collect = db.write(edit, what="edit plot type")
+    click.echo(f"plot type {plot_name}: precision target {target:g}, novel alarm {'on' if alarm else 'off'}, "
+               f"collect {collect:g} %")
 
 
 @plot_type.command("list")
@@ -71,6 +104,8 @@ def plot_type_list(fmt: str) -> None:
                 "topology": plot.topology,
                 "input_size": [plot.input_height, plot.input_width],
                 "collect_percent": plot.collect_percent,
+                "precision_target": plot.precision_target,
+                "novel_alarm": bool(plot.novel_alarm),
                 "groups": [g.name for g in plot.groups],
                 "labeled_images": labeled,
             })

@@ -1,7 +1,8 @@
 """Results on the command line: `hydra inferences`, `hydra log`, `hydra classify`.
 
 All three print the same inference record (hydra_assets.ingest.records) — JSON for scripts, a table for
-people.  Only `classify` imports TensorFlow, and only once it has files to classify.
+people.  Only `classify` imports TensorFlow, and only once it has files to classify.  `hydra log`'s table
+ends with the retraining suggestions of the window (hydra_assets.suggestions), as the Library shows them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import click
 
 from hydra_assets.cli.common import EXIT_FAILED, database, friendly_errors, settings
+from hydra_assets.rules import NOVEL, NOVEL_TEXT, is_novel
 
 FORMATS = click.Choice(["table", "json", "jsonl"])
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -29,17 +31,30 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * UNITS[match.group(2).lower()])
 
 
+def _novelty_cell(record: dict[str, Any]) -> str:
+    """`0.12`, or `0.84 > 0.31` when above the model's limit; empty for a model without novelty."""
+    score, limit = record.get("novelty"), record.get("novelty_limit")
+    if score is None:
+        return ""
+    return f"{score:.2f} > {limit:.2f}" if is_novel(score, limit) else f"{score:.2f}"
+
+
+def _keep_cell(reason: str | None) -> str:
+    return NOVEL_TEXT if reason == NOVEL else (reason or "")
+
+
 def _table(records: list[dict[str, Any]]) -> str:
     if not records:
         return "(no images)"
-    columns = ("image", "plot_type", "run", "chunk", "label", "weight", "confirmed", "keep", "model", "classified_at")
+    columns = ("image", "plot_type", "run", "chunk", "label", "weight", "novelty", "confirmed", "keep", "model",
+               "classified_at")
     rows = []
     for r in records:
         weight = r["weights"].get(r["label"]) if r.get("label") else None
         rows.append([
             r["image"], r["plot_type"], r["run"], r["chunk"], r["label"] or r.get("status", ""),
-            "" if weight is None else f"{weight:.3f}", "yes" if r["confirmed"] else "no", r["keep_reason"] or "",
-            r["model"] or "-", r["classified_at"] or "",
+            "" if weight is None else f"{weight:.3f}", _novelty_cell(r), "yes" if r["confirmed"] else "no",
+            _keep_cell(r["keep_reason"]), r["model"] or "-", r["classified_at"] or "",
         ])
     cells = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
@@ -81,14 +96,24 @@ def inferences(run: int, plot_type: str | None, fmt: str) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @friendly_errors
 def log(since: str, plot_type: str | None, limit: int | None, fmt: str) -> None:
-    """Confirmed Bad and unconfirmed images of the last 24 h (or --since): the daily brief."""
+    """Confirmed Bad, unconfirmed and novel images of the last 24 h (or --since): the daily brief.
+
+    The table ends with retraining suggestions: runs where the model is out of its depth.
+    """
     from hydra_assets.ingest.records import log_records
+    from hydra_assets.suggestions import retraining_suggestions
 
     start = datetime.now(UTC).replace(tzinfo=None) - parse_duration(since)
     db = database()
     with db.read() as s:
         records = log_records(s, start, plot_type=plot_type, limit=limit)
+        suggestions = retraining_suggestions(s, since=start, plot_type=plot_type) if fmt == "table" else []
     emit(records, fmt)
+    if suggestions:
+        click.echo("\nretraining suggestions:")
+        for suggestion in suggestions:
+            click.echo(f"- {suggestion.message}\n  label them: /labeler?plot_type={suggestion.plot_type}"
+                       f"&run={suggestion.run}&reason={suggestion.kind}")
 
 
 @click.command()

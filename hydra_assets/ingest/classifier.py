@@ -4,10 +4,14 @@ service both call.
 `InProcessClassifier` loads the active model once per version (the model cache of `hydra_assets.ml.active`)
 and runs it as one traced graph; GradCAM overlays are written for Bad classifications.  `Classifier` is
 what Predict needs from it or from the warm service's client (`hydra_assets.ingest.predictor`).
+
+A model version with a novelty reference (`ActiveModel.novelty`) answers its embedding in the same traced
+pass as its weights, and each image gets a novelty score: how unlike the training images it is.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,6 +26,7 @@ import numpy as np
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.settings import HydraSettings
 
+log = logging.getLogger(__name__)
 BATCH = 64  # images per forward pass: bounded memory for 299 px inputs, full speed for small ones
 
 
@@ -35,7 +40,8 @@ class InputSizeMismatch(ValueError):
 
 @dataclass
 class BatchPrediction:
-    """Output of one batch: every label's weight per image, which model version gave them, GradCAM paths."""
+    """Output of one batch: every label's weight per image, which model version gave them, GradCAM paths,
+    and each image's novelty score with the version's limit (None: the version has no novelty reference)."""
 
     model_id: int
     model_key: str
@@ -43,8 +49,11 @@ class BatchPrediction:
     bad_labels: list[str]
     weights: np.ndarray  # (N, n_labels)
     gradcams: dict[int, str] = field(default_factory=dict)  # batch index -> overlay path (Bad only)
+    novelty: np.ndarray | None = None  # (N,) novelty scores
+    novelty_limit: float | None = None
     load_ms: float = 0.0
-    infer_ms: float = 0.0
+    infer_ms: float = 0.0  # forward pass and novelty scores
+    novelty_ms: float = 0.0  # of which the novelty scores (nearest training images)
     gradcam_ms: float = 0.0
     where: str = "in-process"
 
@@ -94,6 +103,68 @@ def predict_weights(active: Any, floats: np.ndarray, batch: int = BATCH) -> np.n
     return np.concatenate(parts).astype(np.float32)
 
 
+_FORWARD_BOTH: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def forward_with_embedding(model: Any) -> Any | None:
+    """`forward` of the model that also answers its embedding: (embedding, weights) in one traced pass.
+
+    None when the model has no embedding (`ml/embedding.py`); made once per model, like `forward`.
+    """
+    if model in _FORWARD_BOTH:
+        return _FORWARD_BOTH[model]
+    from hydra_assets.ml.embedding import with_embedding
+
+    both = with_embedding(model)
+    fn = None
+    if both is not None:
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda x: both(x, training=False), input_signature=[spec])
+    _FORWARD_BOTH[model] = fn
+    return fn
+
+
+def _embeddings_and_weights(active: Any, floats: np.ndarray, batch: int) -> tuple[np.ndarray | None, np.ndarray]:
+    fn = forward_with_embedding(active.keras_model)
+    if fn is None:
+        return None, predict_weights(active, floats, batch)
+    try:
+        parts = [fn(floats[i : i + batch]) for i in range(0, len(floats), batch)]
+    except (TypeError, ValueError):  # cannot be traced: the eager pass of ml/embedding
+        from hydra_assets.ml.embedding import embed
+
+        return embed(active.keras_model, floats, batch=batch)
+    features = np.concatenate([np.asarray(f) for f, _ in parts]).reshape(len(floats), -1)
+    return features.astype(np.float32), np.concatenate([np.asarray(w) for _, w in parts]).astype(np.float32)
+
+
+def predict_scored(active: Any, floats: np.ndarray, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """(weights (N, n_labels), novelty scores (N,) or None, ms spent on the scores) of float32 images.
+
+    Without a novelty reference this is `predict_weights`: no embedding is computed.  A reference whose
+    features do not fit the model's embedding (a file from another version) gives no scores, with a warning.
+    """
+    reference = getattr(active, "novelty", None)
+    if reference is None or len(floats) == 0:
+        scores = None if reference is None else np.zeros(0, np.float64)
+        return predict_weights(active, floats, batch), scores, 0.0
+    features, weights = _embeddings_and_weights(active, floats, batch)
+    if features is None or features.shape[1] != reference.features.shape[1]:
+        log.warning("%s: no novelty scores: the model's embedding (%s) does not fit its novelty reference (%s)",
+                    active.key, None if features is None else features.shape[1], reference.features.shape[1])
+        return weights, None, 0.0
+    started = time.perf_counter()
+    scores = reference.scores(features)
+    return weights, scores, (time.perf_counter() - started) * 1000
+
+
+def warm_up(active: Any) -> None:
+    """Trace the graphs a batch will use, before the first chunk asks."""
+    predict_scored(active, np.zeros((1, *active.input_size, 3), np.float32))
+
+
 _ACTIVE: dict[str, dict[str, Any]] = {}
 
 
@@ -126,14 +197,16 @@ class InProcessClassifier:
             if tuple(images.shape[1:3]) != tuple(active.input_size):
                 raise InputSizeMismatch(active.input_size)
             floats = np.asarray(images, dtype=np.float32) / 255.0
-            weights = predict_weights(active, floats, self.batch)
+            weights, novelty, novelty_ms = predict_scored(active, floats, self.batch)
             inferred = time.perf_counter()
             gradcams = self._explain(active, floats, weights, gradcam_paths)
             done = time.perf_counter()
         return BatchPrediction(
             model_id=active.model_id, model_key=active.key, label_names=list(active.label_names),
-            bad_labels=list(active.bad_labels), weights=weights, gradcams=gradcams,
-            load_ms=(loaded - started) * 1000, infer_ms=(inferred - loaded) * 1000, gradcam_ms=(done - inferred) * 1000,
+            bad_labels=list(active.bad_labels), weights=weights, gradcams=gradcams, novelty=novelty,
+            novelty_limit=None if novelty is None else float(active.novelty.limit),
+            load_ms=(loaded - started) * 1000, infer_ms=(inferred - loaded) * 1000, novelty_ms=novelty_ms,
+            gradcam_ms=(done - inferred) * 1000,
             where=f"in-process pid {os.getpid()}",
         )
 

@@ -1,9 +1,11 @@
 """The Keeper: what the pages show after a chunk is classified.
 
-For every new inference: a keep decision (bad | unconfirmed | a deterministic collect percentage) with a
-copy in the kept folder and the image's place in the Labeler queue; the Run page's run-time row of each
-plot type moved to its newest image; an alarm for each confirmed Bad of a live chunk (a backfill of old
-runs must not wake the shift crew).
+For every new inference: a keep decision (bad | novel | unconfirmed | a deterministic collect percentage)
+with a copy in the kept folder and the image's place in the Labeler queue; the Run page's run-time row of
+each plot type moved to its newest image; an alarm for each confirmed Bad of a live chunk (a backfill of
+old runs must not wake the shift crew).  A novel image (unlike the model's training data) is kept for
+labeling but raises an alarm only where its plot type enables the novel alarm (`PlotType.novel_alarm`):
+by default the model's doubt goes to the experts, not to the shift crew.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.models import Alarm, Image, Inference, KeepDecision, Label, PlotType, RunTime, utcnow
+from hydra_assets.db.models import Alarm, Image, Inference, KeepDecision, Label, PlotType, RunTime, Threshold, utcnow
 from hydra_assets.images import store_file
 from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import write_resolving_conflicts
-from hydra_assets.rules import collect_draw, keep_reason, queue_priority
+from hydra_assets.rules import DEFAULT_THRESHOLD, NOVEL_TEXT, collect_draw, is_novel, keep_reason, queue_priority
 
 
 @dataclass
@@ -53,6 +55,30 @@ class _Pending:
     top_label_id: int | None
     top_label: str | None
     top_weight: float | None
+    threshold: float | None
+    novelty: float | None
+    novelty_limit: float | None
+    novel_alarm: bool
+
+    @property
+    def novel(self) -> bool:
+        return self.status == "classified" and is_novel(self.novelty, self.novelty_limit)
+
+
+def alarm_message(item: _Pending, kind: str) -> str:
+    """The alarm in one line, each fact once: plot type, run, chunk, label, and why.
+
+    "CDC_timing run 130000 chunk 9: Bad, weight 1.00 ≥ threshold 0.90" — or, for a novel image,
+    "… : unlike the training data (novelty 0.84 > limit 0.31), the model said Good".  Complete on its own:
+    a page shows it as it is, without heading it with the same facts again.
+    """
+    where = f"{item.plot_type} run {item.run} chunk {item.chunk}"
+    if kind == "novel":
+        return (f"{where}: {NOVEL_TEXT} (novelty {item.novelty:.2f} > limit {item.novelty_limit:.2f}), "
+                f"the model said {item.top_label or '?'}")
+    threshold = DEFAULT_THRESHOLD if item.threshold is None else item.threshold
+    weight = "?" if item.top_weight is None else f"{item.top_weight:.2f}"
+    return f"{where}: {item.top_label or 'Bad'}, weight {weight} ≥ threshold {threshold:.2f}"
 
 
 def pending_decisions(session: Session, run: int, digests: Collection[str] | None) -> list[_Pending]:
@@ -61,10 +87,13 @@ def pending_decisions(session: Session, run: int, digests: Collection[str] | Non
     query = (
         select(Inference.id, Image.id, Image.plot_type_id, PlotType.name, PlotType.collect_percent, Image.run_number,
                Image.chunk, Image.digest, Image.stored_path, Inference.status, Inference.confirmed, Inference.is_bad,
-               Inference.top_label_id, top.name, Inference.top_weight)
+               Inference.top_label_id, top.name, Inference.top_weight, Threshold.value, Inference.novelty,
+               Inference.novelty_limit, PlotType.novel_alarm)
         .join(Image, Image.id == Inference.image_id)
         .join(PlotType, PlotType.id == Image.plot_type_id)
         .outerjoin(top, top.id == Inference.top_label_id)
+        .outerjoin(Threshold, (Threshold.model_id == Inference.model_id)
+                   & (Threshold.label_id == Inference.top_label_id))
         .outerjoin(KeepDecision, KeepDecision.inference_id == Inference.id)
         .where(Inference.run_number == run, KeepDecision.id.is_(None), Image.status.in_(USABLE))
         .order_by(Inference.id)
@@ -74,6 +103,17 @@ def pending_decisions(session: Session, run: int, digests: Collection[str] | Non
             return []
         query = query.where(Image.digest.in_(list(set(digests))))
     return [_Pending(*row) for row in session.execute(query)]
+
+
+def alarm_kind(item: _Pending) -> str | None:
+    """"bad" for a confirmed Bad, "novel" for a novel image where the plot type asks for it, else None."""
+    if item.status != "classified":
+        return None
+    if item.is_bad and item.confirmed:
+        return "bad"
+    if item.novel and item.novel_alarm:
+        return "novel"
+    return None
 
 
 def kept_name(item: _Pending) -> str:
@@ -98,7 +138,8 @@ def keep_run(
     decisions: dict[int, tuple[str | None, str | None]] = {}
     for item in pending:
         reason = keep_reason(item.status, confirmed=item.confirmed, is_bad=item.is_bad,
-                             collect_percent=item.collect_percent, draw=collect_draw(item.digest, seed))
+                             collect_percent=item.collect_percent, draw=collect_draw(item.digest, seed),
+                             novel=item.novel)
         kept_path = None
         if reason is not None:
             try:
@@ -138,12 +179,11 @@ def keep_run(
                 image = images[item.image_id]
                 image.queue_priority = queue_priority(reason, image.queue_priority)
             inferences[item.inference_id].keep_ms = round(per_image_ms, 3)
-            if live and item.status == "classified" and item.is_bad and item.confirmed and item.inference_id not in alarmed:
-                weight = f" ({item.top_weight:.0%})" if item.top_weight is not None else ""
+            kind = alarm_kind(item)
+            if live and kind is not None and item.inference_id not in alarmed:
                 session.add(Alarm(inference_id=item.inference_id, image_id=item.image_id,
-                                  plot_type_id=item.plot_type_id, label_id=item.top_label_id,
-                                  message=f"{item.plot_type}: {item.top_label}{weight} in run {item.run}, "
-                                          f"chunk {item.chunk}"))
+                                  plot_type_id=item.plot_type_id, label_id=item.top_label_id, kind=kind,
+                                  message=alarm_message(item, kind)))
                 alarms += 1
         moved = [item.plot_type for item in latest.values() if _move_run_time(session, item, tiles.get(item.plot_type_id))]
         session.flush()

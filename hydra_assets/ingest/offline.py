@@ -1,7 +1,9 @@
 """Offline classification (`hydra classify FILES… --plot-type T`): the active model, no pipeline, no writes.
 
-Validation, preprocessing, confirmation and the keep rule are the pipeline's own, so a file classified here
-gets the label, weights and would-be keep reason the live pipeline would give it.
+Validation, preprocessing, the forward pass with its novelty scores, confirmation and the keep rule are the
+pipeline's own, so a file classified here gets the label, weights, novelty and would-be keep reason the
+live pipeline would give it.  With `gradcam_dir`, each image classified Bad gets its overlay there and the
+record's `gradcam` names that file (an absolute path).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def classify_files(
 
     Raises `CatalogError` for an unknown plot type and `ModelLoadError` when the active model cannot load.
     """
-    from hydra_assets.ingest.classifier import predict_weights
+    from hydra_assets.ingest.classifier import predict_scored
     from hydra_assets.ml.active import load_active_model
 
     with db.read() as s:
@@ -71,29 +73,47 @@ def classify_files(
         good.append((index, path, digest))
 
     if active is not None:
+        limit = None if active.novelty is None else float(active.novelty.limit)
+        written: set[Path] = set()  # two files of one name (from two folders) must not share an overlay
         for start in range(0, len(good), BATCH):
             part = good[start : start + BATCH]
-            batch = np.stack([load_rgb(path, active.input_size) for _, path, _ in part]) if part else None
-            if batch is None:
+            if not part:
                 continue
-            weights = predict_weights(active, batch)  # the pipeline's own forward pass
+            batch = np.stack([load_rgb(path, active.input_size) for _, path, _ in part])
+            weights, novelty, _ms = predict_scored(active, batch)  # the pipeline's own forward pass
             for row, (index, path, digest) in enumerate(part):
-                judged = classify_weights(weights[row], active.label_names, active.thresholds, active.bad_labels)
+                score = None if novelty is None else float(novelty[row])
+                judged = classify_weights(weights[row], active.label_names, active.thresholds, active.bad_labels,
+                                          novelty=score, novelty_limit=limit if score is not None else None)
                 gradcam = None
                 if judged.is_bad and gradcam_dir is not None:
-                    from hydra_assets.ml.gradcam import gradcam as heat
-                    from hydra_assets.ml.gradcam import save_overlay
-
-                    top = active.label_names.index(judged.top_label)
-                    target = Path(gradcam_dir) / f"{path.stem}-gradcam.png"
-                    gradcam = str(save_overlay(batch[row], heat(active.keras_model, batch[row], top), target))
+                    gradcam = _write_gradcam(active, batch[row], judged.top_label, Path(gradcam_dir), path, written)
                 run, chunk = _name_parts(path, config)
                 records[index] = inference_record(
                     file_name=path.name, plot_type=plot_type, run=run, chunk=chunk, received_at=_mtime(path),
                     label=judged.top_label, weights=judged.weights, confirmed=judged.confirmed,
                     keep_reason=keep_reason("classified", confirmed=judged.confirmed, is_bad=judged.is_bad,
-                                            collect_percent=collect_percent, draw=collect_draw(digest, config.seed)),
+                                            collect_percent=collect_percent, draw=collect_draw(digest, config.seed),
+                                            novel=judged.novel),
                     model_key=active.key, gradcam=gradcam, classified_at=datetime.now(UTC).replace(tzinfo=None),
-                    status="classified", path=str(path),
+                    status="classified", path=str(path), novelty=judged.novelty, novelty_limit=judged.novelty_limit,
                 )
     return [r for r in records if r is not None]
+
+
+def _write_gradcam(active: Any, image: np.ndarray, label: str, folder: Path, source: Path, written: set[Path]
+                   ) -> str:
+    """The overlay of `image` for `label`, written into `folder`; its absolute path, for the record.
+
+    `<stem>-gradcam.png`, or `<stem>-<n>-gradcam.png` when this call already wrote that name.
+    """
+    from hydra_assets.ml.gradcam import gradcam as heat
+    from hydra_assets.ml.gradcam import save_overlay
+
+    folder = folder.expanduser().resolve()
+    target, n = folder / f"{source.stem}-gradcam.png", 1
+    while target in written:
+        n += 1
+        target = folder / f"{source.stem}-{n}-gradcam.png"
+    written.add(target)
+    return str(save_overlay(image, heat(active.keras_model, image, active.label_names.index(label)), target))

@@ -1,8 +1,9 @@
 """Predict: every registered image of a chunk (or of a whole run, in a backfill) classified once per model.
 
 Images are batched per plot type through that plot type's active model.  Each classification stores all
-label weights, the model version, the top label and whether it is confirmed against the version's
-thresholds (read fresh, so a threshold edited on the Library page applies to the next chunk).  A plot type
+label weights, the model version, the top label, the novelty score with the version's limit (when the
+version has a novelty reference) and whether it is confirmed: against the version's thresholds (read
+fresh, so a threshold edited on the Library page applies to the next chunk) and not novel.  A plot type
 without an active model is recorded as `no_model`; a model that fails to load as `error` with the reason,
 and a later run or backfill retries those images.  One inference per image and model version: images that
 already have one are skipped, so re-runs and backfills never duplicate.
@@ -10,6 +11,7 @@ already have one are skipped, so re-runs and backfills never duplicate.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import Counter, defaultdict
@@ -28,7 +30,7 @@ from hydra_assets.ingest.classifier import BatchPrediction, Classifier, InputSiz
 from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import write_resolving_conflicts
 from hydra_assets.ingest.model_inputs import discard_inputs, prepare, take_inputs
-from hydra_assets.rules import NO_MODEL_KEY, classify_weights
+from hydra_assets.rules import NO_MODEL_KEY, classify_weights, is_novel
 from hydra_assets.settings import HydraSettings
 
 
@@ -74,6 +76,13 @@ def current_models(session: Session, plot_type_ids: Collection[int]) -> dict[int
     return {pid: CurrentModel(mid, f"{name}/{version}", (h, w)) for pid, mid, name, version, h, w in rows}
 
 
+def _finite(score: float | None) -> float | None:
+    """A score the database can hold: an infinite one (no usable embedding) is stored as a large number."""
+    if score is None or math.isfinite(score):
+        return None if score is None else round(score, 6)
+    return 1e9
+
+
 def gradcam_path(config: HydraSettings, image: ScopeImage, model_key: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_key)
     return str(config.gradcam_dir / image.plot_type / str(image.run) / f"{Path(image.stored_path).stem}-{slug}.png")
@@ -89,6 +98,7 @@ class PredictResult:
     errors: dict[str, str] = field(default_factory=dict)  # plot type -> why its images could not be classified
     error_images: int = 0
     gradcams: int = 0
+    novel: int = 0  # classified images unlike their model's training data (not confirmed for that reason)
     models: dict[str, str] = field(default_factory=dict)  # plot type -> model key used
     chunks: Counter[tuple[int | None, int | None]] = field(default_factory=Counter)
     timings_ms: Counter[str] = field(default_factory=Counter)  # prepare, load, infer, gradcam, db
@@ -143,8 +153,8 @@ def _write_rows(db: HydraDB, rows: list[_Row]) -> Counter[str]:
 
 def _blank(status: str, *, model_id: int | None, error: str | None, dagster_run_id: str) -> dict[str, Any]:
     return dict(model_id=model_id, status=status, error=error, weights={}, top_label_id=None, top_weight=None,
-                confirmed=False, is_bad=False, flagged=False, gradcam_path=None, classified_at=utcnow(),
-                dagster_run_id=dagster_run_id)
+                confirmed=False, is_bad=False, flagged=False, gradcam_path=None, novelty=None, novelty_limit=None,
+                classified_at=utcnow(), dagster_run_id=dagster_run_id)
 
 
 @dataclass
@@ -293,20 +303,28 @@ def _classify_group(
     result.where.add(prediction.where)
     result.timings_ms["load"] += prediction.load_ms
     result.timings_ms["infer"] += prediction.infer_ms
+    result.timings_ms["novelty"] += prediction.novelty_ms
     result.timings_ms["gradcam"] += prediction.gradcam_ms
     result.gradcams += len(prediction.gradcams)
     result.models[plot_type] = prediction.model_key
     thresholds = context.thresholds_for(db, prediction.model_id)
     bad = context.bad.get(todo[0].plot_type_id, set(prediction.bad_labels))
     per_image_ms = round((prediction.infer_ms + prediction.gradcam_ms) / max(len(ok), 1), 3)
+    novelty = prediction.novelty
+    limit = prediction.novelty_limit if novelty is not None else None
+    if novelty is not None:
+        result.novel += sum(is_novel(float(score), limit) for score in novelty)
     for index, image in enumerate(ok):
-        judged = classify_weights(prediction.weights[index], prediction.label_names, thresholds, bad)
+        score = None if novelty is None else float(novelty[index])
+        judged = classify_weights(prediction.weights[index], prediction.label_names, thresholds, bad,
+                                  novelty=score, novelty_limit=limit)
         rows.append(_Row(image, prediction.model_key, dict(
             model_id=prediction.model_id, status="classified", error=None,
             weights={k: round(v, 6) for k, v in judged.weights.items()},
             top_label_id=context.label_ids.get((image.plot_type_id, judged.top_label)),
             top_weight=round(judged.top_weight, 6), confirmed=judged.confirmed, is_bad=judged.is_bad,
-            flagged=judged.flagged, gradcam_path=prediction.gradcams.get(index), classified_at=utcnow(),
+            flagged=judged.flagged, gradcam_path=prediction.gradcams.get(index),
+            novelty=_finite(judged.novelty), novelty_limit=judged.novelty_limit, classified_at=utcnow(),
             predict_ms=per_image_ms, feed_ms=feed_ms, dagster_run_id=dagster_run_id,
         ), "classified"))
     return rows

@@ -4,7 +4,8 @@ Why a service: Dagster starts every run in a fresh process (the code server spaw
 TensorFlow costs ~4 s there and loading + first call of a model ~1 s more — more than everything else a
 chunk needs.  The predictor is one long-lived process per Hydra home that keeps TensorFlow imported and
 the active models loaded (the model cache of `hydra_assets.ml.active`, keyed by model version); runs send
-it a uint8 batch over an authenticated Unix socket and get the weights back, with GradCAM overlays written
+it a uint8 batch over an authenticated Unix socket and get the weights back (and each image's novelty
+score with the version's limit, when the version has a novelty reference), with GradCAM overlays written
 for Bad classifications.  It starts on first use (the file sensor starts it as soon as files arrive, so it
 warms up while the run launches), stops after a quiet period, and a run that cannot reach it classifies
 in-process — slower, same result.  On Kubernetes or Celery workers nothing changes in the code: each
@@ -35,12 +36,12 @@ from typing import Any
 import numpy as np
 
 from hydra_assets.db.engine import DatabaseUnavailable, HydraDB, is_outage
-from hydra_assets.ingest.classifier import BatchPrediction, InProcessClassifier, InputSizeMismatch, predict_weights
+from hydra_assets.ingest.classifier import BatchPrediction, InProcessClassifier, InputSizeMismatch, warm_up
 from hydra_assets.settings import HydraSettings, load_settings
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 1800.0
-PROTOCOL = 1
+PROTOCOL = 2  # 2: replies carry novelty and novelty_limit
 
 
 class PredictorUnavailable(RuntimeError):
@@ -248,7 +249,7 @@ class _Server:
                 log.warning("warm-up of %s failed: %s", name, error)
                 continue
             if active is not None:
-                predict_weights(active, np.zeros((1, *active.input_size, 3), np.float32))  # traces the graph
+                warm_up(active)  # traces the graph (with the embedding when the version has novelty)
                 self.classifier._active[name] = active
                 warmed.append(active.key)
         return warmed

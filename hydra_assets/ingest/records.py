@@ -1,7 +1,8 @@
 """The inference record: the stable JSON of one classified image, shared by the CLI and the pages.
 
 Fields (DESIGN.md): ``image, plot_type, run, chunk, label, weights{label: w}, confirmed, keep_reason
-(null|bad|unconfirmed|collect), model (name/version), gradcam (path|null), received_at, classified_at`` —
+(null|bad|novel|unconfirmed|collect), model (name/version), gradcam (path|null: the overlay written),
+novelty, novelty_limit (null for a model without a novelty reference), received_at, classified_at`` —
 plus ``image_id``, ``path`` (the stored file) and ``status`` (classified | no_model | error | pending).
 Times are ISO 8601 in UTC with a ``Z``.  An image shows its latest inference (the newest model version).
 """
@@ -20,7 +21,7 @@ from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.rules import NO_MODEL_KEY
 
 FIELDS = ("image", "plot_type", "run", "chunk", "label", "weights", "confirmed", "keep_reason", "model", "gradcam",
-          "received_at", "classified_at")
+          "novelty", "novelty_limit", "received_at", "classified_at")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -42,6 +43,8 @@ def inference_record(
     keep_reason: str | None = None,
     model_key: str | None = None,
     gradcam: str | None = None,
+    novelty: float | None = None,
+    novelty_limit: float | None = None,
     classified_at: datetime | None = None,
     status: str = "pending",
     image_id: int | None = None,
@@ -60,6 +63,8 @@ def inference_record(
         "keep_reason": keep_reason,
         "model": None if model_key in (None, NO_MODEL_KEY) else model_key,
         "gradcam": gradcam,
+        "novelty": _rounded(novelty),
+        "novelty_limit": _rounded(novelty_limit),
         "received_at": iso(received_at),
         "classified_at": iso(classified_at),
         "image_id": image_id,
@@ -71,13 +76,17 @@ def inference_record(
     return record
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
 def _record_query() -> tuple[Select, Any]:
     top = aliased(Label)
     query = (
         select(Image.id, Image.file_name, Image.stored_path, Image.run_number, Image.chunk, Image.received_at,
                PlotType.name, Inference.id, Inference.status, Inference.weights, top.name, Inference.confirmed,
                Inference.model_key, Inference.gradcam_path, Inference.classified_at, Inference.error,
-               KeepDecision.reason)
+               KeepDecision.reason, Inference.novelty, Inference.novelty_limit)
         .join(PlotType, PlotType.id == Image.plot_type_id)
     )
     return query, top
@@ -85,10 +94,11 @@ def _record_query() -> tuple[Select, Any]:
 
 def _to_record(row: Any) -> dict[str, Any]:
     (image_id, file_name, stored, run, chunk, received, plot_type, inference_id, status, weights, label, confirmed,
-     model_key, gradcam, classified_at, error, reason) = row
+     model_key, gradcam, classified_at, error, reason, novelty, novelty_limit) = row
     return inference_record(
         file_name=file_name, plot_type=plot_type, run=run, chunk=chunk, received_at=received, label=label,
         weights=weights, confirmed=bool(confirmed), keep_reason=reason, model_key=model_key, gradcam=gradcam,
+        novelty=novelty, novelty_limit=novelty_limit,
         classified_at=classified_at, status=status if inference_id is not None else "pending",
         image_id=image_id, path=stored, error=error,
     )
@@ -113,7 +123,8 @@ def run_records(session: Session, run: int, *, plot_type: str | None = None) -> 
 def log_records(
     session: Session, since: datetime, *, plot_type: str | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Confirmed Bad and unconfirmed images classified since `since` (their latest inference), newest first."""
+    """Confirmed Bad and unconfirmed (novel included) images classified since `since` (their latest
+    inference), newest first."""
     newer = aliased(Inference)
     query, top = _record_query()
     query = (query.join(Inference, Inference.image_id == Image.id)

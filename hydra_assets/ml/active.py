@@ -9,10 +9,16 @@ Loaded Keras models are kept in a small per-process cache keyed by model version
 and tracing a model costs seconds and a pipeline process classifies many chunks with the same version;
 activation is still read from the database on every call, so a newly activated version is picked up at once.
 The model library (`registry`) builds on this module, never the other way round.
+
+A version's novelty reference (its training images' embeddings and calibrated limit, `scores/novelty.py`)
+lives beside its file, ``models_dir/<name>/<version>/novelty.npz``, downloaded once from the MLflow artifact
+``novelty/novelty.npz`` of the model's run.  Versions without one (registered locally, trained before the
+guard) classify without novelty scores; a missing reference is never an error.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -30,6 +36,8 @@ from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError
 from hydra_assets.db.models import Label, Model, PlotType, Threshold, utcnow
 from hydra_assets.rules import DEFAULT_THRESHOLD, label_thresholds
+from hydra_assets.scores import novelty as novelty_scores
+from hydra_assets.scores.novelty import NoveltyReference
 from hydra_assets.tracking import TrackingService
 
 if TYPE_CHECKING:
@@ -38,8 +46,10 @@ if TYPE_CHECKING:
     from hydra_assets.db.engine import HydraDB
     from hydra_assets.settings import HydraSettings
 
+log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local-"  # mlflow_name of models registered without MLflow
 CACHE_SIZE = 16
+NOVELTY_ARTIFACT = f"novelty/{novelty_scores.FILE_NAME}"  # in the MLflow run of the model version
 
 
 class ModelLoadError(RuntimeError):
@@ -59,6 +69,7 @@ class ActiveModel:
     keras_model: keras.Model = field(repr=False)
     topology: str = ""
     bad_labels: list[str] = field(default_factory=list)
+    novelty: NoveltyReference | None = field(default=None, repr=False)  # None: no novelty scores
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Weights (N, n_labels) for a batch (N, H, W, 3) of float32 RGB in [0, 1] at `input_size`."""
@@ -81,11 +92,15 @@ class ActiveModel:
 
 _cache: OrderedDict[tuple[str, str], keras.Model] = OrderedDict()
 _cache_lock = threading.Lock()
+_novelty_cache: dict[str, tuple[int, NoveltyReference]] = {}  # path -> (mtime_ns, reference)
+_novelty_tried: set[str] = set()  # model runs whose novelty artifact this process already tried to download
 
 
 def clear_model_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _novelty_cache.clear()
+        _novelty_tried.clear()
 
 
 def load_keras_file(path: Path, *, what: str) -> keras.Model:
@@ -169,6 +184,60 @@ def model_file(config: HydraSettings, model: Model) -> Path:
                              f"cannot fetch {uri} from MLflow: {error}") from error
 
 
+def novelty_path(config: HydraSettings, model: Model) -> Path:
+    """Where a model version's novelty reference lives (written at training, or downloaded from MLflow)."""
+    return Path(config.models_dir) / model.mlflow_name / str(model.mlflow_version) / novelty_scores.FILE_NAME
+
+
+def _download_novelty(config: HydraSettings, run_id: str, target: Path) -> None:
+    """Fetch the run's novelty artifact into `target` (absent artifact: nothing happens)."""
+    import mlflow
+
+    TrackingService.from_settings(config).use()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".novelty-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=NOVELTY_ARTIFACT, dst_path=str(staging),
+                                            tracking_uri=config.mlflow_tracking_uri)
+        found = min(staging.rglob(novelty_scores.FILE_NAME), default=None)
+        if found is not None:
+            found.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_novelty(config: HydraSettings, model: Model) -> NoveltyReference | None:
+    """The version's novelty reference, or None when it has none (never raises: the guard is optional).
+
+    A missing file is downloaded from the model's MLflow run once per process; a model registered locally
+    (or trained before the guard) simply has none.
+    """
+    path = novelty_path(config, model)
+    key = str(path)
+    run_id = model.mlflow_run_id
+    if (not path.is_file() and run_id and not model.mlflow_name.startswith(LOCAL_PREFIX)
+            and run_id not in _novelty_tried):
+        _novelty_tried.add(run_id)
+        try:
+            _download_novelty(config, run_id, path)
+        except Exception as error:  # MLflow raises many kinds; no artifact is the common one
+            log.info("model %s has no novelty reference in MLflow: %s", model.key, error)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _novelty_cache.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        reference = novelty_scores.load(path)
+    except Exception as error:  # a broken file must not stop classification
+        log.warning("model %s: cannot read novelty reference %s: %s", model.key, path, error)
+        return None
+    _novelty_cache[key] = (stamp, reference)
+    return reference
+
+
 def active_model_row(session: Session, plot_type: str) -> Model | None:
     plot = catalog.get_plot_type(session, plot_type)
     return session.scalar(select(Model).where(Model.plot_type_id == plot.id, Model.active.is_(True))
@@ -201,6 +270,7 @@ def load_model_version(db: HydraDB, config: HydraSettings, model_id: int) -> Act
         model_id=row.id, key=row.key, plot_type=plot.name, label_names=list(row.label_names),
         input_size=(row.input_height, row.input_width), thresholds=thresholds, keras_model=keras_model,
         topology=row.topology, bad_labels=[n for n in row.label_names if n in bad],
+        novelty=load_novelty(config, row),
     )
 
 
@@ -308,8 +378,10 @@ __all__ = [
     "load_active_model",
     "load_keras_file",
     "load_model_version",
+    "load_novelty",
     "mark_active",
     "model_file",
+    "novelty_path",
     "register_local_model",
     "thresholds_of",
 ]
