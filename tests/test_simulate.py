@@ -25,7 +25,16 @@ from hydra_assets.simulate import (
     write_chunk,
     write_labeled,
 )
-from hydra_assets.simulate.content import MODELS, fdc_occupancy, poisson_quantile
+from hydra_assets.simulate.content import (
+    FDC_DEGRADING,
+    MODELS,
+    cdc_timing,
+    fcal_energy,
+    fdc_occupancy,
+    poisson_quantile,
+    tof_multiplicity,
+)
+from hydra_assets.simulate.drift import CONDITIONS, CYCLE, NOMINAL_RUNS, Condition, run_condition
 from hydra_assets.simulate.experiment import CHUNK_MANIFEST, write_atomically
 from hydra_assets.simulate.render import HEIGHT, STATS_BOX_PIXELS, WIDTH
 
@@ -280,6 +289,8 @@ def test_cli_writes_a_labeled_set_per_plot_type(runner: CliRunner, tmp_path: Pat
     (["--labeled", "x", "--chunks", "3"], "--chunks apply to live chunks"),
     (["--plot-types", "CDC_timing", "--images-per-chunk", "2"], "at most one image per plot type"),
     (["--runs", "0"], "0 is not in the range"),
+    (["--labeled", "x", "--drift", "realistic"], "--drift apply to live chunks"),
+    (["--drift", "sometimes"], "'sometimes' is not one of"),
 ])
 def test_cli_refuses_bad_arguments(runner: CliRunner, tmp_path: Path, arguments: list[str], message: str) -> None:
     result = runner.invoke(cli, ["simulate", *arguments])
@@ -294,3 +305,131 @@ def test_cli_help_and_list(runner: CliRunner) -> None:
     listing = runner.invoke(cli, ["simulate", "--list"])
     assert listing.exit_code == 0
     assert all(name in listing.output for name in PLOT_TYPE_NAMES) and "NoData" in listing.output
+
+
+# ---- drift: run-to-run condition changes --------------------------------------------------------------
+
+
+def _content(model, condition: Condition | None = None, failure: str | None = None, seed: int = 5):  # type: ignore[no-untyped-def]
+    base, defect = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    return model(failure, base, defect) if condition is None else model(failure, base, defect, condition)
+
+
+def _mean_of(hist) -> float:  # type: ignore[no-untyped-def]
+    centres = 0.5 * (hist.edges[1:] + hist.edges[:-1])
+    return float((hist.counts * centres).sum() / hist.counts.sum())
+
+
+def test_no_drift_is_the_old_experiment() -> None:
+    """Nominal condition = no condition: the same pixels; only the record says which condition it was."""
+    for plot_type in PLOT_TYPE_NAMES:
+        png, record = generate_image(plot_type, run=3, chunk=4, failure="empty", seed=8)
+        nominal, nominal_record = generate_image(plot_type, run=3, chunk=4, failure="empty", seed=8,
+                                                 condition=Condition())
+        assert png == nominal and set(record) == RECORD_KEYS
+        assert nominal_record["condition"] == "nominal" and set(nominal_record) == RECORD_KEYS | {"condition", "drift"}
+        assert generate_image(plot_type, run=3, chunk=4, seed=8)[0] == generate_image(
+            plot_type, run=3, chunk=4, seed=8, condition=Condition())[0]
+
+
+def test_write_chunk_without_drift_records_no_condition(tmp_path: Path) -> None:
+    records = write_chunk(tmp_path, run=7, chunk=0, plot_types=["TOF_multiplicity"], seed=1)
+    assert "condition" not in records[0]
+    with pytest.raises(SimulationError, match="first run"):
+        write_chunk(tmp_path, run=7, chunk=0, plot_types=["TOF_multiplicity"], seed=1, drift="realistic")
+    with pytest.raises(SimulationError, match="unknown drift"):
+        write_chunk(tmp_path, run=7, chunk=0, plot_types=["TOF_multiplicity"], seed=1, drift="odd", first_run=7)
+
+
+def test_gain_shift_moves_the_peak_within_the_good_range() -> None:
+    up, down = Condition("gain_shift", gain=1.1), Condition("gain_shift", gain=0.9)
+    tof = [_mean_of(_content(tof_multiplicity, c)) for c in (down, None, up)]
+    assert tof[0] < tof[1] < tof[2] and tof[2] / tof[1] < 1.2  # a Bad shift is x1.5 or more
+    cdc = [_mean_of(_content(cdc_timing, c)) for c in (down, None, up)]
+    assert cdc[0] < cdc[1] < cdc[2]
+
+    def mip_peak(condition: Condition | None) -> float:
+        hist = _content(fcal_energy, condition)
+        centres = 0.5 * (hist.edges[1:] + hist.edges[:-1])
+        above = (centres > 140) & (centres < 240)
+        return float(centres[above][np.argmax(hist.counts[above])])
+
+    assert mip_peak(down) < mip_peak(None) < mip_peak(up)
+
+
+def test_occupancy_changes_the_entries_and_stays_good() -> None:
+    nominal = _content(fdc_occupancy).counts.sum()
+    assert _content(fdc_occupancy, Condition("occupancy", statistics=0.3)).counts.sum() == pytest.approx(
+        0.3 * nominal, rel=0.05)
+    assert generate_image("FDC_occupancy", run=1, chunk=1, seed=2,
+                          condition=Condition("occupancy", statistics=3.0))[1]["label"] == "Good"
+
+
+@pytest.mark.parametrize("plot_type", PLOT_TYPE_NAMES)
+def test_a_new_setting_is_good_but_looks_different(plot_type: str) -> None:
+    nominal, _ = generate_image(plot_type, run=1, chunk=1, seed=6)
+    changed, record = generate_image(plot_type, run=1, chunk=1, seed=6, condition="new_setting")
+    assert record["label"] == "Good" and record["condition"] == "new_setting" and record["failure"] is None
+    assert record["drift"]["new_setting"] is True and record["defect"] is None
+    difference = np.any(pixels_of(changed) != pixels_of(nominal), axis=2)
+    assert _outside_stats_box(difference).sum() > 100
+
+
+@pytest.mark.parametrize("plot_type", PLOT_TYPE_NAMES)
+def test_degradation_grows_and_turns_bad(plot_type: str) -> None:
+    images = [generate_image(plot_type, run=1, chunk=1, seed=6, condition=Condition("degrading", severity=s))
+              for s in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    assert [r["label"] for _, r in images] == ["Good", "Good", "Good", "Bad", "Bad"]
+    assert images[3][1]["defect"] and images[3][1]["failure"] is None
+    nominal = pixels_of(images[0][0])
+    changed = [_outside_stats_box(np.any(pixels_of(png) != nominal, axis=2)).sum() for png, _ in images[1:]]
+    assert changed[0] > 0 and changed[-1] >= changed[0]
+    with pytest.raises(SimulationError, match="makes a Bad plot"):
+        generate_image(plot_type, run=1, chunk=1, seed=6, label="Good", condition=Condition("degrading", severity=0.9))
+
+
+def test_fdc_degradation_lowers_its_board_more_every_run() -> None:
+    hits = [_content(fdc_occupancy, Condition("degrading", severity=s)).counts[FDC_DEGRADING].sum()
+            for s in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
+    assert all(a > b for a, b in zip(hits, hits[1:], strict=False)) and hits[-1] == 0
+
+
+def test_realistic_drift_schedule() -> None:
+    runs = range(100, 100 + NOMINAL_RUNS + 2 * len(CYCLE))
+    conditions = [run_condition("realistic", "CDC_timing", r, first_run=100, seed=1) for r in runs]
+    assert all(c.name == "nominal" and c == Condition() for c in conditions[:NOMINAL_RUNS])
+    assert {c.name for c in conditions} == set(CONDITIONS)
+    severities = [c.severity for c in conditions[NOMINAL_RUNS:NOMINAL_RUNS + len(CYCLE)] if c.name == "degrading"]
+    assert severities == sorted(severities) and severities[0] < 0.5 <= severities[-1]  # Bad creeps in
+    gains = [c.gain for c in conditions if c.name == "gain_shift"]
+    assert all(0.87 < g < 0.94 or 1.06 < g < 1.13 for g in gains)
+    assert run_condition("none", "CDC_timing", 120, first_run=100, seed=1) is None
+    # seeded: same seed, same parameters; another seed, others
+    again = [run_condition("realistic", "CDC_timing", r, first_run=100, seed=1) for r in runs]
+    other = [run_condition("realistic", "CDC_timing", r, first_run=100, seed=2) for r in runs]
+    assert again == conditions and other != conditions
+
+
+def test_write_chunk_with_drift_records_each_runs_condition(tmp_path: Path) -> None:
+    first = 200
+    run = first + NOMINAL_RUNS + 4  # the first degrading run of the cycle
+    chunks = [write_chunk(tmp_path / str(c), run=run, chunk=c, plot_types=["ST_efficiency", "TOF_multiplicity"],
+                          bad_fraction=0.0, seed=3, drift="realistic", first_run=first) for c in (0, 1)]
+    for records in chunks:
+        assert [r["condition"] for r in records] == ["degrading", "degrading"]
+        assert all(r["drift"] == chunks[0][0]["drift"] for r in records)  # one condition per run
+    again = write_chunk(tmp_path / "again", run=run, chunk=0, plot_types=["ST_efficiency", "TOF_multiplicity"],
+                        bad_fraction=0.0, seed=3, drift="realistic", first_run=first)
+    assert [(tmp_path / "again" / r["file"]).read_bytes() for r in again] == [
+        (tmp_path / "0" / r["file"]).read_bytes() for r in chunks[0]]
+
+
+def test_cli_drift_realistic(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["simulate", "--run", "300", "--runs", str(NOMINAL_RUNS + 3), "--chunks", "1",
+                                 "--plot-types", "TOF_multiplicity", "--bad-fraction", "0", "--drift", "realistic",
+                                 "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    manifest = [json.loads(line) for line in (tmp_path / "home" / "incoming" / CHUNK_MANIFEST).read_text().splitlines()]
+    assert [r["condition"] for r in manifest] == ["nominal"] * NOMINAL_RUNS + ["gain_shift", "occupancy", "new_setting"]
+    assert all(r["label"] == "Good" for r in manifest)
+    assert f"run {300 + NOMINAL_RUNS}: TOF_multiplicity gain_shift" in result.output

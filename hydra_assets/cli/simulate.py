@@ -9,6 +9,7 @@ import click
 
 from hydra_assets.settings import SettingsError, load_settings
 from hydra_assets.simulate.content import FAILURE_MODES
+from hydra_assets.simulate.drift import DRIFTS, run_condition
 from hydra_assets.simulate.experiment import (
     CHUNK_MANIFEST,
     DEMO_PLOT_TYPES,
@@ -22,7 +23,7 @@ from hydra_assets.simulate.experiment import (
 
 DEFAULT_FIRST_RUN = 120000
 LIVE_OPTIONS = {"first_run": "--run", "runs": "--runs", "chunks": "--chunks", "images_per_chunk": "--images-per-chunk",
-                "bad_fraction": "--bad-fraction", "out": "--out", "interval": "--interval"}
+                "bad_fraction": "--bad-fraction", "out": "--out", "interval": "--interval", "drift": "--drift"}
 
 
 def parse_plot_types(value: str) -> list[str]:
@@ -62,6 +63,10 @@ def _list_plot_types() -> None:
                    "Default: every selected plot type; fewer picks a seeded subset per chunk.")
 @click.option("--bad-fraction", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
               help="Chance that an image shows a failure (its plot type's failure modes, drawn evenly).")
+@click.option("--drift", type=click.Choice(DRIFTS), default="none", show_default=True,
+              help="Run-to-run condition changes: `realistic` keeps the first 6 runs nominal, then cycles gain "
+                   "shifts, occupancy changes, a new (Good) beam setting and a slow degradation that turns Bad; "
+                   "each record names its condition. See docs/simulate.md.")
 @click.option("--plot-types", "plot_types", default="all", show_default=True,
               help="`all` or comma-separated names (see --list).")
 @click.option("--seed", type=int, default=None, help="Experiment seed. Default: HYDRA_SEED (12345).")
@@ -77,7 +82,7 @@ def _list_plot_types() -> None:
 @click.option("--quiet", is_flag=True, help="No progress lines, only the summary.")
 @click.pass_context
 def simulate(ctx: click.Context, first_run: int, runs: int, chunks: int, images_per_chunk: int | None,
-             bad_fraction: float, plot_types: str, seed: int | None, out: Path | None, interval: float,
+             bad_fraction: float, drift: str, plot_types: str, seed: int | None, out: Path | None, interval: float,
              labeled: Path | None, per_label: int | None, list_only: bool, quiet: bool) -> None:
     """Synthetic detector monitoring plots with known truth (the demo experiment).
 
@@ -87,6 +92,7 @@ def simulate(ctx: click.Context, first_run: int, runs: int, chunks: int, images_
     folder (or --out). The truth of every image (label, failure mode, defect pixel box, seed) is appended
     to the hidden file .manifest.jsonl in that folder.
       hydra simulate --run 121000 --runs 2 --chunks 20 --bad-fraction 0.2
+      hydra simulate --run 121000 --runs 16 --chunks 20 --drift realistic
 
     \b
     Training sets (--labeled DIR): DIR/<plot_type>/<label>/*.png with a .json side-car per image and
@@ -120,7 +126,8 @@ def simulate(ctx: click.Context, first_run: int, runs: int, chunks: int, images_
             _write_training_set(labeled, names, per_label or 100, seed, quiet)
         else:
             folder = out if out is not None else config.input_dir  # type: ignore[union-attr]
-            _write_live(folder, names, first_run, runs, chunks, images_per_chunk, bad_fraction, seed, interval, quiet)
+            _write_live(folder, names, first_run, runs, chunks, images_per_chunk, bad_fraction, seed, interval, quiet,
+                        drift)
     except SimulationError as error:
         raise click.UsageError(str(error)) from error
     except OSError as error:
@@ -128,16 +135,22 @@ def simulate(ctx: click.Context, first_run: int, runs: int, chunks: int, images_
 
 
 def _write_live(folder: Path, names: list[str], first_run: int, runs: int, chunks: int,
-                images_per_chunk: int | None, bad_fraction: float, seed: int, interval: float, quiet: bool) -> None:
+                images_per_chunk: int | None, bad_fraction: float, seed: int, interval: float, quiet: bool,
+                drift: str = "none") -> None:
     started, written, bad = time.perf_counter(), 0, 0
     total = runs * chunks
     for number, (run, chunk) in enumerate(((r, c) for r in range(first_run, first_run + runs)
                                            for c in range(chunks)), start=1):
         if number > 1 and interval:
             time.sleep(interval)
+        if drift != "none" and chunk == 0 and not quiet:
+            conditions = [f"{n} {run_condition(drift, n, run, first_run=first_run, seed=seed).name}"  # type: ignore[union-attr]
+                          for n in names]
+            click.echo(f"run {run}: {', '.join(conditions)}", err=True)
         records = write_chunk(folder, run=run, chunk=chunk, plot_types=names, bad_fraction=bad_fraction, seed=seed,
-                              images_per_chunk=images_per_chunk)
-        failures = [f"{r['plot_type']} ({r['failure']})" for r in records if r["failure"]]
+                              images_per_chunk=images_per_chunk, drift=drift, first_run=first_run)
+        failures = [f"{r['plot_type']} ({r['failure'] or r.get('condition')})" for r in records
+                    if r["label"] != "Good"]
         written, bad = written + len(records), bad + len(failures)
         if not quiet:
             click.echo(f"[{number}/{total}] run {run} chunk {chunk:04d}: {len(records)} image(s)"

@@ -5,6 +5,12 @@ number from the image's base generator and its count is the Poisson quantile of 
 expected value. A localized defect changes the expected values of a few bins only, so the same seed with
 and without the defect gives identical counts everywhere else — which is what lets us record where the
 defect is and test that record against the pixels.
+
+A run `Condition` (drift.py) changes the healthy content of every model the same way for the image with
+and without its defect, and never draws from the base generator, so the rule above holds under drift too.
+
+Long module: one section per plot type (healthy shape, its failures, its run conditions) reads best
+together; splitting them would scatter each detector's picture.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from functools import cache
 
 import numpy as np
 from scipy.special import erf, gammaln, pdtr, pdtrik
+
+from hydra_assets.simulate.drift import NOMINAL_CONDITION, Condition
 
 Generator = np.random.Generator
 # (x0, x1, y0, y1) in data coordinates: the cells a 2D defect touches.
@@ -126,17 +134,32 @@ def _fingerprint(name: str, shape: tuple[int, ...], spread: float) -> np.ndarray
 FDC_WIRES, FDC_PLANES = 96, 24
 
 
-def fdc_occupancy(failure: str | None, base: Generator, defect: Generator) -> Map2D:
-    """Hits per wire and plane: rates rise towards the beam, the beam-hole wires are deadened on purpose."""
+FDC_DEGRADING = (slice(6, 12), slice(16, 32))  # planes 7-12, wires 17-32: one HV board losing gain
+
+
+def fdc_occupancy(failure: str | None, base: Generator, defect: Generator,
+                  condition: Condition = NOMINAL_CONDITION) -> Map2D:
+    """Hits per wire and plane: rates rise towards the beam, the beam-hole wires are deadened on purpose.
+
+    Conditions: a gain change steepens or flattens the radial profile and scales the hits; a new beam
+    setting (smaller, off-centre beam spot) gives a steeper, left-right asymmetric profile; degradation
+    lowers one HV board's hits.
+    """
     wires = np.arange(1, FDC_WIRES + 1)
     radius = np.abs(wires - 48.5) * 1.0 + 8.0
-    profile = radius ** -0.7
+    profile = radius ** (-0.7 * (1.3 if condition.new_setting else condition.gain))
+    if condition.new_setting:
+        profile = profile * (1.0 + 0.35 * np.tanh((wires - 48.5) / 15.0))
     profile[46:50] *= 0.12  # deadened beam-hole wires are normal, not a failure
     package = np.arange(FDC_PLANES) // 6
     plane_factor = np.array([1.0, 0.88, 0.78, 0.7])[package] * base.normal(1.0, 0.03, FDC_PLANES)
-    scale = statistics_scale(base, defect, failure)
+    scale = statistics_scale(base, defect, failure) * condition.statistics * condition.gain ** 3
     mean = plane_factor[:, None] * profile[None, :] * _fingerprint("FDC", (FDC_PLANES, FDC_WIRES), 0.05)
     mean *= 150.0 * scale / mean.mean()
+    degraded = None
+    if condition.severity:
+        mean[FDC_DEGRADING] *= 1.0 - condition.severity
+        degraded = f"wires 17-32, planes 7-12 at {100 * (1 - condition.severity):.0f} % (HV board degrading)"
     u = base.random(mean.shape)
     if failure == "empty":
         return Map2D(_edges(FDC_WIRES), _edges(FDC_PLANES), np.zeros_like(mean), 1.0)
@@ -178,7 +201,7 @@ def fdc_occupancy(failure: str | None, base: Generator, defect: Generator) -> Ma
         region = (x0 + 0.5, x0 + width + 0.5, y0 + 0.5, y0 + height + 0.5)
         detail = f"noise in {_span(x0 + 1, x0 + width, 'wires')}, {_span(y0 + 1, y0 + height, 'planes')}"
     counts = poisson_quantile(u, mean)
-    return Map2D(_edges(FDC_WIRES), _edges(FDC_PLANES), counts, zmax, region, detail)
+    return Map2D(_edges(FDC_WIRES), _edges(FDC_PLANES), counts, zmax, region, detail or degraded)
 
 
 def _edges(n: int) -> np.ndarray:
@@ -196,18 +219,33 @@ BCAL_PHI_BINS, BCAL_ETA_BINS = 48, 26
 BCAL_ETA_RANGE = (-0.6, 2.0)
 
 
-def bcal_eta_phi(failure: str | None, base: Generator, defect: Generator) -> Map2D:
-    """Shower occupancy per module (phi) and eta: forward eta sees more, a mild phi modulation."""
+BCAL_DEGRADING = slice(19, 22)  # modules 20-22: their gain falls
+
+
+def bcal_eta_phi(failure: str | None, base: Generator, defect: Generator,
+                 condition: Condition = NOMINAL_CONDITION) -> Map2D:
+    """Shower occupancy per module (phi) and eta: forward eta sees more, a mild phi modulation.
+
+    Conditions: a gain change alters the eta slope; a new (polarised) beam flattens eta and adds a
+    cos 2phi modulation; degradation lowers three modules.
+    """
     phi_edges = np.linspace(0.0, 360.0, BCAL_PHI_BINS + 1)
     eta_edges = np.linspace(*BCAL_ETA_RANGE, BCAL_ETA_BINS + 1)
     phi = 0.5 * (phi_edges[1:] + phi_edges[:-1])
     eta = 0.5 * (eta_edges[1:] + eta_edges[:-1])
-    eta_shape = np.exp(0.9 * eta) * (1.0 - 0.25 * np.exp(-((eta - 1.7) / 0.25) ** 2))
+    slope = 0.45 if condition.new_setting else 0.9 * condition.gain ** 2
+    eta_shape = np.exp(slope * eta) * (1.0 - 0.25 * np.exp(-((eta - 1.7) / 0.25) ** 2))
     phi_shape = 1.0 + base.uniform(0.02, 0.08) * np.cos(np.radians(phi - base.uniform(0, 360)))
-    scale = statistics_scale(base, defect, failure)
+    if condition.new_setting:
+        phi_shape = phi_shape * (1.0 + 0.25 * np.cos(2.0 * np.radians(phi)))
+    scale = statistics_scale(base, defect, failure) * condition.statistics
     mean = eta_shape[:, None] * phi_shape[None, :]
     mean *= _fingerprint("BCAL", (1, BCAL_PHI_BINS), 0.06) * _fingerprint("BCALeta", (BCAL_ETA_BINS, 1), 0.02)
     mean *= 120.0 * scale / mean.mean()
+    degraded = None
+    if condition.severity:
+        mean[:, BCAL_DEGRADING] *= 1.0 - condition.severity
+        degraded = f"modules 20-22 at {100 * (1 - condition.severity):.0f} % (gain degrading)"
     u = base.random(mean.shape)
     if failure == "empty":
         return Map2D(phi_edges, eta_edges, np.zeros_like(mean), 1.0)
@@ -245,7 +283,7 @@ def bcal_eta_phi(failure: str | None, base: Generator, defect: Generator) -> Map
         region = cells(x0, x0 + width, y0, y0 + height)
         detail = f"noise in {_span(x0 + 1, x0 + width, 'modules')}"
     counts = poisson_quantile(u, mean)
-    return Map2D(phi_edges, eta_edges, counts, zmax, region, detail)
+    return Map2D(phi_edges, eta_edges, counts, zmax, region, detail or degraded)
 
 
 # ---- CDC: drift-time spectrum ----------------------------------------------------------------------
@@ -260,12 +298,24 @@ def _cdc_shape(t: np.ndarray, t0: float, sigma: float, t_max: float) -> np.ndarr
     return rise * body * fall
 
 
-def cdc_timing(failure: str | None, base: Generator, defect: Generator) -> Hist1D:
-    """Drift times of CDC hits: a sharp rise at t0, a falling body, the end at the maximum drift time."""
+def cdc_timing(failure: str | None, base: Generator, defect: Generator,
+               condition: Condition = NOMINAL_CONDITION) -> Hist1D:
+    """Drift times of CDC hits: a sharp rise at t0, a falling body, the end at the maximum drift time.
+
+    Conditions: a gain (timing) change moves t0 by 28-48 ns (a Bad shift is 80-250 ns); a new gas mix
+    or HV setting shortens the maximum drift time and slows the rise; degradation widens the rise.
+    """
     t = 0.5 * (CDC_EDGES[1:] + CDC_EDGES[:-1])
     t0, sigma, t_max = base.normal(0.0, 4.0), 8.0 * base.uniform(0.9, 1.1), 850.0 + base.normal(0.0, 10.0)
     background = base.uniform(0.02, 0.04)
-    scale = statistics_scale(base, defect, failure)
+    scale = statistics_scale(base, defect, failure) * condition.statistics
+    t0 += (condition.gain - 1.0) * 400.0
+    if condition.new_setting:
+        sigma, t_max = 1.6 * sigma, t_max - 150.0
+    degraded = None
+    if condition.severity:
+        sigma += 80.0 * condition.severity
+        degraded = f"rise time {sigma:.0f} ns (resolution degrading)"
     u = base.random(t.shape)
     peak = 2500.0 * scale
 
@@ -290,7 +340,7 @@ def cdc_timing(failure: str | None, base: Generator, defect: Generator) -> Hist1
         mean = mean + window * ringing * peak * defect.uniform(0.4, 0.9)
         detail = f"ringing around {centre:.0f} ns"
     counts = poisson_quantile(u, mean)
-    return Hist1D(CDC_EDGES, counts, reference, detail=detail)
+    return Hist1D(CDC_EDGES, counts, reference, detail=detail or degraded)
 
 
 # ---- FCAL: energy per block hit -----------------------------------------------------------------------
@@ -303,17 +353,28 @@ def _moyal(x: np.ndarray, mpv: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * (z + np.exp(-z)))
 
 
-def fcal_energy(failure: str | None, base: Generator, defect: Generator) -> Hist1D:
-    """Energy per FCAL block hit (log scale): a steep low-energy spectrum and a MIP peak near 170 MeV."""
+def fcal_energy(failure: str | None, base: Generator, defect: Generator,
+                condition: Condition = NOMINAL_CONDITION) -> Hist1D:
+    """Energy per FCAL block hit (log scale): a steep low-energy spectrum and a MIP peak near 170 MeV.
+
+    Conditions: a gain of 0.88-0.93 or 1.07-1.12 (a Bad gain is 0.55-0.75 or 1.35-1.6); a new beam
+    energy gives a harder low-energy spectrum and a wider MIP peak; degradation lowers the gain
+    (ageing PMTs).
+    """
     e = 0.5 * (FCAL_EDGES[1:] + FCAL_EDGES[:-1])
     mpv, width = 170.0 * base.normal(1.0, 0.015), 14.0 * base.uniform(0.9, 1.1)
-    scale = statistics_scale(base, defect, failure)
+    scale = statistics_scale(base, defect, failure) * condition.statistics
     u = base.random(e.shape)
+    run_gain = condition.gain * (1.0 - 0.45 * condition.severity)
+    slope = 60.0 if condition.new_setting else 45.0
+    if condition.new_setting:
+        width *= 1.3
+    degraded = f"gain {run_gain:.2f} (PMT gain degrading)" if condition.severity else None
 
     def spectrum(gain: float, width: float) -> np.ndarray:
-        energy = e / gain
+        energy = e / (gain * run_gain)
         threshold = 1.0 / (1.0 + np.exp(-(energy - 12.0) / 2.0))
-        steep = 2.0e4 * np.exp(-energy / 45.0) * threshold
+        steep = 2.0e4 * np.exp(-energy / slope) * threshold
         return scale * (steep + 2000.0 * _moyal(energy, mpv, width) + 4.0)
 
     mean = spectrum(1.0, width)
@@ -339,7 +400,7 @@ def fcal_energy(failure: str | None, base: Generator, defect: Generator) -> Hist
         mean = mean + height * np.exp(-0.5 * ((e - centre) / width) ** 2)
         detail = f"noise hits around {centre:.0f} MeV"
     counts = poisson_quantile(u, mean)
-    return Hist1D(FCAL_EDGES, counts, reference, log_y=True, detail=detail)
+    return Hist1D(FCAL_EDGES, counts, reference, log_y=True, detail=detail or degraded)
 
 
 # ---- TOF: hits per event -----------------------------------------------------------------------------
@@ -353,32 +414,41 @@ def _negative_binomial(k: np.ndarray, mean: float, shape: float) -> np.ndarray:
     return np.exp(log_pmf)
 
 
-def tof_multiplicity(failure: str | None, base: Generator, defect: Generator) -> Hist1D:
-    """TOF paddle hits per event: a broad peak near 9 hits."""
+def tof_multiplicity(failure: str | None, base: Generator, defect: Generator,
+                     condition: Condition = NOMINAL_CONDITION) -> Hist1D:
+    """TOF paddle hits per event: a broad peak near 9 hits.
+
+    Conditions: a gain (threshold) change scales the mean by 0.88-0.93 or 1.07-1.12 (Bad: 0.45-0.65 or
+    1.5-1.9); a new trigger takes busier events and adds a class of 2-3 hit events; degradation (paddles
+    dying) lowers the mean.
+    """
     k = np.arange(0, 41)
     mean_hits, shape = 9.0 * base.normal(1.0, 0.03), 12.0 * base.uniform(0.9, 1.1)
-    scale = statistics_scale(base, defect, failure)
+    scale = statistics_scale(base, defect, failure) * condition.statistics
     u = base.random(k.shape)
     events = 30000.0 * scale
-    mean = events * _negative_binomial(k, mean_hits, shape)
+    mean_hits *= condition.gain * (1.0 - 0.55 * condition.severity) * (1.25 if condition.new_setting else 1.0)
+    degraded = f"mean multiplicity {mean_hits:.1f} (paddles dying)" if condition.severity else None
+    extra = events * 0.15 * _negative_binomial(k, 2.5, 20.0) if condition.new_setting else 0.0
+    mean = events * _negative_binomial(k, mean_hits, shape) + extra
     if failure == "empty":
         return Hist1D(TOF_EDGES, np.zeros(k.shape), np.zeros(k.shape))
     reference = poisson_quantile(u, mean)
     detail = None
     if failure == "shifted_peak":
         factor = defect.choice([defect.uniform(0.45, 0.65), defect.uniform(1.5, 1.9)])
-        mean = events * _negative_binomial(k, mean_hits * factor, shape)
+        mean = events * _negative_binomial(k, mean_hits * factor, shape) + extra
         detail = f"mean multiplicity {mean_hits * factor:.1f} instead of {mean_hits:.1f}"
     elif failure == "widened_peak":
         wide = defect.uniform(1.5, 3.0)
-        mean, detail = events * _negative_binomial(k, mean_hits, wide), "multiplicity spread far too wide"
+        mean, detail = events * _negative_binomial(k, mean_hits, wide) + extra, "multiplicity spread far too wide"
     elif failure == "noise_burst":
         centre, width = defect.uniform(24.0, 34.0), defect.uniform(1.5, 3.0)
         height = defect.uniform(0.25, 0.5) * float(mean.max())
         mean = mean + height * np.exp(-0.5 * ((k - centre) / width) ** 2)
         detail = f"noise events near {centre:.0f} hits"
     counts = poisson_quantile(u, mean)
-    return Hist1D(TOF_EDGES, counts, reference, detail=detail)
+    return Hist1D(TOF_EDGES, counts, reference, detail=detail or degraded)
 
 
 # ---- Start counter: efficiency per paddle ----------------------------------------------------------
@@ -400,12 +470,27 @@ def _efficiency_points(hits: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray
     return efficiency, error
 
 
-def st_efficiency(failure: str | None, base: Generator, defect: Generator) -> Efficiency:
-    """Start-counter efficiency per paddle from matched tracks: ~97-99 % everywhere when healthy."""
+ST_DEGRADING = slice(9, 13)  # paddles 10-13: their SiPM bias drifts away
+
+
+def st_efficiency(failure: str | None, base: Generator, defect: Generator,
+                  condition: Condition = NOMINAL_CONDITION) -> Efficiency:
+    """Start-counter efficiency per paddle from matched tracks: ~97-99 % everywhere when healthy.
+
+    Conditions: a gain change moves every efficiency by 0.7-1.2 points; a new beam spot makes the tracks
+    per paddle (so the error bars) vary strongly around the ring; degradation lowers four paddles.
+    """
     paddles = np.arange(1, ST_PADDLES + 1)
     nominal = np.clip(0.982 + 0.006 * _fingerprint("ST", (ST_PADDLES,), 1.0), 0.95, 0.995)
-    scale = statistics_scale(base, defect, failure)
+    nominal = np.clip(nominal + 0.1 * (condition.gain - 1.0), 0.9, 0.999)
+    degraded = None
+    if condition.severity:
+        nominal[ST_DEGRADING] *= 1.0 - 0.6 * condition.severity
+        degraded = f"paddles 10-13 at {100 * (1 - 0.6 * condition.severity):.0f} % of nominal (bias drifting)"
+    scale = statistics_scale(base, defect, failure) * condition.statistics
     share = base.uniform(0.8, 1.2, ST_PADDLES)
+    if condition.new_setting:
+        share = share * (1.0 + 0.7 * np.sin(2.0 * np.pi * paddles / ST_PADDLES))
     z_tracks, z_hits = base.standard_normal(ST_PADDLES), base.standard_normal(ST_PADDLES)
     tracks = np.maximum(np.round(3000.0 * scale * share + z_tracks * np.sqrt(3000.0 * scale * share)), 0)
     if failure == "empty":
@@ -423,7 +508,7 @@ def st_efficiency(failure: str | None, base: Generator, defect: Generator) -> Ef
         efficiency[first:first + width] = defect.uniform(0.35, 0.75) + defect.normal(0.0, 0.02, width)
         detail = f"{_span(first + 1, first + width, 'paddles')} at reduced bias"
     shown = _efficiency_points(_binomial_quantile(z_hits, tracks, efficiency), tracks)
-    return Efficiency(paddles, shown[0], shown[1], tracks, reference[0], reference[1], detail,
+    return Efficiency(paddles, shown[0], shown[1], tracks, reference[0], reference[1], detail or degraded,
                       changed=efficiency != nominal)
 
 

@@ -2,6 +2,7 @@
 
 Every image is a pure function of (plot type, failure, seed, run, chunk): the seed fixes the healthy content,
 a second stream derived from it fixes the defect, so the record of an image is enough to draw it again.
+With drift, the run's condition joins those arguments; the record holds it (`condition`, `drift`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image as PILImage
 
 from hydra_assets.naming import image_file_name
 from hydra_assets.simulate.content import FAILURE_MODES, MODELS
+from hydra_assets.simulate.drift import Condition, condition_of, run_condition
 from hydra_assets.simulate.render import HEIGHT, WIDTH, render
 
 GOOD, BAD, NO_DATA = "Good", "Bad", "NoData"
@@ -80,9 +82,14 @@ def demo_plot_type(name: str) -> DemoPlotType:
         raise SimulationError(f"unknown plot type {name!r}; known: {', '.join(PLOT_TYPE_NAMES)}") from None
 
 
-def label_of(failure: str | None) -> str:
-    """The truth label of a failure mode: none is Good, an empty plot NoData, anything else Bad."""
-    return GOOD if failure is None else FAILURE_MODES[failure].label
+def label_of(failure: str | None, condition: Condition | None = None) -> str:
+    """The truth label of a failure mode: none is Good, an empty plot NoData, anything else Bad.
+
+    Without a failure, a condition degraded past `DEGRADED_AT` is Bad: the slow degradation got there.
+    """
+    if failure is None:
+        return BAD if condition is not None and condition.degraded else GOOD
+    return FAILURE_MODES[failure].label
 
 
 def image_seed(seed: int, plot_type: str, run: int, chunk: int, *, purpose: int = 0) -> int:
@@ -113,11 +120,15 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def render_image(plot_type: str, *, run: int, chunk: int, failure: str | None, seed: int):  # type: ignore[no-untyped-def]
+def render_image(plot_type: str, *, run: int, chunk: int, failure: str | None, seed: int,  # type: ignore[no-untyped-def]
+                 condition: Condition | None = None):
     """Pixels, pixel box and the content of one plot; `generate_image` without the PNG encoding."""
     base = np.random.default_rng([seed, 0])
     defect = np.random.default_rng([seed, 1])
-    content = MODELS[plot_type](failure, base, defect)
+    if condition is None:
+        content = MODELS[plot_type](failure, base, defect)
+    else:
+        content = MODELS[plot_type](failure, base, defect, condition)
     pixels, box = render(plot_type, content, run=run, chunk=chunk)
     if failure is None or not FAILURE_MODES[failure].localized:
         box = None  # low statistics and empty plots change everything: no region to point at
@@ -132,29 +143,47 @@ def generate_image(
     label: str | None = None,
     failure: str | None = None,
     seed: int,
+    condition: Condition | str | None = None,
 ) -> tuple[bytes, dict]:
     """One monitoring plot as PNG bytes and its record (the truth a test or a demo compares against).
 
     `failure` picks the failure mode; `label` alone picks one of the plot type's failure modes with that
-    label (seeded); neither gives a Good plot.
+    label (seeded); neither gives a Good plot (or Bad, when `condition` degraded that far).
+    `condition` (a `Condition`, or a condition name whose parameters are then seeded) is the run's
+    condition; the record then gains `condition` (its name) and `drift` (its parameters). Without it the
+    image and record are the experiment without drift.
     """
     spec = demo_plot_type(plot_type)
+    if isinstance(condition, str):
+        try:
+            condition = condition_of(condition, np.random.default_rng([seed, 4]),
+                                     severity=np.random.default_rng([seed, 5]).uniform(0.0, 1.0))
+        except ValueError as error:
+            raise SimulationError(str(error)) from None
+    if label == GOOD and failure is None and condition is not None and condition.degraded:
+        raise SimulationError(f"a {condition.name} condition of severity {condition.severity} makes a Bad plot, "
+                              "not 'Good'")
     failure = _choose_failure(spec, label, failure, seed)
-    pixels, box, content = render_image(plot_type, run=run, chunk=chunk, failure=failure, seed=seed)
+    pixels, box, content = render_image(plot_type, run=run, chunk=chunk, failure=failure, seed=seed,
+                                        condition=condition)
+    truth = label_of(failure, condition)
     record = {
         "file": image_file_name(plot_type, run, chunk),
         "plot_type": plot_type,
         "run": run,
         "chunk": chunk,
-        "label": label_of(failure),
+        "label": truth,
         "failure": failure,
         "defect_box": list(box) if box is not None else None,
-        "defect": content.detail if failure else None,
+        "defect": content.detail if failure or truth != GOOD else None,
         "seed": seed,
         "width": WIDTH,
         "height": HEIGHT,
         "generator": GENERATOR,
     }
+    if condition is not None:
+        record["condition"] = condition.name
+        record["drift"] = condition.as_record()
     return encode_png(pixels), record
 
 
@@ -223,20 +252,31 @@ def write_chunk(
     bad_fraction: float = 0.1,
     seed: int,
     images_per_chunk: int | None = None,
+    drift: str = "none",
+    first_run: int | None = None,
 ) -> list[dict]:
     """One image per plot type of `run`/`chunk` into `folder` (write-then-rename); returns their records.
 
-    Each image fails with probability `bad_fraction` (failure mode drawn among its plot type's). The records
-    are appended to the hidden `folder/.manifest.jsonl`; no side-cars, since `folder` is usually the incoming
-    folder where only images belong.
+    Each image fails with probability `bad_fraction` (failure mode drawn among its plot type's). With
+    `drift` other than "none", each plot type's run has a condition (drift.run_condition) counted from
+    `first_run`. The records are appended to the hidden `folder/.manifest.jsonl`; no side-cars, since
+    `folder` is usually the incoming folder where only images belong.
     """
     plan = plan_chunk(run=run, chunk=chunk, plot_types=PLOT_TYPE_NAMES if plot_types is None else plot_types,
                       bad_fraction=bad_fraction, seed=seed, images_per_chunk=images_per_chunk)
+    if drift != "none" and first_run is None:
+        raise SimulationError("drift needs the scenario's first run (first_run) to count runs from")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records = []
     for name, failure, seed_of_image in plan:
-        png, record = generate_image(name, run=run, chunk=chunk, failure=failure, seed=seed_of_image)
+        try:
+            condition = run_condition(drift, name, run, first_run=first_run if first_run is not None else run,
+                                      seed=seed)
+        except ValueError as error:
+            raise SimulationError(str(error)) from None
+        png, record = generate_image(name, run=run, chunk=chunk, failure=failure, seed=seed_of_image,
+                                     condition=condition)
         write_atomically(folder / record["file"], png)
         records.append(record)
     with (folder / CHUNK_MANIFEST).open("a", encoding="utf-8") as manifest:
