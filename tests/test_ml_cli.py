@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_ml_split import spread_over_runs
 
 from hydra_assets import catalog
 from hydra_assets.cli import cli
@@ -32,8 +33,8 @@ def labeled_home(sqlite_db: HydraDB, hydra_home: HydraSettings, tmp_path: Path) 
     hydra_home.ensure_folders()
     sqlite_db.write(lambda s: catalog.add_plot_type(s, "T1", "Good,Bad", "Bad", input_size=(32, 32)))
     sqlite_db.write(lambda s: catalog.add_plot_type(s, "Empty", "Good,Bad", "Bad", input_size=(32, 32)))
-    import_labeled_folder(sqlite_db, hydra_home,
-                          write_toy_labeled(tmp_path / "toy", per_label={"Good": 14, "Bad": 10}, size=32), "T1")
+    folder = write_toy_labeled(tmp_path / "toy", per_label={"Good": 14, "Bad": 10}, size=32)
+    import_labeled_folder(sqlite_db, hydra_home, spread_over_runs(folder, "T1", [21, 22, 23, 24, 25]), "T1")
     clear_model_cache()
     return hydra_home
 
@@ -53,6 +54,14 @@ def test_hydra_train_runs_in_dagster_and_prints_summary(labeled_home: HydraSetti
     assert summary["training_set"]["sampling"] == "balanced"
     assert summary["training_set"]["n_train"] + summary["training_set"]["n_validation"] == 20
     assert summary["validation"]["images"] == summary["training_set"]["n_validation"]
+    # split by run: validation runs named, none of them in training, printed with per-run figures and warnings
+    validation = summary["validation"]
+    assert validation["split"] == "runs" and validation["runs"] == summary["training_set"]["validation_runs"]
+    assert not set(validation["runs"]) & set(summary["training_set"]["train_runs"])
+    assert set(validation["per_run"]) == {str(r) for r in validation["runs"]} and validation["precision_target"] == 0.95
+    assert any("validation holds only" in w for w in validation["warnings"])  # one validation run, few Bad
+    assert summary["novelty"]["train_images"] == summary["training_set"]["n_train"]
+    assert f"validation: runs, {validation['n_runs']} run(s)" in result.stderr and "WARNING:" in result.stderr
     assert summary["training_report"]["id"] is not None
 
     # the run is in the Hydra Dagster instance, with the partition and all four materialisations

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import func, select
+from test_ml_split import spread_over_runs
 
 from hydra_assets import catalog
 from hydra_assets.db.engine import HydraDB
@@ -40,11 +41,12 @@ LABELS = [("Good", False), ("Bad", True), ("NoData", False)]
 # ---- the plan (pure) -----------------------------------------------------------------------------
 
 
-def _labeled(counts: dict[str, int]) -> list[tuple[int, str]]:
+def _labeled(counts: dict[str, int], runs: int = 10) -> list[tuple[int, str, int]]:
+    """(image id, label, run): each label's images dealt over `runs` runs in turn."""
     out, next_id = [], 1
     for label, n in counts.items():
-        for _ in range(n):
-            out.append((next_id, label))
+        for k in range(n):
+            out.append((next_id, label, 1000 + k % runs))
             next_id += 1
     return out
 
@@ -55,7 +57,8 @@ def test_balanced_sampling_caps_every_label_at_the_bad_count_and_splits_stratifi
     assert plan.label_names == ["Good", "Bad", "NoData"]
     total = {k: plan.counts("train")[k] + plan.counts("validation")[k] for k in plan.label_names}
     assert total == {"Good": 20, "Bad": 20, "NoData": 12}
-    assert plan.counts("validation") == {"Good": 5, "Bad": 5, "NoData": 3}
+    assert all(plan.counts("validation")[k] > 0 and plan.counts("train")[k] > 0 for k in plan.label_names)
+    assert not set(plan.runs("validation")) & set(plan.runs("train"))  # split by run
     assert len({i for i, *_ in plan.items}) == len(plan.items)  # no image twice
     again = plan_training_set(_labeled({"Good": 100, "Bad": 20, "NoData": 12}), LABELS,
                               TrainingSetOptions(min_per_label=10, validation_fraction=0.25))
@@ -95,12 +98,13 @@ def test_unknown_sampling_refused():
 
 @pytest.fixture
 def toy_plot_type(sqlite_db: HydraDB, hydra_home: HydraSettings, tmp_path: Path) -> str:
-    """Plot type T1 (Good, Bad, NoData; 32 px, compact) with 36 toy images labeled through the importer."""
+    """Plot type T1 (Good, Bad, NoData; 32 px, compact) with 36 toy images of 6 runs labeled through the importer."""
     from hydra_assets.label_import import import_labeled_folder
 
     hydra_home.ensure_folders()
     sqlite_db.write(lambda s: catalog.add_plot_type(s, "T1", "Good,Bad,NoData", "Bad", input_size=(32, 32)))
-    folder = write_toy_labeled(tmp_path / "toy", per_label={"Good": 18, "Bad": 12, "NoData": 6}, size=32)
+    folder = spread_over_runs(write_toy_labeled(tmp_path / "toy", per_label={"Good": 18, "Bad": 12, "NoData": 6},
+                                                size=32), "T1", [11, 12, 13, 14, 15, 16])
     import_labeled_folder(sqlite_db, hydra_home, folder, "T1")
     clear_model_cache()
     return "T1"
@@ -138,6 +142,9 @@ def test_pipeline_records_everything_in_hydra_db_and_mlflow(sqlite_db: HydraDB, 
         assert version.active and version.activated_by == "cli" and version.created_by == "tester"
         assert version.label_names == ["Good", "Bad", "NoData"] and version.training_set_id == ts.training_set_id
         assert version.metrics["validation"]["images"] == ts.n_validation
+        assert version.metrics["validation"]["split"] == "runs"
+        assert version.metrics["validation"]["runs"] == ts.label_counts["validation_runs"]
+        assert not set(ts.label_counts["validation_runs"]) & set(ts.label_counts["train_runs"])
         assert s.scalar(select(func.count(Threshold.id)).where(Threshold.model_id == model.model_id)) == 3
         assert s.scalar(select(func.count(ThresholdChange.id)).where(ThresholdChange.model_id == model.model_id)) == 3
         rep = s.get(TrainingReport, report.report_id)

@@ -41,6 +41,7 @@ class ThresholdsConfig(dg.Config):
 
     activate: str = "never"
     user: str = "cli"  # who activates (needs activate_models); `cli` is the trusted command-line user
+    precision_target: float = 0.0  # 0: the plot type's precision target
 
 
 def _tracking(hydra: HydraResource, mlflow: MlflowResource):
@@ -121,14 +122,15 @@ def model(
 def thresholds(
     context: dg.AssetExecutionContext, config: ThresholdsConfig, hydra: HydraResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
-    """Each label's max-F1 threshold on the validation set, stored in the Hydra database; maybe activate."""
+    """Each label's threshold on the run-held-out validation (max F1, raised to the precision target); maybe activate."""
     from hydra_assets.ml.registry import CLI_USER, ensure_cli_user
     from hydra_assets.ml.thresholds_step import thresholds_step
 
     if config.user == CLI_USER:
         ensure_cli_user(hydra.db)
     result = thresholds_step(hydra.db, hydra.settings, _tracking(hydra, mlflow), context.partition_key,
-                             activate=config.activate, user=config.user, dagster_run_id=context.run_id)
+                             activate=config.activate, user=config.user, dagster_run_id=context.run_id,
+                             precision_target=config.precision_target or None, logger=context.log)
     bad_recall = result.validation["bad_recall"]
     return dg.MaterializeResult(
         metadata={
@@ -136,6 +138,9 @@ def thresholds(
             "thresholds": dg.MetadataValue.json(result.thresholds),
             "f1": dg.MetadataValue.json(result.f1),
             "val_macro_f1": dg.MetadataValue.float(result.validation["macro_f1"]),
+            "split": result.validation["split"],
+            "validation_runs": dg.MetadataValue.json(result.validation["runs"]),
+            "warnings": dg.MetadataValue.json(result.validation["warnings"]),
             "val_bad_recall": dg.MetadataValue.float(bad_recall if bad_recall is not None else float("nan")),
             "activated": result.activated,
             "activation": result.activation_reason,

@@ -18,6 +18,8 @@ from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.cli.common import USER_OPTION, acting_user, database, echo_json, friendly_errors, settings
 
 TRAINING_JOB = "train_plot_type"
+VALIDATION_KEYS = ("images", "accuracy", "macro_f1", "bad_recall", "per_label", "split", "runs", "n_runs", "per_run",
+                   "unconfirmed_rate", "precision_target", "threshold_rules", "warnings")
 
 
 class Progress:
@@ -47,8 +49,18 @@ class Progress:
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         if event == "training_set":
+            if data.get("folds"):
+                where = (f"cross-validation over {len(data['folds'])} runs "
+                         f"({', '.join(str(r) for runs in data['folds'].values() for r in runs)})")
+            elif data.get("validation_runs"):
+                where = f"validation runs {', '.join(map(str, data['validation_runs']))}"
+            else:
+                where = "one run, no run-held-out validation"
             self._show(f"training set {data['training_set_id']}: {data['n_train']} train / "
-                       f"{data['n_validation']} validation images", final=True)
+                       f"{data['n_validation']} validation images; {where}", final=True)
+        elif event == "fold":
+            self._show(f"cross-validation {data['fold']} of {data['folds']}: {data['images']} held-out images",
+                       final=True)
         elif event == "loading":
             self._show(f"loading {data['images']} images")
         elif event == "fit":
@@ -130,6 +142,7 @@ def training_summary(db, plot_type: str, run_id: str) -> dict[str, Any]:  # type
         active = s.scalar(select(Model).where(Model.plot_type_id == plot.id, Model.active.is_(True)))
         info = describe(s, model)
     validation = (info["metrics"] or {}).get("validation", {})
+    counts = training_set.label_counts or {}
     return {
         "plot_type": plot_type,
         "model": info["model"],
@@ -142,15 +155,41 @@ def training_summary(db, plot_type: str, run_id: str) -> dict[str, Any]:  # type
         "input_size": info["input_size"],
         "training_set": {"id": training_set.id, "sampling": training_set.sampling, "n_train": training_set.n_train,
                          "n_validation": training_set.n_validation,
-                         "excluded_labels": training_set.label_counts.get("excluded", {})},
+                         "excluded_labels": counts.get("excluded", {}), "split": counts.get("split"),
+                         "train_runs": counts.get("train_runs"), "validation_runs": counts.get("validation_runs"),
+                         "folds": counts.get("folds")},
         "training_seconds": (info["metrics"] or {}).get("training_seconds"),
-        "validation": {k: validation.get(k) for k in ("images", "accuracy", "macro_f1", "bad_recall", "per_label")},
+        "validation": {k: validation.get(k) for k in VALIDATION_KEYS},
+        "novelty": (info["metrics"] or {}).get("novelty"),
         "thresholds": {k: v["threshold"] for k, v in info["thresholds"].items()},
         "activated": bool(model.active),
         "active_model": active.key if active else None,
         "training_report": {"id": report.id if report else None,
                             "disagreements": report.n_disagreements if report else None},
     }
+
+
+def validation_text(summary: dict[str, Any]) -> list[str]:
+    """What a person should read after training: where the figures come from, per run, and the warnings."""
+    validation = summary.get("validation") or {}
+    lines = [f"validation: {validation.get('split') or 'runs'}, {validation.get('n_runs') or 0} run(s) "
+             f"({', '.join(map(str, validation.get('runs') or []))}), {validation.get('images') or 0} images, "
+             f"precision target {validation.get('precision_target')}"]
+    for run, row in (validation.get("per_run") or {}).items():
+        def share(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1%}"
+        lines.append(f"  run {run}: {row['images']} images ({row['bad']} Bad), accuracy {share(row['accuracy'])}, "
+                     f"Bad recall {share(row['bad_recall'])}, false alarms {share(row['false_alarms'])}, "
+                     f"unconfirmed {share(row['unconfirmed'])}")
+    for label, rule in (validation.get("threshold_rules") or {}).items():
+        lines.append(f"  threshold {label}: {rule}")
+    novelty = summary.get("novelty") or {}
+    if novelty:
+        rate = novelty.get("validation_rate")
+        lines.append(f"  novelty limit {novelty['limit']:.4f} ({novelty['quantile']:.0%} of {novelty['train_images']} "
+                     f"training images); validation images above it: {'-' if rate is None else f'{rate:.1%}'}")
+    lines += [f"WARNING: {w}" for w in validation.get("warnings") or []]
+    return lines
 
 
 def _size(value: str | None) -> list[int]:
@@ -181,6 +220,8 @@ def _size(value: str | None) -> list[int]:
 @click.option("--validation-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True)
 @click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--precision-target", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Confirmed precision each label's threshold must reach on validation (default: the plot type's).")
 @click.option("--activate", "activate", flag_value="always", help="Make the new version active.")
 @click.option("--activate-if-better", "activate", flag_value="if_better",
               help="Activate only if it beats the active version on the same validation set (or none is active).")
@@ -190,20 +231,23 @@ def _size(value: str | None) -> list[int]:
 @friendly_errors
 def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_size: int | None,
           learning_rate: float | None, input_size: str | None, weights_path: str | None, sampling: str,
-          min_per_label: int, max_per_label: int, validation_fraction: float, seed: int, activate: str,
-          progress: bool, user_name: str) -> None:
+          min_per_label: int, max_per_label: int, validation_fraction: float, seed: int,
+          precision_target: float | None, activate: str, progress: bool, user_name: str) -> None:
     """Train a model for PLOT_TYPE through Dagster and print a JSON summary.
 
     Runs the training_set, model, thresholds and training_report assets of the plot type's partition as
     one run of the `train_plot_type` job (visible in the Dagster UI); each step is an MLflow run and the
-    model is registered as `hydra-PLOT_TYPE`.
+    model is registered as `hydra-PLOT_TYPE`.  The split is by run; where the validation figures come from,
+    per-run figures and warnings are printed on stderr after training.
     """
     summary = train_plot_type(
         plot_type_name, topology=topology, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         input_size=_size(input_size), weights_path=weights_path, sampling=sampling, min_per_label=min_per_label,
         max_per_label=max_per_label, validation_fraction=validation_fraction, seed=seed, activate=activate,
-        progress=progress, user_name=user_name,
+        progress=progress, user_name=user_name, precision_target=precision_target,
     )
+    for line in validation_text(summary):
+        click.echo(line, err=True)
     echo_json(summary)
 
 
@@ -224,6 +268,7 @@ def train_plot_type(
     activate: str = "never",
     progress: bool = False,
     user_name: str = "cli",
+    precision_target: float | None = None,
     config=None,  # type: ignore[no-untyped-def]
 ) -> dict[str, Any]:
     """`hydra train` as a function (the demo and scripts call it): runs the job, returns the JSON summary.
@@ -257,7 +302,8 @@ def train_plot_type(
                                  "learning_rate": learning_rate or 0.0, "input_size": list(input_size or []),
                                  "weights_path": os.path.abspath(weights_path) if weights_path else "",
                                  "seed": seed, "created_by": user}},
-            "thresholds": {"config": {"activate": activate, "user": user}},
+            "thresholds": {"config": {"activate": activate, "user": user,
+                                      "precision_target": precision_target or 0.0}},
         },
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }

@@ -114,7 +114,7 @@ class _Reporter:
 
 def fit(
     train: tuple[np.ndarray | Sequence[str], np.ndarray],
-    validation: tuple[np.ndarray | Sequence[str], np.ndarray],
+    validation: tuple[np.ndarray | Sequence[str], np.ndarray] | None,
     label_names: Sequence[str],
     *,
     topology: str,
@@ -124,13 +124,16 @@ def fit(
     learning_rate: float,
     weights_path: str | None = None,
     seed: int = 12345,
+    keep_best: bool = True,
     logger: Any = log,
 ) -> tuple[keras.Model, dict[str, Any]]:
     """Build the topology and fit it; inputs are arrays or, for large sets, lists of image paths.
 
-    The learning rate decays along a cosine to 5 % by the last epoch, and the weights of the epoch with
-    the lowest validation loss are kept (`history["best_epoch"]`): on a few hundred images the validation
-    accuracy swings from epoch to epoch, and the last epoch is then a lottery.
+    The learning rate decays along a cosine to 5 % by the last epoch, and (`keep_best`) the weights of the
+    epoch with the lowest validation loss are kept (`history["best_epoch"]`): on a few hundred images the
+    validation accuracy swings from epoch to epoch, and the last epoch is then a lottery.  Without
+    `validation` (the model of a cross-validation fit on every image) or with `keep_best` off (the folds,
+    whose held-out run must stay unseen) the last epoch is kept.
     """
     import keras
 
@@ -138,20 +141,20 @@ def fit(
 
     keras.utils.set_random_seed(seed)
     model = build_model(topology, (*input_size, 3), len(label_names), weights_path=weights_path)
-    (x_train, y_train), (x_val, y_val) = train, validation
+    (x_train, y_train), (x_val, y_val) = train, (validation or (None, None))
     steps = max(1, (len(x_train) + batch_size - 1) // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps, alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     best = _BestWeights()
-    callbacks = [_Reporter(epochs, logger), best]
+    callbacks = [_Reporter(epochs, logger)] + ([best] if keep_best and validation is not None else [])
     if isinstance(x_train, np.ndarray):
-        history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
-                            batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
+        history = model.fit(x_train, y_train, validation_data=None if validation is None else (x_val, y_val),
+                            epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks)
     else:
         history = model.fit(_batches(x_train, y_train, input_size, batch_size, shuffle=True, seed=seed),
-                            validation_data=_batches(x_val, y_val, input_size, batch_size, shuffle=False,
-                                                     seed=seed),
+                            validation_data=None if validation is None else _batches(
+                                x_val, y_val, input_size, batch_size, shuffle=False, seed=seed),
                             epochs=epochs, verbose=0, callbacks=callbacks)
     out: dict[str, Any] = {k: [float(v) for v in values] for k, values in history.history.items()}
     out["best_epoch"] = best.epoch
@@ -183,6 +186,28 @@ class _BestWeights:
         return BestWeights()
 
 
+def embed_all(model: keras.Model, images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
+              batch_size: int = 256) -> tuple[np.ndarray | None, np.ndarray]:
+    """(embeddings or None, weights) for arrays or paths, in batches (one forward pass gives both)."""
+    from hydra_assets.ml.embedding import embed
+
+    features: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    has_embedding = True
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        batch = chunk if isinstance(chunk, np.ndarray) else load_images(list(chunk), input_size)
+        f, w = embed(model, batch)
+        weights.append(w)
+        if f is None:
+            has_embedding = False
+        else:
+            features.append(f)
+    if not weights:
+        return embed(model, np.zeros((0, *input_size, 3), np.float32))
+    return (np.concatenate(features) if has_embedding else None), np.concatenate(weights)
+
+
 def predict(model: keras.Model, images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
             batch_size: int = 64) -> np.ndarray:
     """Weights (N, n_labels) for arrays or paths, batch by batch."""
@@ -195,4 +220,4 @@ def predict(model: keras.Model, images: np.ndarray | Sequence[str], input_size: 
     return out
 
 
-__all__ = ["configure_tensorflow", "fit", "load_images", "predict"]
+__all__ = ["configure_tensorflow", "embed_all", "fit", "load_images", "predict"]

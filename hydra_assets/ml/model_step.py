@@ -2,6 +2,12 @@
 
 The new version goes to the MLflow registry (``hydra-<plot_type>``) and is mirrored as a `models` row; the
 weights it gives its own training and validation images go to its predictions file (`predictions`).
+
+With a training set split into cross-validation folds over runs (few labeled runs), one model per fold
+predicts its held-out run first (the out-of-fold predictions are the validation predictions), then the
+registered model is fit on every image.  The novelty reference of the registered model (its embedding of
+its training images, `hydra_assets.scores.novelty`) is saved beside it as ``novelty.npz`` and logged to
+its MLflow run as ``novelty/novelty.npz``.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from sqlalchemy.orm import Session
 from hydra_assets import catalog
 from hydra_assets.db.models import Model
 from hydra_assets.ml import evaluation
-from hydra_assets.ml.fit import fit, load_images, predict
+from hydra_assets.ml.fit import embed_all, fit, load_images
 from hydra_assets.ml.predictions import PREDICTIONS_FILE, Predictions, save_predictions
 from hydra_assets.ml.steps import TrainingRefused, emit, run_tags
-from hydra_assets.ml.training_set import latest_training_set, training_set_items
+from hydra_assets.ml.training_set import FOLD_PREFIX, latest_training_set, training_set_items
+from hydra_assets.rules import is_novel
+from hydra_assets.scores import novelty
 from hydra_assets.tracking import TrackingService, registered_model_name
 
 if TYPE_CHECKING:
@@ -87,22 +95,30 @@ def train_model_step(
         label_names = list(training_set.label_counts.get("label_names") or [])
     topology = options.topology or plot.topology
     default_epochs, default_batch, default_rate = training_defaults(topology)
-    epochs = options.epochs or default_epochs
-    batch_size = options.batch_size or default_batch
-    learning_rate = options.learning_rate or default_rate
-    input_size = tuple(options.input_size or (plot.input_height, plot.input_width))
+    settings = _FitSettings(topology=topology, epochs=options.epochs or default_epochs,
+                            batch_size=options.batch_size or default_batch,
+                            learning_rate=options.learning_rate or default_rate,
+                            input_size=tuple(options.input_size or (plot.input_height, plot.input_width)),
+                            weights_path=options.weights_path, seed=options.seed)
+    epochs, batch_size, learning_rate, input_size = (settings.epochs, settings.batch_size, settings.learning_rate,
+                                                     settings.input_size)
     check_topology(topology, input_size)
     index = {name: k for k, name in enumerate(label_names)}
-    missing = [p for _, p, _, _ in items if not Path(p).is_file()]
+    missing = [p for _, p, *_ in items if not Path(p).is_file()]
     if missing:
         raise TrainingRefused(f"{len(missing)} image file(s) of training set {training_set.id} are missing, "
                               f"e.g. {missing[0]}")
-    split = {s: [(i, p, lab) for i, p, lab, sp in items if sp == s] for s in ("train", "validation")}
-    targets = {s: np.array([index[lab] for _, _, lab in rows], dtype=np.int64) for s, rows in split.items()}
-    paths = {s: [p for _, p, _ in rows] for s, rows in split.items()}
+    splits = np.array([sp for _, _, _, sp, _ in items])
+    folds = sorted({sp for sp in splits if sp.startswith(FOLD_PREFIX)}, key=lambda f: int(f[len(FOLD_PREFIX):]))
+    targets = np.array([index[lab] for _, _, lab, _, _ in items], dtype=np.int64)
+    runs = np.array([run for *_, run in items], dtype=np.int64)
     in_memory = len(items) * input_size[0] * input_size[1] * 3 * 4 <= IN_MEMORY_LIMIT_BYTES
     emit("loading", images=len(items))
-    data = {s: (load_images(paths[s], input_size) if in_memory else paths[s]) for s in paths}
+    paths = [p for _, p, *_ in items]
+    data = load_images(paths, input_size) if in_memory else paths
+    # The registered model trains on the train split, or on every image under cross-validation / one run.
+    train_at = np.flatnonzero(splits == "train") if not folds else np.arange(len(items))
+    validation_at = np.flatnonzero(splits == "validation")
     name = registered_model_name(plot_type)
     started = time.perf_counter()
     with tracking.start_run(run_name=f"{plot_type} {topology}", parent_run_id=training_set.mlflow_run_id or None,
@@ -111,21 +127,34 @@ def train_model_step(
         mlflow.log_params({
             "topology": topology, "input_shape": f"{input_size[0]}x{input_size[1]}x3", "epochs": epochs,
             "batch_size": batch_size, "learning_rate": learning_rate, "sampling": training_set.sampling,
-            "n_train": len(paths["train"]), "n_validation": len(paths["validation"]),
+            "n_train": len(train_at), "n_validation": len(validation_at) if not folds else len(items),
             "labels": ",".join(label_names), "training_set_id": training_set.id, "seed": options.seed,
             "weights_path": options.weights_path or "none",
+            "split": training_set.label_counts.get("split", "runs"), "folds": len(folds),
         })
+        out_of_fold, fold_novel = None, None
+        if folds:
+            out_of_fold, fold_novel, fold_histories = _cross_validate(data, targets, splits, folds, label_names,
+                                                                      settings, logger)
+            for fold, fold_history in fold_histories.items():
+                mlflow.log_dict(fold_history, f"folds/{fold}_history.json")
         emit("fit", epochs=epochs, topology=topology)
-        model, history = fit((data["train"], targets["train"]), (data["validation"], targets["validation"]),
-                             label_names, topology=topology, input_size=input_size, epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate,
-                             weights_path=options.weights_path, seed=options.seed, logger=logger)
+        validation = None if folds or not len(validation_at) else (_subset(data, validation_at),
+                                                                   targets[validation_at])
+        model, history = fit((_subset(data, train_at), targets[train_at]), validation, label_names,
+                             topology=topology, input_size=input_size, epochs=epochs, batch_size=batch_size,
+                             learning_rate=learning_rate, weights_path=options.weights_path, seed=options.seed,
+                             logger=logger)
         training_seconds = time.perf_counter() - started
         emit("predicting", images=len(items))
-        weights = {s: predict(model, data[s], input_size) for s in data}
-        top = weights["validation"].argmax(axis=1)
+        features, all_weights = embed_all(model, data, input_size)
+        if out_of_fold is not None:
+            val_weights, val_targets = out_of_fold, targets
+        else:
+            val_weights, val_targets = all_weights[validation_at], targets[validation_at]
+        top = val_weights.argmax(axis=1)
         metrics = {
-            "val_accuracy": float(np.mean(top == targets["validation"])) if len(top) else None,
+            "val_accuracy": float(np.mean(top == val_targets)) if len(top) else None,
             "val_loss": history.get("val_loss", [None])[-1],
             "train_accuracy": history.get("accuracy", [None])[-1],
             "best_epoch": history.get("best_epoch"),
@@ -136,10 +165,12 @@ def train_model_step(
                                               ("best_epoch", metrics["best_epoch"])) if v is not None})
         tracking.log_figure(run_id, evaluation.history_figure(history, title=f"{plot_type} {topology}"),
                             "plots/loss_accuracy.png")
-        matrix = evaluation.confusion(targets["validation"], top, len(label_names))
-        tracking.log_figure(run_id, evaluation.confusion_figure(matrix, label_names,
-                                                                title=f"{plot_type} validation (top label)"),
-                            "plots/confusion_matrix_top_label.png")
+        if len(top):
+            matrix = evaluation.confusion(val_targets, top, len(label_names))
+            what = "out-of-fold" if folds else "held-out runs"
+            tracking.log_figure(run_id, evaluation.confusion_figure(
+                matrix, label_names, title=f"{plot_type} validation, {what} (top label)"),
+                "plots/confusion_matrix_top_label.png")
         mlflow.log_dict(history, "history.json")
         emit("registering", name=name)
         # MLflow prints "Successfully registered model" straight to stderr; keep it in the run's log instead.
@@ -155,14 +186,22 @@ def train_model_step(
         (cache / "data").mkdir(parents=True, exist_ok=True)
         model.save(cache / "data" / "model.keras")  # the trainer has the file: no download on this machine
         predictions = cache / PREDICTIONS_FILE
+        rows = np.concatenate([train_at, np.arange(len(items)) if folds else validation_at])
         save_predictions(predictions, Predictions(
-            image_id=np.array([i for s in ("train", "validation") for i, _, _ in split[s]], dtype=np.int64),
-            split=np.array(["train"] * len(split["train"]) + ["validation"] * len(split["validation"])),
-            true_index=np.concatenate([targets["train"], targets["validation"]]),
-            weights=np.concatenate([weights["train"], weights["validation"]]),
+            image_id=np.array([items[k][0] for k in rows], dtype=np.int64),
+            split=np.array(["train"] * len(train_at) + ["validation"] * (len(rows) - len(train_at))),
+            true_index=targets[rows],
+            weights=np.concatenate([all_weights[train_at], val_weights]),
             label_names=list(label_names),
+            run=runs[rows],
         ))
         mlflow.log_artifact(str(predictions), "predictions")
+        metrics["novelty"] = _calibrate_novelty(features, train_at, validation_at, fold_novel, cache, logger)
+        if metrics["novelty"] is not None:
+            mlflow.log_artifact(str(cache / novelty.FILE_NAME), "novelty")
+            mlflow.log_metrics({"novelty_limit": metrics["novelty"]["limit"]}
+                               | ({"novelty_validation_rate": metrics["novelty"]["validation_rate"]}
+                                  if metrics["novelty"]["validation_rate"] is not None else {}))
         tracking.client.set_model_version_tag(name, version, "plot_type", plot_type)
         tracking.client.set_model_version_tag(name, version, "dagster_run_id", dagster_run_id or "none")
         tracking.client.set_model_version_tag(name, version, "training_set_id", str(training_set.id))
@@ -183,6 +222,77 @@ def train_model_step(
     emit("model", name=name, version=version, model_id=model_id)
     return ModelResult(model_id, name, version, f"models:/{name}/{version}", run_id, topology, input_size, epochs,
                        label_names, training_set.id, metrics, training_seconds)
+
+
+@dataclass(frozen=True)
+class _FitSettings:
+    topology: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    input_size: tuple[int, int]
+    weights_path: str | None
+    seed: int
+
+
+def _subset(data: np.ndarray | list[str], at: np.ndarray) -> np.ndarray | list[str]:
+    return data[at] if isinstance(data, np.ndarray) else [data[k] for k in at]
+
+
+def _cross_validate(data: np.ndarray | list[str], targets: np.ndarray, splits: np.ndarray, folds: list[str],
+                    label_names: list[str], settings: _FitSettings, logger: Any
+                    ) -> tuple[np.ndarray, tuple[int, int] | None, dict[str, dict[str, Any]]]:
+    """Fit one model per fold (every run but the fold's), each predicting its held-out run.
+
+    Returns the out-of-fold weights (image order), (novel, scored) counts of the held-out images against
+    each fold's own novelty reference (None without an embedding), and each fold's history.  The folds
+    keep their last epoch: picking the epoch on the held-out run would make its predictions optimistic.
+    """
+    out = np.zeros((len(targets), len(label_names)), dtype=np.float32)
+    novel, scored, has_embedding = 0, 0, True
+    histories: dict[str, dict[str, Any]] = {}
+    for fold in folds:
+        held = np.flatnonzero(splits == fold)
+        kept = np.flatnonzero(splits != fold)
+        emit("fold", fold=fold, folds=len(folds), images=len(held))
+        logger.info(f"cross-validation {fold}: training on {len(kept)} images, predicting {len(held)} held out")
+        model, history = fit((_subset(data, kept), targets[kept]), (_subset(data, held), targets[held]), label_names,
+                             topology=settings.topology, input_size=settings.input_size, epochs=settings.epochs,
+                             batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                             weights_path=settings.weights_path, seed=settings.seed, keep_best=False, logger=logger)
+        histories[fold] = history
+        held_features, out[held] = embed_all(model, _subset(data, held), settings.input_size)
+        kept_features, _ = embed_all(model, _subset(data, kept), settings.input_size)
+        if held_features is None or kept_features is None or len(kept) < 2:
+            has_embedding = False
+            continue
+        reference = novelty.calibrate(kept_features)
+        novel += int(sum(is_novel(s, reference.limit) for s in reference.scores(held_features)))
+        scored += len(held)
+    return out, ((novel, scored) if has_embedding else None), histories
+
+
+def _calibrate_novelty(features: np.ndarray | None, train_at: np.ndarray, validation_at: np.ndarray,
+                       fold_novel: tuple[int, int] | None, cache: Path, logger: Any) -> dict[str, Any] | None:
+    """Calibrate the registered model's novelty reference on its training images and save it beside the model.
+
+    `validation_rate` is the share of run-held-out validation images above the limit: the registered
+    model's reference scores the validation runs, or under cross-validation each fold's model scored its
+    held-out run against a reference calibrated on its own training folds (`fold_novel`).  None with one run.
+    """
+    if features is None or len(train_at) < 2:
+        logger.warning("this topology has no embedding layer: its inferences carry no novelty score")
+        return None
+    reference = novelty.calibrate(features[train_at])
+    novelty.save(reference, cache / novelty.FILE_NAME)
+    rate = None
+    if fold_novel is not None and fold_novel[1]:
+        rate = fold_novel[0] / fold_novel[1]
+    elif fold_novel is None and len(validation_at):
+        scores = reference.scores(features[validation_at])
+        rate = float(np.mean([is_novel(s, reference.limit) for s in scores]))
+    return {"limit": reference.limit, "quantile": reference.quantile, "neighbours": reference.neighbours,
+            "method": reference.method, "validation_rate": rate, "train_images": len(train_at)}
 
 
 def latest_trained_model(session: Session, plot_type_id: int) -> Model | None:

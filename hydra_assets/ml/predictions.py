@@ -1,5 +1,10 @@
 """The predictions file of a model version: the weights its fit gave every training and validation image.
 
+Split ``validation`` rows are always run-held-out: the registered model on runs it never saw, or (under
+cross-validation over runs) each fold's model on its held-out run — so an image then has a ``train`` row
+(the registered model, fit on every image) and a ``validation`` row (out-of-fold).  ``run`` is each image's
+run number (-1 in files written before runs were recorded).
+
 Written once by the model step (cached under ``models_dir`` and logged to MLflow), read by the thresholds
 and training report steps and by the Library page's confusion matrix, so none of them re-runs the network.
 """
@@ -25,25 +30,30 @@ PREDICTIONS_FILE = "predictions.npz"
 
 @dataclass
 class Predictions:
-    """Per image (same order in every array): id, split, the human label's index, the model's weights."""
+    """Per image (same order in every array): id, split, the human label's index, the model's weights, run."""
 
     image_id: np.ndarray
     split: np.ndarray
     true_index: np.ndarray
     weights: np.ndarray
     label_names: list[str]
+    run: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.run is None:
+            self.run = np.full(len(self.image_id), -1, dtype=np.int64)
 
     def of(self, split: str) -> Predictions:
         keep = self.split == split
         return Predictions(self.image_id[keep], self.split[keep], self.true_index[keep], self.weights[keep],
-                           self.label_names)
+                           self.label_names, self.run[keep])
 
 
 def save_predictions(path: Path, predictions: Predictions) -> None:
     """Write the predictions file (compressed numpy arrays, no pickles: safe to load back)."""
     np.savez_compressed(path, image_id=predictions.image_id, split=predictions.split,
                         true_index=predictions.true_index, weights=predictions.weights,
-                        label_names=np.array(predictions.label_names))
+                        label_names=np.array(predictions.label_names), run=predictions.run)
 
 
 def load_predictions(config: HydraSettings, tracking: TrackingService, model: Model) -> Predictions:
@@ -59,7 +69,7 @@ def load_predictions(config: HydraSettings, tracking: TrackingService, model: Mo
             Path(fetched).replace(path)
     with np.load(path, allow_pickle=False) as data:
         return Predictions(data["image_id"], data["split"], data["true_index"], data["weights"],
-                           [str(n) for n in data["label_names"]])
+                           [str(n) for n in data["label_names"]], data["run"] if "run" in data.files else None)
 
 
 __all__ = ["PREDICTIONS_FILE", "Predictions", "load_predictions", "save_predictions"]

@@ -1,5 +1,7 @@
 """The training report step: every training and validation image where the model's top label is not the human one.
 
+Validation rows are run-held-out (out-of-fold under cross-validation over runs), like the thresholds'.
+
 Read from the predictions the fit recorded (`predictions`), most confident mistakes first, stored as a
 `training_reports` row with its items and logged to MLflow with thumbnails.
 """
@@ -58,6 +60,9 @@ def training_report_step(
         label_ids = {lab.name: lab.id for lab in catalog.labels_of(s, plot)}
         s.expunge(model)
     predictions = load_predictions(config, tracking, model)
+    # Under cross-validation over runs an image has a train row (the registered model) and a validation
+    # row (its fold's model, which never saw its run): both are reported, the image counted once.
+    n_images = len(set(predictions.image_id.tolist()))
     names = predictions.label_names
     top = predictions.weights.argmax(axis=1)
     wrong = np.flatnonzero(top != predictions.true_index)
@@ -72,7 +77,7 @@ def training_report_step(
     ]
 
     def write(session: Session) -> int:
-        report = TrainingReport(model_id=model.id, n_images=len(predictions.image_id), n_disagreements=len(rows))
+        report = TrainingReport(model_id=model.id, n_images=n_images, n_disagreements=len(rows))
         session.add(report)
         session.flush()
         session.add_all(TrainingReportItem(report_id=report.id, image_id=r["image_id"], split=r["split"],
@@ -87,7 +92,7 @@ def training_report_step(
     with tracking.start_run(run_name=f"{plot_type} training report {model.key}", parent_run_id=model.mlflow_run_id,
                             tags=run_tags(plot_type, dagster_run_id, "training_report", model=model.key)) as run:
         run_id = run.info.run_id
-        mlflow.log_params({"model": model.key, "n_images": len(predictions.image_id)})
+        mlflow.log_params({"model": model.key, "n_images": n_images})
         mlflow.log_metrics({"disagreements": len(rows), **{f"disagreements_{k}": v for k, v in by_split.items()}})
         mlflow.log_text("image_id,split,human,model,weight\n" + "\n".join(
             f"{r['image_id']},{r['split']},{r['human']},{r['model']},{r['weight']:.6f}" for r in rows),
@@ -108,7 +113,7 @@ def training_report_step(
 
     db.write(link, what="link training report run")
     emit("training_report", report_id=report_id, disagreements=len(rows))
-    return ReportResult(report_id, model.key, len(predictions.image_id), len(rows), by_split, run_id)
+    return ReportResult(report_id, model.key, n_images, len(rows), by_split, run_id)
 
 
 __all__ = ["ReportResult", "training_report_step"]
