@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from hydra_assets import catalog
+from hydra_assets import catalog, logins
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Model, PlotType, User
 from hydra_assets.settings import HydraSettings
@@ -53,7 +52,7 @@ def seed_users(db: HydraDB, credentials: Path) -> dict[str, str]:
 
     Returns the passwords of users created now, so they are printed once.
     """
-    known = json.loads(credentials.read_text()) if credentials.exists() else {}
+    known = logins.read_logins(credentials)
 
     def create(session) -> dict[str, str]:  # type: ignore[no-untyped-def]
         made = {}
@@ -61,16 +60,12 @@ def seed_users(db: HydraDB, credentials: Path) -> dict[str, str]:
             if session.scalar(select(User.id).where(User.name == name)) is None:
                 catalog.add_user(session, name, role=role, full_name=f"demo {role}")
             if name not in known:
-                made[name] = secrets.token_urlsafe(9)
+                made[name] = logins.new_password()
         return made
 
     made = db.write(create, what="create demo users")
     if made:
-        credentials.parent.mkdir(parents=True, exist_ok=True)
-        partial = credentials.with_suffix(".partial")
-        partial.write_text(json.dumps({**known, **made}, indent=1))
-        partial.chmod(0o600)
-        partial.replace(credentials)
+        logins.set_logins(credentials, made)
     return made
 
 
@@ -120,9 +115,9 @@ def seed_data(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo)
     created = seed_catalog(db)
     if created:
         echo(f"created demo plot types: {', '.join(created)}")
-    passwords = seed_users(db, config.home / "credentials.json")
+    passwords = seed_users(db, logins.credentials_path(config))
     for name, password in passwords.items():
-        echo(f"demo login (shown once, kept in {config.home / 'credentials.json'}): "
+        echo(f"demo login (shown once, kept in {logins.credentials_path(config)}): "
              f"{name} / {password}  [{DEMO_USERS[name]}]")
     seed_history(db, config, per_label=per_label, echo=echo)
 

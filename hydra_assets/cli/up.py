@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
+from hydra_assets import logins
 from hydra_assets.cli.common import friendly_errors, settings
-from hydra_assets.home import initialise
+from hydra_assets.home import initialise, open_database
 from hydra_assets.settings import HydraSettings
 from hydra_assets.supervisor import Service, ServiceError, Supervisor
 
@@ -56,7 +57,7 @@ def build_services(
                 env=env, port=dagster_port, host=host, ready_url=f"http://{host}:{dagster_port}/server_info",
                 url=f"http://{host}:{dagster_port}", log_path=logs / "dagster-webserver.log"),
         Service("Hydra pages", [_tool("hydra"), "pages", "--address", host, "--port", str(panel_port),
-                                *(["--credentials", str(config.home / "credentials.json")] if auth else
+                                *(["--credentials", str(logins.credentials_path(config))] if auth else
                                   ["--no-auth"])],
                 env=env, port=panel_port, host=host, ready_url=f"http://{host}:{panel_port}/",
                 url=f"http://{host}:{panel_port}/run", log_path=logs / "pages.log"),
@@ -65,6 +66,21 @@ def build_services(
         services.append(Service("demo feeder", [_tool("hydra"), "demo-feed", "--interval", str(feed_interval)],
                                 env=env, log_path=logs / "demo-feeder.log"))
     return services
+
+
+def ensure_admin_login(config: HydraSettings) -> None:
+    """Without any admin login the pages cannot be administered (a fresh production home): make one, once."""
+    db = open_database(config)
+    try:
+        made = logins.ensure_first_admin(db, config)
+    except logins.LoginError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        db.dispose()
+    if made is not None:
+        name, password = made
+        click.echo(f"first admin login (shown once, kept in {logins.credentials_path(config)}): "
+                   f"{name} / {password}")
 
 
 def start_predictor(config: HydraSettings) -> None:
@@ -158,6 +174,8 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
         from hydra_assets.cli.demo import seed_demo
 
         seed_demo(config, per_label=per_label, echo=click.echo, epochs=epochs)
+    if not no_auth:
+        ensure_admin_login(config)
 
     stopping = {"now": False}
 
@@ -177,9 +195,9 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     for service in services:
         if service.url:
             click.echo(f"  {service.name:<14} {service.url}")
-    credentials = config.home / "credentials.json"
-    if credentials.exists() and not no_auth:
-        click.echo(f"  logins         {credentials} (demo users)")
+    if not no_auth:
+        count = len(logins.read_logins(logins.credentials_path(config)))
+        click.echo(f"  logins         {logins.credentials_path(config)} ({count}; add one: hydra user add NAME)")
     click.echo(f"  incoming       {config.input_dir}")
     click.echo(f"  logs           {config.home / 'logs'}")
     click.echo("Ctrl-C stops everything.")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 from sqlalchemy import select
 
-from hydra_assets import catalog
+from hydra_assets import catalog, logins
 from hydra_assets.catalog import CatalogError
-from hydra_assets.cli.common import database, friendly_errors
+from hydra_assets.cli.common import database, friendly_errors, settings
 from hydra_assets.db.models import User
+from hydra_assets.settings import HydraSettings
 
 
 @click.group()
@@ -21,12 +25,64 @@ def user() -> None:
 @click.option("--role", type=click.Choice(list(catalog.ROLES)), default="viewer", show_default=True)
 @click.option("--full-name", default="")
 @click.option("--email", default="")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Read the login password from this file's first line (default: ask on a terminal, "
+                   "else generate one and show it once).")
+@click.option("--no-login", is_flag=True, help="Add no password login (a site that signs in with OAuth).")
 @friendly_errors
-def user_add(name: str, role: str, full_name: str, email: str) -> None:
-    """Add user NAME with a role."""
-    db = database()
+def user_add(name: str, role: str, full_name: str, email: str, password_file: Path | None, no_login: bool) -> None:
+    """Add user NAME with a role and a login to the pages."""
+    config = settings()
+    db = database(config)
+    password = None if no_login else _password(password_file)  # asked before anything is written
     db.write(lambda s: catalog.add_user(s, name, role=role, full_name=full_name, email=email), what="add user")
     click.echo(f"added user {name} ({role})")
+    if not no_login:
+        _store_login(config, name, password)
+
+
+@user.command("password")
+@click.argument("name")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Read the new password from this file's first line (default: ask, or generate one).")
+@friendly_errors
+def user_password(name: str, password_file: Path | None) -> None:
+    """Set or reset the login password of user NAME."""
+    config = settings()
+    db = database(config)
+    with db.read() as s:
+        catalog.get_user(s, name)  # an unknown user is refused, not given a login
+    _store_login(config, name, _password(password_file))
+
+
+def _password(password_file: Path | None) -> str | None:
+    """The password from a file, typed at a terminal, or None: generate one."""
+    try:
+        if password_file is not None:
+            lines = password_file.read_text(encoding="utf-8").splitlines()
+            return logins.check_password(lines[0] if lines else "")
+        if sys.stdin.isatty():
+            typed = click.prompt("Login password (Enter: generate one)", default="", hide_input=True,
+                                 confirmation_prompt=True, show_default=False)
+            return logins.check_password(typed) if typed else None
+    except logins.LoginError as error:
+        raise click.ClickException(str(error)) from error
+    return None
+
+
+def _store_login(config: HydraSettings, name: str, password: str | None) -> None:
+    """Write the login where the pages read it; a generated password is shown here, once."""
+    path = logins.credentials_path(config)
+    generated = password is None
+    password = password or logins.new_password()
+    try:
+        logins.set_logins(path, {name: password})
+    except logins.LoginError as error:
+        raise click.ClickException(str(error)) from error
+    if generated:
+        click.echo(f"login for {name}: password {password}  (shown once; kept in {path}, readable by you only)")
+    else:
+        click.echo(f"login for {name} set in {path} (readable by you only)")
 
 
 @user.command("list")
