@@ -12,16 +12,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
 
 from hydra_assets.db.models import utcnow
 from hydra_assets.ingest.health import STAGES
-from hydra_assets.rules import BAD, UNCONFIRMED
+from hydra_assets.ml.thresholds import evaluate_at_thresholds
+from hydra_assets.rules import BAD, NOVEL, NOVEL_TEXT, UNCONFIRMED, is_novel
 
 TIMED_STAGES = tuple(stage for stage in STAGES if stage != "sensor")  # the sensor only beats; the steps are timed
 UNGROUPED = "Ungrouped"
 UNLABELED = "(unlabeled)"
 GOOD, PENDING = "good", "pending"  # Run grid states beside the keep reasons BAD and UNCONFIRMED
-LOG_KINDS = {BAD: "confirmed Bad", UNCONFIRMED: "unconfirmed"}  # keep reason -> what the Log page calls it
+# keep reason -> what the Log page calls it
+LOG_KINDS = {BAD: "confirmed Bad", UNCONFIRMED: "unconfirmed", NOVEL: NOVEL_TEXT}
+NOT_CONFIRMED = (UNCONFIRMED, NOVEL)  # keep reasons of an image the model withheld its verdict on
 # Plot Browser orders (the SQL of each is in `queries.browser`)
 SORT_NAMES = ("newest first", "oldest first", "run, chunk (descending)", "run, chunk (ascending)")
 
@@ -80,20 +86,54 @@ class Card:
     colour: str = "#888888"
     weight: float | None = None
     decided: bool = False  # the Keeper stored its decision
-    keep_reason: str | None = None  # as stored: bad | unconfirmed | collect | None
+    keep_reason: str | None = None  # as stored: bad | novel | unconfirmed | collect | None
     gradcam: bool = False
+    threshold: float | None = None  # the model version's threshold of the top label
+    novelty: float | None = None
+    novelty_limit: float | None = None
 
     @property
     def state(self) -> str:
-        """bad (confirmed Bad) | unconfirmed | good | pending (not classified and decided yet)."""
+        """bad (confirmed Bad) | unconfirmed (novel included) | good | pending (not classified and decided yet)."""
         if self.inference_id is None or self.status != "classified" or not self.decided:
             return PENDING
-        return self.keep_reason if self.keep_reason in (BAD, UNCONFIRMED) else GOOD
+        if self.keep_reason == BAD:
+            return BAD
+        return UNCONFIRMED if self.keep_reason in NOT_CONFIRMED else GOOD
+
+    @property
+    def novel(self) -> bool:
+        """Unlike the model's training data: stored as such by the Keeper, or its score above the limit."""
+        return self.keep_reason == NOVEL or is_novel(self.novelty, self.novelty_limit)
+
+    @property
+    def reason(self) -> str:
+        """One line saying why a Bad, unconfirmed or novel card is what it is ("" for the others)."""
+        if self.state not in (BAD, UNCONFIRMED):
+            return ""
+        return state_reason(self.state, self.label, self.weight, self.threshold, self.novelty, self.novelty_limit,
+                            novel=self.novel)
 
     @property
     def rank(self) -> tuple[int, str]:
         """Confirmed Bad first, then unconfirmed, then the rest; by name within each."""
         return ({BAD: 0, UNCONFIRMED: 1}.get(self.state, 2), self.plot_type.lower())
+
+
+def fmt_score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def state_reason(state: str, label: str | None, weight: float | None, threshold: float | None,
+                 novelty: float | None, limit: float | None, *, novel: bool) -> str:
+    """Why an image is confirmed Bad, unconfirmed or novel, in one line (Run cards and the Log)."""
+    w = "—" if weight is None else f"{weight:.3f}"
+    t = "the default threshold" if threshold is None else f"threshold {threshold:.3f}"
+    if novel:
+        return f"{NOVEL_TEXT}: novelty {fmt_score(novelty)} > limit {fmt_score(limit)}"
+    if state == BAD:
+        return f"{label or 'Bad'} {w} ≥ {t}"
+    return f"no label confirmed: {label or 'top label'} {w} < {t}"
 
 
 @dataclass(slots=True)
@@ -128,11 +168,20 @@ class LogEntry:
     weights: dict[str, Any]
     human_label: str | None = None
     group: str = UNGROUPED
+    novelty: float | None = None
+    novelty_limit: float | None = None
+    threshold: float | None = None
 
     @property
     def kind(self) -> str:
-        """"confirmed Bad" | "unconfirmed", the Log page's words for the stored keep reason."""
+        """"confirmed Bad" | "unconfirmed" | "unlike the training data": the Log's words for the keep reason."""
         return LOG_KINDS.get(self.keep_reason or "", "")
+
+    @property
+    def reason(self) -> str:
+        state = BAD if self.keep_reason == BAD else UNCONFIRMED
+        return state_reason(state, self.label, self.weight, self.threshold, self.novelty, self.novelty_limit,
+                            novel=self.keep_reason == NOVEL)
 
 
 def group_log(entries: Iterable[LogEntry], groups_of: dict[int, list[str]]) -> dict[str, list[LogEntry]]:
@@ -226,6 +275,65 @@ def history_from_metrics(metrics: dict[str, Any]) -> dict[str, list[float]]:
     }
 
 
+@dataclass
+class ValidationSummary:
+    """What a model version's run-held-out validation says (`Model.metrics["validation"]` and `["novelty"]`)."""
+
+    split: str = ""  # "runs" | "cross-validation over runs" | "" (not recorded: a model trained before)
+    runs: list[int] = field(default_factory=list)
+    per_run: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    unconfirmed_rate: float | None = None
+    precision_target: float | None = None
+    threshold_rules: dict[str, str] = field(default_factory=dict)
+    novelty: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs) or len(self.per_run)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def validation_summary(metrics: dict[str, Any]) -> ValidationSummary:
+    """The validation facts a model's metrics hold, whatever subset of them its training wrote."""
+    validation = metrics.get("validation") if isinstance(metrics.get("validation"), dict) else {}
+    novelty = metrics.get("novelty") if isinstance(metrics.get("novelty"), dict) else {}
+    runs = [int(r) for r in validation.get("runs") or [] if isinstance(r, int | str) and str(r).lstrip("-").isdigit()]
+    per_run = {str(k): v for k, v in (validation.get("per_run") or {}).items() if isinstance(v, dict)}
+    rules = validation.get("threshold_rules") if isinstance(validation.get("threshold_rules"), dict) else {}
+    return ValidationSummary(
+        split=str(validation.get("split") or ""),
+        runs=runs,
+        per_run=per_run,
+        warnings=[str(w) for w in validation.get("warnings") or []],
+        unconfirmed_rate=_number(validation.get("unconfirmed_rate")),
+        precision_target=_number(validation.get("precision_target")),
+        threshold_rules={str(k): str(v) for k, v in rules.items()},
+        novelty=dict(novelty),
+    )
+
+
+def f1_at(label_names: Sequence[str], true_index: Sequence[int], weights: Any, label: str, threshold: float
+          ) -> float | None:
+    """F1 of one label at a threshold on recorded validation predictions, judged as training judges it
+    (`ml.thresholds.evaluate_at_thresholds`); None without predictions or images of that label."""
+    if label not in label_names or not len(true_index):
+        return None
+    thresholds = {name: 1.0 for name in label_names} | {label: float(threshold)}
+    result = evaluate_at_thresholds(np.asarray(weights, dtype=float), np.asarray(true_index), list(label_names),
+                                    thresholds)
+    value = result[label]["f1"]
+    return None if value is None else float(value)
+
+
+def labeler_link(plot_type: str, run: int, kind: str) -> str:
+    """The Labeler queue of exactly the images a retraining suggestion names."""
+    return "./labeler?" + urlencode({"plot_type": plot_type, "run": run, "reason": kind})
+
+
 # ---- Labeler and Plot Browser ---------------------------------------------------------------------
 
 
@@ -248,7 +356,11 @@ class Tile:
 
     @property
     def unconfirmed(self) -> bool:
-        return self.keep_reason == UNCONFIRMED
+        return self.keep_reason in NOT_CONFIRMED
+
+    @property
+    def novel(self) -> bool:
+        return self.keep_reason == NOVEL
 
     @property
     def queue_key(self) -> tuple[int, int]:
@@ -280,6 +392,8 @@ class TrendPoint:
     model_key: str
     confirmed: bool
     run: int
+    novelty: float | None = None
+    novelty_limit: float | None = None
 
 
 @dataclass(slots=True)
@@ -306,6 +420,7 @@ class Disagreement:
     weights: dict[str, Any]
     run: int | None
     chunk: int | None
+    human_confirmed: bool = False  # a reviewer said the human label is right, after this report
 
     @property
     def fixed(self) -> bool:

@@ -516,3 +516,89 @@ def make_users_only(db: HydraDB) -> dict[str, int]:
         return {name: catalog.add_user(s, name, role=role).id for name, role in USERS.items()}
 
     return db.write(work, what="users")
+
+
+def add_novel_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int, chunk: int, *, seed: int = 77,
+                    novelty: float = 4.2, limit: float = 1.5, style: str = "pillow") -> int:
+    """Play the pipeline delivering an image unlike the active model's training data: its top weight is
+    confident, but its novelty score is above the limit, so it is kept as `novel`, queued, and raises no alarm.
+    It becomes the plot type's Run card.  Returns the image id."""
+
+    def work(s) -> int:  # type: ignore[no-untyped-def]
+        pt = catalog.get_plot_type(s, plot_type)
+        labels = catalog.labels_of(s, pt)
+        model = s.scalar(select(Model).where(Model.plot_type_id == pt.id, Model.active.is_(True)))
+        good = labels[0]
+        weights = {lab.name: 0.02 for lab in labels}
+        weights[good.name] = 0.95
+        now = utcnow()
+        image, _box = _plain_image(s, settings, plot_type, pt.id, run, chunk, at=now - timedelta(seconds=20),
+                                   seed=seed, truth=good.name, style=style)
+        inference = Inference(
+            image_id=image.id, plot_type_id=pt.id, run_number=run, chunk=chunk, model_id=model.id if model else None,
+            model_key=model.key if model else "none", status="classified", weights=weights, top_label_id=good.id,
+            top_weight=weights[good.name], confirmed=False, is_bad=False, flagged=True, novelty=novelty,
+            novelty_limit=limit, classified_at=now, feed_ms=300.0, predict_ms=1500.0, keep_ms=200.0,
+        )
+        s.add(inference)
+        s.flush()
+        s.add(KeepDecision(inference_id=inference.id, image_id=image.id, keep=True, reason="novel",
+                           kept_path=image.stored_path, decided_at=now))
+        image.queue_priority = 0
+        row = s.get(RunTime, pt.id)
+        if row is None:
+            s.add(RunTime(plot_type_id=pt.id, image_id=image.id, inference_id=inference.id, run_number=run,
+                          chunk=chunk, updated_at=now))
+        else:
+            row.image_id, row.inference_id, row.run_number, row.chunk, row.updated_at = (
+                image.id, inference.id, run, chunk, now)
+        return image.id
+
+    return db.write(work, what="add novel image")
+
+
+VALIDATION_METRICS = {  # what the thresholds step and the novelty calibration write into Model.metrics
+    "validation": {
+        "split": "runs", "runs": [121250, 121251], "n_runs": 2, "unconfirmed_rate": 0.3,
+        "per_run": {"121250": {"images": 12, "bad": 3, "accuracy": 0.917, "bad_recall": 1.0, "false_alarms": 0.0,
+                               "unconfirmed": 0.083},
+                    "121251": {"images": 10, "bad": 1, "accuracy": 0.8, "bad_recall": 0.0, "false_alarms": 0.1,
+                               "unconfirmed": 0.2}},
+        "warnings": ["validation holds only 2 runs: figures say little about the next run",
+                     "validation holds only 4 Bad images"],
+        "precision_target": 0.95,
+        "threshold_rules": {"Good": "max F1 on the run-held-out validation (0.75)",
+                            "Bad": "lowest threshold whose confirmed precision reaches 0.95 (max F1 landed at 0.50)"},
+    },
+    "novelty": {"limit": 1.5, "quantile": 0.99, "neighbours": 5, "method": "knn-embedding", "validation_rate": 0.02,
+                "train_images": 24},
+}
+
+
+def add_novel_run(db: HydraDB, settings: HydraSettings, plot_type: str, run: int, *, images: int = 12,
+                  novel: int = 10, seed: int = 500, style: str = "pillow") -> list[int]:
+    """A run the active model is out of its depth on: `novel` of `images` images unlike its training data,
+    and the model's metrics saying what validation predicts (so `retraining_suggestions` names this run).
+    Returns the ids of the novel images."""
+    novel_ids = []
+    for k in range(images):  # the novel ones last: the plot type's Run card is novel
+        if k >= images - novel:
+            novel_ids.append(add_novel_image(db, settings, plot_type, run, k + 1, seed=seed + k, style=style,
+                                             novelty=2.0 + k * 0.3))
+        else:
+            add_novel_image(db, settings, plot_type, run, k + 1, seed=seed + k, style=style, novelty=0.5)
+
+    def fix(s) -> None:  # type: ignore[no-untyped-def]
+        pt = catalog.get_plot_type(s, plot_type)
+        model = s.scalar(select(Model).where(Model.plot_type_id == pt.id, Model.active.is_(True)))
+        model.metrics = {**dict(model.metrics or {}), **VALIDATION_METRICS}
+        # the images under the limit are ordinary confirmed Good ones
+        for inference in s.scalars(select(Inference).where(Inference.plot_type_id == pt.id,
+                                                           Inference.run_number == run, Inference.novelty < 1.5)):
+            inference.confirmed, inference.flagged = True, False
+            decision = s.scalar(select(KeepDecision).where(KeepDecision.inference_id == inference.id))
+            decision.reason, decision.keep = None, False
+            s.get(Image, inference.image_id).queue_priority = None
+
+    db.write(fix, what="novel run")
+    return novel_ids

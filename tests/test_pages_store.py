@@ -21,7 +21,7 @@ from hydra_assets.db.models import (
     Threshold,
     utcnow,
 )
-from hydra_assets.rules import BAD, UNCONFIRMED
+from hydra_assets.rules import BAD, NOVEL, UNCONFIRMED
 from panel_app import queries as q
 from panel_app import views_data as v
 from panel_app.config import PagesConfig
@@ -120,6 +120,9 @@ def test_pages_show_the_keep_reason_the_keeper_stored(db, hydra_home, demo):
     db.write(lambda s: s.execute(update(KeepDecision).where(KeepDecision.image_id == image_id)
                                  .values(reason=UNCONFIRMED)))
     assert shown() == (UNCONFIRMED, ["unconfirmed"], UNCONFIRMED)
+    db.write(lambda s: s.execute(update(KeepDecision).where(KeepDecision.image_id == image_id)
+                                 .values(reason=NOVEL)))
+    assert shown() == (UNCONFIRMED, ["unlike the training data"], NOVEL)  # novel: an unconfirmed card, not Bad
     db.write(lambda s: s.execute(delete(KeepDecision).where(KeepDecision.image_id == image_id)))
     assert shown() == ("pending", [], None)  # Predict flagged it; the Keeper has not decided yet
 
@@ -210,6 +213,67 @@ def test_browse_filters_sorts_and_caps_the_count(shared):
     assert unlabeled and all(t.label_id is None for t in unlabeled)
     assert capped == 11  # "more than 10"
     assert nothing == ([], False)
+
+
+def test_novelty_reaches_grid_log_trend_and_tiles_with_thresholds(db, hydra_home, demo):
+    """The queries carry each image's novelty, its limit and the threshold of its top label."""
+    from pages_factory import add_novel_run
+
+    novel = add_novel_run(db, hydra_home, "TOF_timing", 121280)
+    since, until = v.window(1)
+    pt = demo.plot_types["TOF_timing"]
+    with db.read() as s:
+        card = next(c for c in q.run_grid(s) if c.plot_type == "TOF_timing")
+        entries = [e for e in q.log_entries(s, since, until) if e.plot_type == "TOF_timing"]
+        points = [p for p in q.trend(s, pt, since, until) if p.run == 121280]
+        tiles = q.tiles_of(s, list(reversed(novel)))
+        bad_card = next(c for c in q.run_grid(s) if c.state == BAD)
+    assert card.image_id == novel[-1] and card.novel and card.state == UNCONFIRMED
+    assert (card.novelty, card.novelty_limit, card.threshold) == (pytest.approx(5.3), 1.5, 0.75)
+    assert bad_card.threshold == 0.7 and bad_card.reason.endswith("≥ threshold 0.700")
+    assert sorted(e.image_id for e in entries) == sorted(novel) and {e.kind for e in entries} == {v.LOG_KINDS[NOVEL]}
+    assert all(e.threshold == 0.75 and e.novelty > e.novelty_limit for e in entries)
+    assert len(points) == 12 and sum(p.novelty > p.novelty_limit for p in points) == 10
+    assert [t.image_id for t in tiles] == list(reversed(novel)) and all(t.novel and t.unconfirmed for t in tiles)
+
+
+def test_suggestions_and_their_labeler_queue_through_the_store(db, hydra_home, demo, config):
+    from pages_factory import add_novel_run
+
+    store = store_for(db, config, "viewer")
+    assert store.suggestions() == []
+    novel = add_novel_run(db, hydra_home, "TOF_timing", 121280)
+    store = store_for(db, config, "viewer")
+    found = store.suggestions()
+    assert [(x.plot_type, x.run, x.kind) for x in found] == [("TOF_timing", 121280, "novel")]
+    assert store.suggestions("FCAL_hits") == [] and store.suggestions("TOF_timing") == found
+    tiles = store.suggested_tiles("TOF_timing", 121280, "novel")
+    assert [t.image_id for t in tiles] == list(reversed(novel))  # the most novel first
+    assert v.labeler_link("TOF_timing", 121280, "novel") == "./labeler?plot_type=TOF_timing&run=121280&reason=novel"
+
+
+def test_f1_at_a_hand_set_threshold_from_the_validation_report(db, config, demo):
+    store = store_for(db, config, "expert")
+    info = store.model(demo.models["FDC_efficiency"][-1])
+    names, true, weights = store.validation_predictions(info)
+    assert names == ["Good", "Bad"] and len(true) == len(weights) == 24
+    f1 = store.f1_at_threshold(info, "Bad", 0.6)
+    assert f1 is not None and 0.0 <= f1 <= 1.0
+    assert store.f1_at_threshold(info, "Bad", 1.0) in (0.0, None) or store.f1_at_threshold(info, "Bad", 1.0) <= f1
+    assert v.f1_at(["Good", "Bad"], [1, 1, 0], [[0.2, 0.8], [0.6, 0.4], [0.9, 0.1]], "Bad", 0.5) == pytest.approx(2 / 3)
+    assert v.f1_at(["Good", "Bad"], [], [], "Bad", 0.5) is None
+
+
+def test_validation_summary_reads_whatever_training_wrote():
+    from pages_factory import VALIDATION_METRICS
+
+    full = v.validation_summary(VALIDATION_METRICS)
+    assert full.split == "runs" and full.n_runs == 2 and full.runs == [121250, 121251]
+    assert set(full.per_run) == {"121250", "121251"} and len(full.warnings) == 2
+    assert full.precision_target == 0.95 and "Bad" in full.threshold_rules and full.novelty["limit"] == 1.5
+    old = v.validation_summary({"val_accuracy": 1.0, "validation": {"per_label": {}}})
+    assert old.split == "" and old.n_runs == 0 and old.warnings == [] and old.novelty == {}
+    assert v.validation_summary({"validation": "broken", "novelty": 3}).split == ""
 
 
 def test_trend_status_and_report_queries(shared):

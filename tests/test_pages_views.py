@@ -178,6 +178,96 @@ def test_log_page_window_kinds_and_daily_brief(demo_db):
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html and "http" not in html
 
 
+def test_run_card_says_why_bad_unconfirmed_or_novel(demo_db):
+    from pages_factory import add_novel_image
+
+    from panel_app.pages.run import card_html
+
+    db, settings, _demo = demo_db
+    add_novel_image(db, settings, "TOF_timing", 121270, 3)
+    page = RunPage(store(db, settings))
+    cards = {c.plot_type: c for c in page.cards}
+    novel = cards["TOF_timing"]
+    assert novel.state == "unconfirmed" and novel.novel and novel.rank[0] == 1
+    html = card_html(novel, gradcam=False, opacity=0.5, now=utcnow())
+    assert "unlike the training data" in html and "novelty 4.20 &gt; limit 1.50" in html and "BAD" not in html
+    assert "1 unlike the training data" in page.status_pane.object
+    for card in page.cards:
+        if card.state == "bad":
+            assert "≥ threshold 0.700" in card.reason
+        elif card.state == "unconfirmed" and not card.novel:
+            assert card.reason.startswith("no label confirmed") and "< threshold" in card.reason
+        else:
+            assert card.novel or card.reason == ""
+
+
+def test_log_lists_novel_images_and_suggestions_with_their_labeler_link(demo_db):
+    from pages_factory import add_novel_run
+
+    db, settings, _demo = demo_db
+    add_novel_run(db, settings, "TOF_timing", 121280)
+    page = LogPage(store(db, settings))
+    novel = [e for items in page.grouped.values() for e in items if e.kind == "unlike the training data"]
+    assert len(novel) == 10 and all("novelty" in e.reason and "> limit 1.50" in e.reason for e in novel)
+    assert "10</b> unlike the training data" in page.body.object
+    assert "Retraining suggested" in page.suggestions_pane.object
+    assert "reason=novel" in page.suggestions_pane.object
+    page.kind = "unlike the training data"
+    assert sum(len(v) for v in page.grouped.values()) == 10
+    assert "unlike the training data: **10**" in page.markdown_brief().getvalue()
+
+
+def test_status_page_banner_lists_retraining_suggestions(demo_db):
+    from pages_factory import add_novel_run
+
+    db, settings, _demo = demo_db
+    assert StatusPage(store(db, settings, "viewer")).suggestions_pane.object == ""
+    add_novel_run(db, settings, "TOF_timing", 121280)
+    banner = StatusPage(store(db, settings, "viewer")).suggestions_pane.object
+    assert "TOF_timing run 121280" in banner and "83%" in banner and "./labeler?plot_type=TOF_timing" in banner
+
+
+def test_trends_page_draws_novelty_with_its_limit(demo_db):
+    from pages_factory import add_novel_run
+
+    db, settings, demo = demo_db
+    add_novel_run(db, settings, "TOF_timing", 121280)
+    page = TrendsPage(store(db, settings, "viewer"))
+    page.plot_type = demo.plot_types["TOF_timing"]
+    assert len(page.chart) == 3 and "<b>10</b> above the limit" in page.chart[1].object
+    figure = page.chart[2].object
+    assert "novelty" in figure.title.text
+    plain = TrendsPage(store(db, settings, "viewer"))
+    plain.plot_type = demo.plot_types["FCAL_hits"]
+    assert len(plain.chart) == 1  # no novelty scores: no novelty chart
+
+
+def test_labeler_shows_the_queue_a_suggestion_names(demo_db):
+    from pages_factory import add_novel_run
+
+    db, settings, demo = demo_db
+    novel = add_novel_run(db, settings, "TOF_timing", 121280)
+    args = {"plot_type": "TOF_timing", "run": "121280", "reason": "novel"}
+    page = LabelerPage(store(db, settings, "labeler"), args=args)
+    assert page.plot_type == demo.plot_types["TOF_timing"]
+    assert sorted(t.image_id for t in page.tiles) == sorted(novel)
+    assert [t.image_id for t in page.tiles][0] == novel[-1]  # the most novel first
+    assert "TOF_timing run 121280" in page.queue_header.object and "unlike the training data" in page.queue_header.object
+    assert page.queue_header.visible
+    assert "unlike the training data" in page.grid.images[0]["detail"]
+    page.grid.painted = {str(i): demo.labels["TOF_timing"]["Good"] for i in novel[:4]}
+    assert page.apply() == 4
+    assert {t.image_id for t in page.tiles[:6]} == set(novel[4:])  # unlabeled first after Apply
+    assert "6 not labeled yet" in page.queue_header.object
+    page.plot_type = demo.plot_types["FCAL_hits"]  # another plot type: its whole queue, no header
+    assert page.suggestion is None and not page.queue_header.visible
+    for wrong, said in (({"plot_type": "nope", "run": "1", "reason": "novel"}, "No plot type named"),
+                        ({"plot_type": "TOF_timing", "run": "x", "reason": "novel"}, "not a run number"),
+                        ({"plot_type": "TOF_timing", "run": "1", "reason": "bad"}, "neither")):
+        other = LabelerPage(store(db, settings, "labeler"), args=wrong)
+        assert other.suggestion is None and said in other.feedback.object and other.feedback.visible
+
+
 def test_daily_brief_escapes_user_text():
     from hydra_assets.rules import BAD
     from panel_app.views_data import LogEntry
@@ -216,7 +306,55 @@ def test_library_read_only_for_viewer_and_editable_for_expert(demo_db):
     assert expert.feedback.visible and "is now active" in expert.feedback.object
     assert expert.selected().active and any(n.startswith("★ v1") for n in expert.param.model_id.names)
     tabs = [name for name, _ in zip(expert.tabs._names, expert.tabs, strict=False)]
-    assert tabs == ["Confusion matrix", "Loss & accuracy", "Thresholds"]
+    assert tabs == ["Confusion matrix", "Validation", "Loss & accuracy", "Thresholds"]
+
+
+def test_library_threshold_form_writes_only_a_chosen_label_and_a_weight(demo_db):
+    from hydra_assets.db.models import ThresholdChange
+    from panel_app.pages.library import parse_threshold
+
+    db, settings, demo = demo_db
+    page = LibraryPage(store(db, settings, "expert"))
+    page.plot_type = demo.plot_types["FDC_efficiency"]
+    assert page.label_select.value is None and page.threshold_input.value == "" and page.save_threshold.disabled
+    assert page.edit_threshold(None, "0.5") is False and "Choose a label" in page.threshold_note.object
+    bad = demo.labels["FDC_efficiency"]["Bad"]
+    page.label_select.value = bad
+    assert float(page.threshold_input.value) == 0.7 and not page.save_threshold.disabled
+    for typed in ("1.7", "-1", "abc"):
+        page.threshold_input.value_input = typed
+        assert page.save_threshold.disabled and "between 0 and 1" in page.threshold_note.object
+        assert page.edit_threshold(bad, typed) is False and "Nothing was saved" in page.threshold_note.object
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ThresholdChange)) == 0
+    assert page.edit_threshold(bad, "0.6") is True and "0.700 → 0.600" in page.feedback.object
+    assert page.label_select.value == bad and page.threshold_input.value == "0.6"
+    # the hand-set threshold has no stored F1: the page recomputes it on the validation report's images
+    bad_row = next(r for r in page.thresholds_pane.object.split("<tr>") if ">Bad<" in r)
+    assert "—" not in bad_row and "*" in bad_row
+    assert parse_threshold(" 0,25 ") == (0.25, "") and parse_threshold("")[0] is None
+
+
+def test_library_shows_validation_by_run_warnings_rules_novelty_and_suggestions(demo_db):
+    from pages_factory import VALIDATION_METRICS, add_novel_run
+
+    db, settings, demo = demo_db
+    add_novel_run(db, settings, "TOF_timing", 121280)
+    page = LibraryPage(store(db, settings, "viewer"))
+    page.plot_type = demo.plot_types["TOF_timing"]
+    assert "⚠" in page.models_pane.object and "2 runs" in page.models_pane.object
+    for warning in VALIDATION_METRICS["validation"]["warnings"]:
+        assert warning in page.warnings_pane.object
+    validation = page.tabs[1].object
+    assert "121250" in validation and "121251" in validation and "runs" in validation
+    assert "lowest threshold whose confirmed precision reaches 0.95" in validation and "0.95" in validation
+    assert "1.500" in validation and "99.0%" in validation and "2.0%" in validation  # limit, quantile, rate
+    assert "run 121280" in page.suggestions_pane.object
+    assert "labeler?plot_type=TOF_timing&amp;run=121280&amp;reason=novel" in page.suggestions_pane.object
+    other = LibraryPage(store(db, settings, "viewer"))
+    other.plot_type = demo.plot_types["FCAL_hits"]
+    assert other.suggestions_pane.object == "" and other.warnings_pane.object == ""
+    assert "No run-held-out validation recorded" in other.tabs[1].object
 
 
 # ---- Labeler ---------------------------------------------------------------------------------------

@@ -114,6 +114,29 @@ def trend_figure(points: Sequence[TrendPoint], labels: Sequence[LabelInfo], thre
     return fig
 
 
+def novelty_figure(points: Sequence[TrendPoint], title: str):  # type: ignore[no-untyped-def]
+    """Each classification's novelty score over time, with the model's calibrated limit as a dashed line
+    (a step where a new model version brought a new limit); points above the limit in purple."""
+    scored = [p for p in points if p.novelty is not None]
+    fig = figure(height=280, sizing_mode="stretch_width", x_axis_type="datetime", title=title,
+                 y_axis_label="novelty score", tools="pan,xwheel_zoom,box_zoom,reset,save")
+    above = [p.novelty_limit is not None and p.novelty > p.novelty_limit for p in scored]
+    source = ColumnDataSource({"at": [p.at for p in scored], "score": [p.novelty for p in scored],
+                               "limit": [p.novelty_limit for p in scored], "run": [p.run for p in scored],
+                               "model": [p.model_key for p in scored],
+                               "colour": ["#6f42c1" if a else "#56B4E9" for a in above]})
+    points_renderer = fig.scatter("at", "score", source=source, size=5, color="colour", alpha=0.8)
+    limits = [p for p in scored if p.novelty_limit is not None]
+    if limits:
+        fig.step([p.at for p in limits], [p.novelty_limit for p in limits], mode="after", line_dash="dashed",
+                 line_color="#b42318", line_width=2, legend_label="limit (above: unlike the training data)")
+        fig.legend.location = "top_left"
+    fig.add_tools(HoverTool(renderers=[points_renderer], tooltips=[
+        ("time", "@at{%F %T}"), ("novelty", "@score{0.00}"), ("limit", "@limit{0.00}"), ("run", "@run"),
+        ("model", "@model")], formatters={"@at": "datetime"}))
+    return fig
+
+
 def stage_histogram(durations: Sequence[float], stage: str):  # type: ignore[no-untyped-def]
     fig = figure(height=230, width=330, title=f"{stage}: {len(durations)} executions", x_axis_label="duration (ms)",
                  toolbar_location=None)

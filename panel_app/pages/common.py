@@ -9,6 +9,8 @@ from typing import Any
 import panel as pn
 
 from hydra_assets.db.models import utcnow
+from hydra_assets.scores.suggestions import Suggestion
+from panel_app.views_data import labeler_link
 
 BASE_CSS = """
 :host { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -25,6 +27,11 @@ table.hy th { background: #f3f5f8; font-weight: 600; }
   font-weight: 600; text-shadow: 0 0 2px #0007; }
 .chip.hollow { background: #fff !important; color: #333; border: 2px dashed #888; text-shadow: none; }
 .star { color: #e3a008; font-size: 1.15em; }
+.suggest { border: 1px solid #d4a72c; background: #fff8c5; border-radius: 8px; padding: 8px 14px; color: #3b2300; }
+.suggest b.head { display: block; margin-bottom: 2px; }
+.suggest ul { margin: 2px 0 0; padding-left: 20px; }
+.warn { border: 2px solid #b42318; background: #fef3f2; border-radius: 8px; padding: 8px 14px; color: #7a271a; }
+.warn ul { margin: 2px 0 0; padding-left: 20px; }
 """
 
 def esc(text: Any) -> str:
@@ -71,6 +78,30 @@ def empty_state(title: str, *hints: str) -> str:
     """A friendly box explaining why there is nothing to show and what to do (hints may hold HTML)."""
     body = "".join(f"<p>{hint}</p>" for hint in hints)
     return f'<div class="empty"><h3>{esc(title)}</h3>{body}</div>'
+
+
+def suggestions_html(suggestions: list[Suggestion], *, limit: int = 8) -> str:
+    """The retraining-suggestions banner (Library, Status, Log): each with a link to the Labeler queue of
+    exactly those images; "" when there is none."""
+    if not suggestions:
+        return ""
+    items = "".join(
+        f'<li>{esc(s.message)} — <a href="{esc(labeler_link(s.plot_type, s.run, s.kind))}">label them in the '
+        f"Labeler</a></li>" for s in suggestions[:limit]
+    )
+    more = f"<li>… and {len(suggestions) - limit} more</li>" if len(suggestions) > limit else ""
+    return (f'<div class="suggest"><b class="head">Retraining suggested ({len(suggestions)})</b>'
+            f"<ul>{items}{more}</ul></div>")
+
+
+def request_args() -> dict[str, str]:
+    """The page URL's query parameters (first value of each); {} outside a browser session."""
+    try:
+        raw = pn.state.session_args or {}
+    except Exception:  # no session (tests, scripts)
+        return {}
+    return {str(k): (v[0].decode(errors="replace") if isinstance(v[0], bytes) else str(v[0]))
+            for k, v in raw.items() if v}
 
 
 def message(text: str, kind: str = "info") -> pn.pane.Alert:

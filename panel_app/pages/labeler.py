@@ -2,24 +2,28 @@
 
 Queue mode shows unlabeled queued images (unconfirmed and Bad first); Editor mode pages through images
 already labeled, filtered by label and labeling time, with keyset pagination so it stays fast over
-hundreds of thousands of images.  Apply goes through `HydraStore.apply_labels`, which checks the `label`
+hundreds of thousands of images.  `/labeler?plot_type=T&run=N&reason=novel|unconfirmed` (a retraining
+suggestion's link) shows the queue of exactly the images that suggestion names, with a header saying so.  Apply goes through `HydraStore.apply_labels`, which checks the `label`
 permission for the plot type server-side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import panel as pn
 import param
 
-from hydra_assets.rules import UNCONFIRMED
+from hydra_assets.rules import NOVEL, NOVEL_TEXT, UNCONFIRMED
 from panel_app.components import LabelerGrid
 from panel_app.images import image_url
-from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
+from panel_app.pages.common import empty_state, esc, fmt_time, html_pane, request_args
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import Tile
 
 QUEUE, EDITOR = "Queue", "Editor"
 ANY = 0
+SUGGESTION_KINDS = {NOVEL: NOVEL_TEXT, UNCONFIRMED: "left unconfirmed"}  # ?reason= -> what the header says
 
 
 class LabelerPage(pn.viewable.Viewer):
@@ -31,9 +35,12 @@ class LabelerPage(pn.viewable.Viewer):
     page_size = param.Selector(default=50, objects=[20, 50, 100, 200], label="Images per page")
     tile_width = param.Integer(default=180, bounds=(100, 420), step=20, label="Tile size")
 
-    def __init__(self, store: HydraStore, **params) -> None:
+    def __init__(self, store: HydraStore, *, args: Mapping[str, str] | None = None, **params) -> None:
         self.store = store
         super().__init__(**params)
+        self.suggestion: tuple[int, str, int, str] | None = None  # (plot type id, name, run, reason) from the URL
+        self._suggested: list[Tile] = []
+        self.queue_header = html_pane("", visible=False)
         self.grid = LabelerGrid(sizing_mode="stretch_width", tile_width=self.tile_width)
         self.tiles: list[Tile] = []
         self.counts: dict[int, int] = {}
@@ -42,11 +49,32 @@ class LabelerPage(pn.viewable.Viewer):
         self.info = html_pane("")
         self.empty = html_pane("", visible=False)
         self._refresh_counts()
-        if self.param.plot_type.objects:  # the first plot type with images to label; the watcher loads it
+        problem = self._read_suggestion(request_args() if args is None else args)
+        if self.suggestion is not None:
+            self.plot_type = self.suggestion[0]
+        elif self.param.plot_type.objects:  # the first plot type with images to label; the watcher loads it
             ids = list(self.param.plot_type.names.values())
             self.plot_type = next((i for i in ids if self.counts.get(i)), ids[0])
         else:
             self._on_plot_type()
+        if problem:
+            self._say(problem, "warning")
+
+    def _read_suggestion(self, args: Mapping[str, str]) -> str:
+        """Take `plot_type`, `run` and `reason` from the URL; returns why they were ignored ("" if taken)."""
+        if not any(key in args for key in ("plot_type", "run", "reason")):
+            return ""
+        name, run, reason = args.get("plot_type", ""), args.get("run", ""), args.get("reason", "")
+        info = next((pt for pt in self.store.catalogue().values() if pt.name == name), None)
+        if info is None:
+            return f"No plot type named “{name}”: showing the whole queue instead."
+        if not run.strip().isdigit():
+            return f"“{run}” is not a run number: showing the whole queue of {name} instead."
+        if reason not in SUGGESTION_KINDS:
+            return (f"Reason “{reason}” is neither {' nor '.join(SUGGESTION_KINDS)}: showing the whole queue of "
+                    f"{name} instead.")
+        self.suggestion = (info.id, name, int(run), reason)
+        return ""
 
     # ---- logic --------------------------------------------------------------------------------------
 
@@ -60,6 +88,8 @@ class LabelerPage(pn.viewable.Viewer):
 
     @param.depends("plot_type", watch=True)
     def _on_plot_type(self) -> None:
+        if self.suggestion is not None and self.suggestion[0] != self.plot_type:
+            self.suggestion = None  # another plot type chosen: its whole queue
         info = self.store.plot_type(self.plot_type)
         labels = info.labels if info else []
         self.grid.palette = [{"id": lab.id, "name": lab.name, "colour": lab.colour} for lab in labels] + [
@@ -89,7 +119,8 @@ class LabelerPage(pn.viewable.Viewer):
         images = []
         for t in self.tiles:
             model = names.get(t.model_label_id)
-            detail = (f"model: {model.name} {t.model_weight:.2f}{f' ({UNCONFIRMED})' if t.unconfirmed else ''}"
+            state = f" ({NOVEL_TEXT})" if t.novel else f" ({UNCONFIRMED})" if t.unconfirmed else ""
+            detail = (f"model: {model.name} {t.model_weight:.2f}{state}"
                       if model and t.model_weight is not None else "not classified")
             if self.mode == EDITOR:
                 human = names.get(t.label_id)
@@ -101,9 +132,19 @@ class LabelerPage(pn.viewable.Viewer):
         self._render_info()
         return self.tiles
 
+    def suggested(self) -> bool:
+        """Whether the page shows a retraining suggestion's queue (not the plot type's whole queue)."""
+        return self.suggestion is not None and self.mode == QUEUE
+
     def _fetch(self, cursor: object) -> list[Tile]:
         if self.plot_type is None:
             return []
+        if self.suggested():
+            _id, name, run, reason = self.suggestion  # type: ignore[misc]
+            if cursor is None:  # first page: read the suggestion's images again (Apply moved labeled ones last)
+                self._suggested = self.store.suggested_tiles(name, run, reason)
+            offset = int(cursor or 0)
+            return self._suggested[offset: offset + self.page_size]
         if self.mode == QUEUE:
             return self.store.labeler_queue(self.plot_type, limit=self.page_size, after=cursor)
         info = self.store.plot_type(self.plot_type)
@@ -116,7 +157,10 @@ class LabelerPage(pn.viewable.Viewer):
             self._say("This is the last page.", "info")
             return
         last = self.tiles[-1]
-        self._pages.append(last.queue_key if self.mode == QUEUE else last.editor_key)
+        if self.suggested():
+            self._pages.append(int(self._pages[-1] or 0) + len(self.tiles))  # type: ignore[call-overload]
+        else:
+            self._pages.append(last.queue_key if self.mode == QUEUE else last.editor_key)
         self.load()
 
     def previous_page(self, _event=None) -> None:
@@ -162,6 +206,9 @@ class LabelerPage(pn.viewable.Viewer):
         if info is None:
             self.empty.object = empty_state("No plot types yet", "Add one with <code>hydra plot-type add</code> or "
                                             "start the demo with <code>hydra up</code>.")
+        elif not self.tiles and self.suggested():
+            self.empty.object = empty_state("No image matches this suggestion",
+                                            "The active model has no such images in this run (any more).")
         elif not self.tiles and self.mode == QUEUE:
             self.empty.object = empty_state(
                 f"Nothing to label for {info.name}",
@@ -170,6 +217,8 @@ class LabelerPage(pn.viewable.Viewer):
         elif not self.tiles:
             self.empty.object = empty_state("No labeled images match", "Change the label or time filters.")
         self.empty.visible = not self.tiles
+        self.queue_header.object = self.suggestion_header()
+        self.queue_header.visible = bool(self.queue_header.object)
         page = len(self._pages)
         queued = self.counts.get(self.plot_type, 0) if self.plot_type is not None else 0
         rights = (
@@ -179,6 +228,17 @@ class LabelerPage(pn.viewable.Viewer):
         )
         self.info.object = (f"<span class=muted>{'queue' if self.mode == QUEUE else 'editor'} page {page} · "
                             f"{len(self.tiles)} images on this page · {queued} in the queue{rights}</span>")
+
+    def suggestion_header(self) -> str:
+        """What this queue is, when it is a retraining suggestion's; "" for the plot type's whole queue."""
+        if not self.suggested():
+            return ""
+        _id, name, run, reason = self.suggestion  # type: ignore[misc]
+        unlabeled = sum(t.label_id is None for t in self._suggested)
+        return (f"<div class=suggest><b class=head>Queue: {esc(name)} run {run} — images the active model found "
+                f"{esc(SUGGESTION_KINDS[reason])}</b>{len(self._suggested)} image(s), {unlabeled} not labeled yet "
+                "(unlabeled first, the most telling first). Label them, then retrain. "
+                f'<a href="./labeler">Show the whole queue instead</a></div>')
 
     # ---- view ---------------------------------------------------------------------------------------
 
@@ -212,4 +272,5 @@ class LabelerPage(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self.info.margin = (32, 10, 10, 10)
-        return pn.Column(controls, actions, self.feedback, self.empty, self.grid, sizing_mode="stretch_width")
+        return pn.Column(self.queue_header, controls, actions, self.feedback, self.empty, self.grid,
+                         sizing_mode="stretch_width")

@@ -1,4 +1,5 @@
-"""Log page: every confirmed Bad and unconfirmed image of a trailing window, by detector, with a daily brief."""
+"""Log page: every confirmed Bad, unconfirmed and novel image of a trailing window, by detector, with a daily
+brief; retraining suggestions on top."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from hydra_assets.rules import BAD
+from hydra_assets.rules import BAD, NOVEL
 from panel_app.images import gradcam_url, image_url
-from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
 from panel_app.store import HydraStore
 from panel_app.views_data import LOG_KINDS, LogEntry, group_log, window
 
@@ -24,7 +25,9 @@ h3.group small { color: #5b6878; font-weight: 400; }
 .entries { display: grid; grid-template-columns: repeat(auto-fill, minmax(330px, 1fr)); gap: 8px; }
 .entry { display: flex; gap: 8px; border: 1px solid #d0d7de; border-left: 5px solid var(--c); border-radius: 6px;
   padding: 6px; background: #fff; }
-.entry.unconfirmed { border-left-style: dashed; }
+.entry.unconfirmed, .entry.novel { border-left-style: dashed; }
+.entry.novel { border-color: #6f42c1; }
+.entry .why { color: #3d4a5a; }
 .entry .pics { display: flex; gap: 4px; flex: 0 0 auto; }
 .entry .pics img { width: 110px; border-radius: 3px; background: #f6f8fa; }
 .entry .info { font-size: 0.85em; line-height: 1.45; min-width: 0; }
@@ -42,8 +45,14 @@ def entry_html(e: LogEntry, *, gradcam: bool) -> str:
         f'<img src="{image_url(e.image_id, "small")}" alt="{esc(e.plot_type)}" loading="lazy"></a>{cam}</div>'
         f'<div class="info"><b>{esc(e.plot_type)}</b><br>run {e.run} · chunk {e.chunk}<br>'
         f"{fmt_time(e.classified_at)} UTC<br>{chip(e.label, e.colour, hollow=e.keep_reason != BAD)} "
-        f"{fmt_weight(e.weight)} <span class=muted>{esc(e.kind)}</span>{human}</div></div>"
+        f"{fmt_weight(e.weight)} <span class=muted>{esc(e.kind)}</span><br><span class=why>{esc(e.reason)}</span>"
+        f"{human}</div></div>"
     )
+
+
+def counts(entries: list[LogEntry]) -> tuple[int, int]:
+    """(confirmed Bad, unlike the training data) among entries; the rest are unconfirmed."""
+    return sum(e.keep_reason == BAD for e in entries), sum(e.keep_reason == NOVEL for e in entries)
 
 
 def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime) -> str:
@@ -53,21 +62,22 @@ def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: d
         return esc(text).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
 
     entries = [e for items in grouped.values() for e in items]
-    bad = sum(e.keep_reason == BAD for e in entries)
+    bad, novel = counts(entries)
     runs = sorted({e.run for e in entries})
     lines = [
         "# Hydra daily brief",
         "",
         f"Window: {fmt_time(since)} – {fmt_time(until)} UTC  ",
-        (f"Confirmed Bad: **{bad}** · unconfirmed: **{len(entries) - bad}** · runs: "
-         f"{', '.join(map(str, runs)) if runs else '—'}"),
+        (f"Confirmed Bad: **{bad}** · unconfirmed: **{len(entries) - bad - novel}** · unlike the training data: "
+         f"**{novel}** · runs: {', '.join(map(str, runs)) if runs else '—'}"),
         "",
     ]
     if not entries:
         lines += ["Nothing to report: no confirmed Bad and no unconfirmed classification in this window.", ""]
     for group, items in grouped.items():
-        group_bad = sum(e.keep_reason == BAD for e in items)
-        lines += [f"## {md(group)} — {group_bad} Bad, {len(items) - group_bad} unconfirmed", "",
+        group_bad, group_novel = counts(items)
+        lines += [f"## {md(group)} — {group_bad} Bad, {len(items) - group_bad - group_novel} unconfirmed, "
+                  f"{group_novel} unlike the training data", "",
                   "| time (UTC) | plot type | run | chunk | model label | weight | status | human label |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [
@@ -83,7 +93,7 @@ def brief_html(grouped: dict[str, list[LogEntry]], since: datetime, until: datet
                thumbnail=None) -> str:  # type: ignore[no-untyped-def]
     """The daily brief as one self-contained HTML file (thumbnails embedded when `thumbnail(id)` gives PNG bytes)."""
     entries = [e for items in grouped.values() for e in items]
-    bad = sum(e.keep_reason == BAD for e in entries)
+    bad, novel = counts(entries)
     parts = [
         ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Hydra daily brief</title><style>"
          "body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;width:100%}"
@@ -92,7 +102,7 @@ def brief_html(grouped: dict[str, list[LogEntry]], since: datetime, until: datet
          "img{width:120px}</style></head><body>"),
         "<h1>Hydra daily brief</h1>",
         (f"<p>Window: {fmt_time(since)} – {fmt_time(until)} UTC<br>Confirmed Bad: <b>{bad}</b> · unconfirmed: "
-         f"<b>{len(entries) - bad}</b></p>"),
+         f"<b>{len(entries) - bad - novel}</b> · unlike the training data: <b>{novel}</b></p>"),
     ]
     if not entries:
         parts.append("<p>Nothing to report: no confirmed Bad and no unconfirmed classification in this window.</p>")
@@ -126,6 +136,7 @@ class LogPage(pn.viewable.Viewer):
         self.store = store
         super().__init__(**params)
         self.body = html_pane("", stylesheets=[LOG_CSS])
+        self.suggestions_pane = html_pane("")
         self.grouped: dict[str, list[LogEntry]] = {}
         self.since, self.until = window(self.hours)
         self.refresh()
@@ -141,6 +152,7 @@ class LogPage(pn.viewable.Viewer):
     @param.depends("hours", "kind", "gradcam", watch=True)
     def refresh(self) -> None:
         self.load()
+        self.suggestions_pane.object = suggestions_html(self.store.suggestions(since=self.since))
         self.body.object = self.render()
 
     def render(self) -> str:
@@ -151,19 +163,20 @@ class LogPage(pn.viewable.Viewer):
                 "No confirmed Bad and no unconfirmed classification in this window — or nothing was classified.",
                 "Widen the window above, or check the Status page that the pipeline is running.",
             )
-        bad = sum(e.keep_reason == BAD for e in entries)
-        out = [(f'<div class="summary"><span><b>{bad}</b> confirmed Bad</span><span><b>{len(entries) - bad}</b> '
-                f"unconfirmed</span><span class=muted>{fmt_time(self.since)} – {fmt_time(self.until)} UTC, "
+        bad, novel = counts(entries)
+        out = [(f'<div class="summary"><span><b>{bad}</b> confirmed Bad</span><span><b>{len(entries) - bad - novel}'
+                f"</b> unconfirmed</span><span><b>{novel}</b> unlike the training data</span><span class=muted>{fmt_time(self.since)} – {fmt_time(self.until)} UTC, "
                 "newest first</span></div>")]
         shown = 0
         for group, items in self.grouped.items():
             if shown >= SHOW_MAX:
                 break
-            group_bad = sum(e.keep_reason == BAD for e in items)
+            group_bad, group_novel = counts(items)
             visible = items[: SHOW_MAX - shown]
             shown += len(visible)
-            out.append(f'<h3 class="group">{esc(group)} <small>{group_bad} Bad · {len(items) - group_bad} '
-                       f"unconfirmed</small></h3>")
+            out.append(f'<h3 class="group">{esc(group)} <small>{group_bad} Bad · '
+                       f"{len(items) - group_bad - group_novel} unconfirmed · {group_novel} unlike the training data"
+                       "</small></h3>")
             out.append('<div class="entries">' + "".join(entry_html(e, gradcam=self.gradcam) for e in visible)
                        + "</div>")
         if shown < len(entries):
@@ -195,4 +208,4 @@ class LogPage(pn.viewable.Viewer):
                                     label="Daily brief (HTML)", margin=(24, 10, 10, 10)),
             sizing_mode="stretch_width",
         )
-        return pn.Column(controls, self.body, sizing_mode="stretch_width")
+        return pn.Column(self.suggestions_pane, controls, self.body, sizing_mode="stretch_width")

@@ -1,4 +1,5 @@
-"""Training report: where a model version and the human label disagree, side by side, with a one-click fix."""
+"""Training report: where a model version and the human label disagree, side by side; one click says who is right
+(the model: relabel; the human: keep the label and record the review) or sets another label."""
 
 from __future__ import annotations
 
@@ -86,6 +87,23 @@ class ReportPage(pn.viewable.Viewer):
         self.load()
         return True
 
+    def confirm(self, image_id: int) -> bool:
+        """"Human is right": the label stays and the review is recorded, so the item no longer asks for a fix."""
+        try:
+            label_id = self.store.confirm_label(image_id)
+        except PermissionDenied as refusal:
+            self._say(f"Refused, nothing recorded: {refusal}", "danger")
+            return False
+        except CatalogError as error:
+            self._say(str(error), "warning")
+            return False
+        info = self.store.plot_type(self.plot_type)
+        label = info.label(label_id) if info else None
+        self._say(f"Image {image_id} keeps its human label {label.name if label else label_id}; "
+                  "recorded that the human is right.", "success")
+        self.load()
+        return True
+
     def _say(self, text: str, kind: str) -> None:
         self.feedback.object, self.feedback.alert_type, self.feedback.visible = esc(text), kind, True
 
@@ -124,21 +142,28 @@ class ReportPage(pn.viewable.Viewer):
                 f'<img src="{image_url(item.image_id)}" alt="image {item.image_id}"></a>'
                 f'<div class="side"><span>human (at training)</span><span>{chip(human_then.name if human_then else None, human_then.colour if human_then else None)}</span>'
                 f'<span>human (now)</span><span>{chip(human_now.name if human_now else None, human_now.colour if human_now else None)}'
-                f"{' ✓ fixed' if item.fixed else ''}</span>"
+                f"{' ✓ fixed' if item.fixed else ''}{' ✓ human is right' if item.human_confirmed else ''}</span>"
                 f'<span>model</span><span>{chip(model.name if model else None, model.colour if model else None)} '
                 f"{fmt_weight(item.model_weight)}</span>"
                 f"<span>weights</span><span class=weights>{weights}</span>"
                 f"<span>image</span><span>run {item.run} · chunk {item.chunk} · {esc(item.split)}</span></div></div>"
             )
-            fix_button = pn.widgets.Button(label=f"Human label → {model.name}" if model else "—",
-                                           color="primary", disabled=model is None or item.fixed, width=220)
+            # two equal choices: the page does not know who is right, so neither is the obvious button
+            settled = item.fixed or item.human_confirmed
+            fix_button = pn.widgets.Button(label=f"Model is right: {model.name}" if model else "no model label",
+                                           disabled=model is None or settled, width=220)
             fix_button.on_click(lambda _e, i=item.image_id, m=item.model_label_id: self.fix(i, m))
+            keep_button = pn.widgets.Button(
+                label=f"Human is right: {human_now.name}" if human_now else "no human label",
+                disabled=human_now is None or settled, width=220)
+            keep_button.on_click(lambda _e, i=item.image_id: self.confirm(i))
             other = pn.widgets.Select(options={lab.name: lab.id for lab in info.labels}, width=120,
                                       value=item.current_label_id if item.current_label_id else info.labels[0].id)
             set_button = pn.widgets.Button(label="Set", width=60)
             set_button.on_click(lambda _e, i=item.image_id, w=other: self.fix(i, w.value))
             rows.append(pn.Row(html_pane(text, stylesheets=[ITEM_CSS], width=720),
-                               pn.Column(fix_button, pn.Row(other, set_button)), sizing_mode="stretch_width"))
+                               pn.Column(fix_button, keep_button, pn.Row(other, set_button)),
+                               sizing_mode="stretch_width"))
         self.list[:] = rows
 
     def next_page(self, _event=None) -> None:

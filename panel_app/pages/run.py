@@ -8,7 +8,7 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from hydra_assets.rules import BAD, UNCONFIRMED
+from hydra_assets.rules import BAD, NOVEL_TEXT, UNCONFIRMED
 from panel_app.components import AlarmSound
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import ago, empty_state, esc, fmt_time, fmt_weight, html_pane
@@ -35,6 +35,10 @@ GRID_CSS = """
 .card .imgwrap img.cam { position: absolute; inset: 0; height: 100%; object-fit: fill; }
 .badge { background: #ffffffe0; color: #333; border-radius: 8px; padding: 0 6px; font-size: 0.78em;
   text-shadow: none; font-weight: 600; }
+.badge.novel { background: #6f42c1; color: #fff; }
+.card.novel { border-color: #6f42c1; }
+.card .why { font-size: 0.78em; padding: 2px 8px; background: #f6f8fa; color: #2d3a4a; border-bottom: 1px solid #e3e7ec;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 """
 
 STATUS_CSS = """
@@ -57,16 +61,22 @@ def card_html(card: Card, *, gradcam: bool, opacity: float, now: datetime) -> st
     state = card.state
     label = card.label if state != PENDING else (card.status or "waiting for classification")
     badge = {BAD: "BAD", UNCONFIRMED: UNCONFIRMED, PENDING: "", GOOD: ""}[state]
+    badge_html = f" <span class=badge>{badge}</span>" if badge else ""
+    if card.novel and state == UNCONFIRMED:
+        badge_html = f' <span class="badge novel">{NOVEL_TEXT}</span>'
+    reason = card.reason
+    why = f'<div class="why" title="{esc(reason)}">{esc(reason)}</div>' if reason else ""
     cam = ""
     if gradcam and card.gradcam:
         cam = f'<img class="cam" src="{gradcam_url(card.image_id)}" style="opacity:{opacity:.2f}" alt="GradCAM">'
     return (
-        f'<div class="card {state}" style="--c:{esc(card.colour)}" data-plot-type="{esc(card.plot_type)}">'
+        f'<div class="card {state}{" novel" if card.novel else ""}" style="--c:{esc(card.colour)}" '
+        f'data-plot-type="{esc(card.plot_type)}">'
         f'<header><div class="title"><span class="pt">{esc(card.plot_type)}</span>'
         f'<span>{esc(label)} {fmt_weight(card.weight) if card.weight is not None else ""}'
-        f'{f" <span class=badge>{badge}</span>" if badge else ""}</span></div>'
+        f'{badge_html}</span></div>'
         f'<div class="meta"><span>run {card.run} · chunk {card.chunk}</span>'
-        f'<span title="{fmt_time(card.updated_at)} UTC">{fmt_time(card.updated_at)[5:]}</span></div></header>'
+        f'<span title="{fmt_time(card.updated_at)} UTC">{fmt_time(card.updated_at)[5:]}</span></div></header>{why}'
         f'<a class="imgwrap" href="{image_url(card.image_id, "full")}" target="_blank" style="display:block">'
         f'<img src="{image_url(card.image_id)}" alt="{esc(card.plot_type)} run {card.run} chunk {card.chunk}">'
         f"{cam}</a></div>"
@@ -163,6 +173,7 @@ class RunPage(pn.viewable.Viewer):
         runs = [c.run for c in self.cards]
         bad = sum(c.state == BAD for c in self.cards)
         unconfirmed = sum(c.state == UNCONFIRMED for c in self.cards)
+        novel = sum(c.state == UNCONFIRMED and c.novel for c in self.cards)
         news = self.store.news(limit=1)
         news_html = (f'<div class="news"><b>News:</b> {esc(news[0][1])} <span class="muted">— {esc(news[0][2])}, '
                      f"{ago(news[0][0], now)}</span></div>" if news else "")
@@ -171,7 +182,8 @@ class RunPage(pn.viewable.Viewer):
             f"<span>last update <b>{ago(newest, now)}</b></span>"
             f"<span>showing <b>{len(self.cards)} / {self.total}</b> images</span>"
             f"<span>last run <b>{max(runs) if runs else '—'}</b></span>"
-            f'<span><b style="color:#b42318">{bad}</b> Bad · <b>{unconfirmed}</b> unconfirmed</span>'
+            f'<span><b style="color:#b42318">{bad}</b> Bad · <b>{unconfirmed}</b> unconfirmed'
+            f'{f" ({novel} {NOVEL_TEXT})" if novel else ""}</span>'
             f'<span class="muted">refreshed {fmt_time(now)[11:]} UTC</span>'
             f"</div>{news_html}"
         )

@@ -1,4 +1,5 @@
-"""Status page: how long each pipeline stage takes, whether each is alive, how many images arrive."""
+"""Status page: how long each pipeline stage takes, whether each is alive, how many images arrive, and which
+runs call for retraining."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import param
 
 from hydra_assets.db.models import utcnow
 from panel_app.pages.charts import hourly_bars, run_scatter, stage_histogram
-from panel_app.pages.common import ago, empty_state, esc, fmt_time, html_pane
+from panel_app.pages.common import ago, empty_state, esc, fmt_time, html_pane, suggestions_html
 from panel_app.store import HydraStore
 from panel_app.views_data import TIMED_STAGES, window
 
@@ -38,6 +39,7 @@ class StatusPage(pn.viewable.Viewer):
         self.store = store
         super().__init__(**params)
         self.beats_pane = html_pane("")
+        self.suggestions_pane = html_pane("")
         self.summary_pane = html_pane("")
         self.charts = pn.Column(sizing_mode="stretch_width")
         self.timings: list[tuple[str, float, int, datetime]] = []
@@ -53,6 +55,7 @@ class StatusPage(pn.viewable.Viewer):
         self.timings = self.store.stage_timings(since)
         self.hourly = self.store.images_per_hour(since)
         self.beats_pane.object = self.beats_html(beats, now)
+        self.suggestions_pane.object = suggestions_html(self.store.suggestions(since=since))
         self.summary_pane.object = self.summary_html()
         signature = (self.hours, len(self.timings), max((r[3] for r in self.timings), default=None), tuple(self.hourly))
         if signature == self._signature:
@@ -102,5 +105,6 @@ class StatusPage(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self.refresh, period=self.store.config.status_refresh_ms)
-        return pn.Column(pn.widgets.FloatInput.from_param(self.param.hours, width=140), self.summary_pane,
+        return pn.Column(self.suggestions_pane, pn.widgets.FloatInput.from_param(self.param.hours, width=140),
+                         self.summary_pane,
                          self.beats_pane, self.charts, sizing_mode="stretch_width")

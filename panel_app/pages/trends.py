@@ -1,11 +1,12 @@
-"""Trends page: every label's output weight over time for one plot type, with its threshold lines."""
+"""Trends page: every label's output weight over time for one plot type, with its threshold lines, and the
+novelty score with its limit."""
 
 from __future__ import annotations
 
 import panel as pn
 import param
 
-from panel_app.pages.charts import trend_figure
+from panel_app.pages.charts import novelty_figure, trend_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
 from panel_app.store import HydraStore
 from panel_app.views_data import TrendPoint, window
@@ -58,8 +59,18 @@ class TrendsPage(pn.viewable.Viewer):
             "hide a label</p>"
         )
         title = f"{info.name}: output weight of every label"
-        self.chart[:] = [pn.pane.Bokeh(trend_figure(self.points, info.labels, self.thresholds, title),
-                                       sizing_mode="stretch_width")]
+        charts = [pn.pane.Bokeh(trend_figure(self.points, info.labels, self.thresholds, title),
+                                sizing_mode="stretch_width")]
+        scored = [p for p in self.points if p.novelty is not None]
+        if scored:
+            above = sum(p.novelty_limit is not None and p.novelty > p.novelty_limit for p in scored)
+            charts += [
+                html_pane(f"<p class=muted>Novelty: {len(scored)} scored classifications, <b>{above}</b> above the "
+                          "limit (unlike the training data: not confirmed, sent to the Labeler).</p>"),
+                pn.pane.Bokeh(novelty_figure(scored, f"{info.name}: novelty score (how unlike the training data)"),
+                              sizing_mode="stretch_width"),
+            ]
+        self.chart[:] = charts
 
     def __panel__(self) -> pn.viewable.Viewable:
         controls = pn.Row(pn.widgets.Select.from_param(self.param.plot_type, width=280),

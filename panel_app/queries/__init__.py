@@ -22,10 +22,11 @@ from panel_app.queries.models import (
     threshold_changes,
     thresholds_of,
     training_set_counts,
+    validation_weights,
 )
 from panel_app.queries.report import disagreements, reports
 from panel_app.queries.status import heartbeats, images_per_hour, stage_timings
-from panel_app.queries.tiles import attach_inferences, editor_page, labeler_queue, queue_counts
+from panel_app.queries.tiles import attach_inferences, editor_page, labeler_queue, queue_counts, tiles_of
 from panel_app.queries.trends import trend
 
 __all__ = [
@@ -33,5 +34,5 @@ __all__ = [
     "catalogue", "confusion", "disagreements", "editor_page", "groups", "heartbeats", "images_per_hour",
     "label_colour", "labeler_queue", "last_alarm_id", "latest_run", "log_entries", "model", "models_of", "news",
     "plot_type_ids_in", "queue_counts", "reports", "run_grid", "stage_timings", "threshold_changes",
-    "thresholds_of", "training_set_counts", "trend", "user_role",
+    "thresholds_of", "tiles_of", "training_set_counts", "trend", "user_role", "validation_weights",
 ]

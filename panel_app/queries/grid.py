@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, true
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import Session
 
-from hydra_assets.db.models import Alarm, Image, Inference, KeepDecision, Label, NewsLine, PlotType, RunTime
+from hydra_assets.db.models import (
+    Alarm,
+    Image,
+    Inference,
+    KeepDecision,
+    Label,
+    NewsLine,
+    PlotType,
+    RunTime,
+    Threshold,
+)
 from panel_app.queries.catalogue import label_colour
 from panel_app.views_data import AlarmInfo, Card
 
@@ -21,12 +31,14 @@ def run_grid(session: Session, plot_type_ids: Sequence[int] | None = None) -> li
             RunTime.plot_type_id, PlotType.name, RunTime.run_number, RunTime.chunk, RunTime.image_id,
             RunTime.updated_at, Inference.id, Inference.classified_at, Inference.status, Label.name,
             Label.colour, Inference.top_weight, KeepDecision.id.is_not(None), KeepDecision.reason,
-            Inference.gradcam_path.is_not(None),
+            Inference.gradcam_path.is_not(None), Threshold.value, Inference.novelty, Inference.novelty_limit,
         )
         .join(PlotType, PlotType.id == RunTime.plot_type_id)
         .outerjoin(Inference, Inference.id == RunTime.inference_id)
         .outerjoin(Label, Label.id == Inference.top_label_id)
         .outerjoin(KeepDecision, KeepDecision.inference_id == RunTime.inference_id)
+        .outerjoin(Threshold, and_(Threshold.model_id == Inference.model_id,
+                                   Threshold.label_id == Inference.top_label_id))
     )
     if plot_type_ids is not None:
         query = query.where(RunTime.plot_type_id.in_(list(plot_type_ids)))
@@ -34,7 +46,8 @@ def run_grid(session: Session, plot_type_ids: Sequence[int] | None = None) -> li
         Card(
             plot_type_id=r[0], plot_type=r[1], run=r[2], chunk=r[3], image_id=r[4], updated_at=r[5],
             inference_id=r[6], classified_at=r[7], status=r[8], label=r[9], colour=label_colour(r[10]),
-            weight=r[11], decided=bool(r[12]), keep_reason=r[13], gradcam=bool(r[14]),
+            weight=r[11], decided=bool(r[12]), keep_reason=r[13], gradcam=bool(r[14]), threshold=r[15],
+            novelty=r[16], novelty_limit=r[17],
         )
         for r in session.execute(query)
     ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from hydra_assets.db.models import Image, Model, TrainingReport, TrainingReportItem
+from hydra_assets.db.models import Image, LabelHistory, Model, TrainingReport, TrainingReportItem
 from panel_app.views_data import Disagreement, ReportInfo
+
+CONFIRMED_SOURCE = "training_report_confirmed"  # label history rows of "Human is right"
 
 
 def reports(session: Session, plot_type_id: int | None = None) -> list[ReportInfo]:
@@ -35,17 +37,23 @@ def disagreements(
     ]
     if split:
         where.append(TrainingReportItem.split == split)
+    # "Human is right" said after this report about the label the image still has
+    confirmed = exists().where(
+        LabelHistory.image_id == Image.id, LabelHistory.source == CONFIRMED_SOURCE,
+        LabelHistory.label_id == Image.label_id, LabelHistory.labeled_at >= TrainingReport.created_at)
     rows = session.execute(
         select(TrainingReportItem.id, TrainingReportItem.image_id, TrainingReportItem.split,
                TrainingReportItem.human_label_id, Image.label_id, TrainingReportItem.model_label_id,
-               TrainingReportItem.model_weight, TrainingReportItem.weights, Image.run_number, Image.chunk)
+               TrainingReportItem.model_weight, TrainingReportItem.weights, Image.run_number, Image.chunk,
+               confirmed.label("confirmed"))
         .join(Image, Image.id == TrainingReportItem.image_id)
+        .join(TrainingReport, TrainingReport.id == TrainingReportItem.report_id)
         .where(*where)
         .order_by(TrainingReportItem.model_weight.desc(), TrainingReportItem.id)
         .limit(limit)
         .offset(offset)
     )
-    items = [Disagreement(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6] or 0), dict(r[7] or {}), r[8], r[9])
-             for r in rows]
+    items = [Disagreement(r[0], r[1], r[2], r[3], r[4], r[5], float(r[6] or 0), dict(r[7] or {}), r[8], r[9],
+                          human_confirmed=bool(r[10])) for r in rows]
     total = session.scalar(select(func.count()).select_from(TrainingReportItem).where(*where)) or 0
     return items, total

@@ -120,6 +120,11 @@ def attach_inferences(session: Session, tiles: list[Tile]) -> list[Tile]:
     return tiles
 
 
+def tiles_of(session: Session, ids: Sequence[int]) -> list[Tile]:
+    """Tiles of the given images in the given order, with their latest classification (a suggestion's queue)."""
+    return attach_inferences(session, _tiles_by_id(session, ids))
+
+
 def _tiles_by_id(session: Session, ids: Sequence[int]) -> list[Tile]:
     """Tiles of the given images, in the given order."""
     if not ids:

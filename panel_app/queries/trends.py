@@ -17,7 +17,7 @@ def trend(
     """Every classification of a plot type in the window (newest `limit`), oldest first."""
     query = (
         select(Inference.classified_at, Inference.weights, Inference.model_key, Inference.confirmed,
-               Inference.run_number)
+               Inference.run_number, Inference.novelty, Inference.novelty_limit)
         .where(Inference.plot_type_id == plot_type_id, Inference.classified_at >= since,
                Inference.status == "classified")
         .order_by(Inference.classified_at.desc())
@@ -25,6 +25,6 @@ def trend(
     )
     if until is not None:
         query = query.where(Inference.classified_at <= until)
-    points = [TrendPoint(r[0], dict(r[1] or {}), r[2], bool(r[3]), r[4]) for r in session.execute(query)]
+    points = [TrendPoint(r[0], dict(r[1] or {}), r[2], bool(r[3]), r[4], r[5], r[6]) for r in session.execute(query)]
     points.reverse()
     return points

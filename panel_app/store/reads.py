@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hydra_assets import catalog
+from hydra_assets import suggestions as hydra_suggestions
 from hydra_assets.db.models import Model
+from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
 from panel_app.store.cache import SHARED
 from panel_app.views_data import (
@@ -27,6 +29,7 @@ from panel_app.views_data import (
     Tile,
     TrendPoint,
     confusion_from_predictions,
+    f1_at,
     history_from_metrics,
 )
 
@@ -148,6 +151,12 @@ class PageReads:
     def queue_counts(self, plot_type_ids: Sequence[int]) -> dict[int, int]:
         return self._read(q.queue_counts, plot_type_ids)
 
+    def suggested_tiles(self, plot_type: str, run: int, kind: str) -> list[Tile]:
+        """The Labeler queue behind a retraining suggestion: exactly the images of `run` the active model found
+        novel (or left unconfirmed), unlabeled first (`hydra_assets.suggestions.suggested_images`)."""
+        ids = self._read(hydra_suggestions.suggested_images, plot_type, int(run), kind)
+        return self._read(q.tiles_of, ids)
+
     def labeler_queue(self, plot_type_id: int, *, limit: int = 100, after: tuple[int, int] | None = None
                       ) -> list[Tile]:
         return self._read(q.labeler_queue, plot_type_id, limit=limit, after=after)
@@ -163,6 +172,14 @@ class PageReads:
 
     def browse_count(self, f: BrowseFilter, *, cap: int = 1000) -> int | None:
         return self._read(q.browse_count, f, cap=cap)
+
+    # ---- retraining suggestions --------------------------------------------------------------------
+
+    def suggestions(self, plot_type: str | None = None, *, since: datetime | None = None) -> list[Suggestion]:
+        """Runs where the active model is out of its depth (Library, Status and Log banners), shared 10 s."""
+        since = since.replace(second=0, microsecond=0) if since else None  # pages polling share one answer
+        return self._shared(("suggestions", plot_type, since), 10.0, hydra_suggestions.retraining_suggestions,
+                            since=since, plot_type=plot_type)
 
     # ---- Library and Training report ----------------------------------------------------------------
 
@@ -191,13 +208,10 @@ class PageReads:
                       ) -> tuple[list[Disagreement], int]:
         return self._read(q.disagreements, report_id, limit=limit, offset=offset, split=split)
 
-    def confusion(self, info: ModelInfo) -> Confusion:
-        """The enhanced confusion matrix: from the validation predictions the fit recorded (models cache or
-        MLflow artifact), else from what the database holds (`queries.confusion`)."""
-        plot_type = self.plot_type(info.plot_type_id)
-        names = [lab.name for lab in plot_type.labels] if plot_type else []
+    def recorded_predictions(self, info: ModelInfo) -> Any:
+        """The validation predictions the fit recorded (models cache or MLflow artifact), or None."""
 
-        def from_predictions() -> Confusion | None:
+        def load() -> Any:
             if not info.mlflow_run_id or not info.training_set_id or not self.mlflow_available():
                 return None
             try:
@@ -212,12 +226,47 @@ class PageReads:
             except Exception as error:  # no recorded predictions: fall back to the database
                 log.info("no recorded predictions for %s: %s", info.key, error)
                 return None
-            validation = predictions.split == "validation"
-            return confusion_from_predictions(predictions.label_names, predictions.true_index[validation],
-                                              predictions.weights[validation])
+            return predictions
 
-        recorded = SHARED.get(("predictions", self.db.url, info.id), 300.0, from_predictions)
-        return recorded if recorded is not None and recorded.total else self._read(q.confusion, info, names)
+        return SHARED.get(("predictions", self.db.url, info.id), 300.0, load)
+
+    def confusion(self, info: ModelInfo) -> Confusion:
+        """The enhanced confusion matrix: from the validation predictions the fit recorded (models cache or
+        MLflow artifact), else from what the database holds (`queries.confusion`)."""
+        plot_type = self.plot_type(info.plot_type_id)
+        names = [lab.name for lab in plot_type.labels] if plot_type else []
+        predictions = self.recorded_predictions(info)
+        if predictions is not None:
+            validation = predictions.split == "validation"
+            recorded = confusion_from_predictions(predictions.label_names, predictions.true_index[validation],
+                                                  predictions.weights[validation])
+            if recorded.total:
+                return recorded
+        return self._read(q.confusion, info, names)
+
+    def validation_predictions(self, info: ModelInfo) -> tuple[list[str], list[int], list[list[float]]]:
+        """(label names, true label index, weights) of the version's validation images: recorded by the fit,
+        else its training report's validation items; empty when neither exists."""
+        predictions = self.recorded_predictions(info)
+        if predictions is not None:
+            validation = predictions.split == "validation"
+            return (list(predictions.label_names), [int(i) for i in predictions.true_index[validation]],
+                    predictions.weights[validation].tolist())
+        plot_type = self.plot_type(info.plot_type_id)
+        ids = {lab.id: lab.name for lab in plot_type.labels} if plot_type else {}
+        names = list(info.label_names or ids.values())
+        true, weights = [], []
+        for label_id, row in self._read(q.validation_weights, info.id):
+            if ids.get(label_id) in names:
+                true.append(names.index(ids[label_id]))
+                weights.append([float(row.get(name, 0.0) or 0.0) for name in names])
+        return names, true, weights
+
+    def f1_at_threshold(self, info: ModelInfo, label: str, threshold: float) -> float | None:
+        """A label's F1 on the version's validation images at `threshold` (after a hand-set threshold the
+        stored F1 is gone: it described the threshold training chose)."""
+        names, true, weights = self.validation_predictions(info)
+        return f1_at(names, true, weights, label, threshold) if true else None
 
     def training_curves(self, info: ModelInfo) -> dict[str, list[float]]:
         """Per-epoch loss and accuracy: from the model's metrics, else from its MLflow run."""

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError, PermissionDenied
-from hydra_assets.db.models import Alarm, Image, User, utcnow
+from hydra_assets.db.models import Alarm, Image, LabelHistory, User, utcnow
 from hydra_assets.labeling import apply_labels
+from panel_app.queries.report import CONFIRMED_SOURCE
 from panel_app.store.cache import SHARED
 from panel_app.store.reads import PageReads
 
@@ -73,6 +74,25 @@ class PageWrites(PageReads):
         if plot_type_id is None:
             raise CatalogError(f"unknown image {image_id}")
         return self.apply_labels(plot_type_id, {image_id: label_id}, shown=[image_id], source=source)
+
+    def confirm_label(self, image_id: int, *, source: str = CONFIRMED_SOURCE) -> int | None:
+        """Record that the image's human label is right (Training report: "Human is right"); returns the label.
+
+        The label stays; a history row with the same label before and after says who confirmed it and when.
+        """
+        plot_type_id = self._read(lambda s: s.scalar(select(Image.plot_type_id).where(Image.id == image_id)))
+        if plot_type_id is None:
+            raise CatalogError(f"unknown image {image_id}")
+
+        def work(session: Session) -> int | None:
+            image = session.get(Image, image_id)
+            if image is None or image.label_id is None:
+                raise CatalogError(f"image {image_id} has no human label to confirm")
+            session.add(LabelHistory(image_id=image_id, label_id=image.label_id, previous_label_id=image.label_id,
+                                     user_id=self._user_id(session), labeled_at=utcnow(), source=source))
+            return image.label_id
+
+        return self._guarded("label", plot_type_id, "confirm label", work, detail=f"image {image_id}")
 
     def set_threshold(self, model_id: int, label_id: int, value: float) -> float | None:
         """Change one label's threshold of a model version; returns the old value.

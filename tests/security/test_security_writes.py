@@ -63,7 +63,7 @@ def test_forged_label_threshold_and_activation_writes_are_refused_and_logged(dem
     library.plot_type = made.plot_types[plot]
     assert not library.save_threshold.visible  # hidden for a viewer...
     library.save_threshold.visible, library.save_threshold.disabled = True, False  # ...re-enabled by hand
-    library.threshold_input.value, library.label_select.value = 0.01, bad
+    library.threshold_input.value, library.label_select.value = "0.01", bad
     library.save_threshold.clicks += 1  # the click event a forged browser message produces
     assert "Refused" in library.feedback.object
     old_version = made.models[plot][0]

@@ -1,0 +1,167 @@
+"""Traps users fell into (issue 18) and the novelty guard on the pages (issue 13), in real Chromium.
+
+Each Library test reproduces a trap as the user met it: it failed on the code before the fix.
+- Thresholds opened with the label box empty while the value box showed Good's threshold, and Save wrote
+  that value to Good: now no label is chosen, the value box is empty and Save is disabled until one is.
+- 1.7, -1 or "abc" reverted silently and Save recorded "0.500 → 0.500": now the page says why next to the
+  field and writes nothing; after a save, "F1 at threshold" shows the figure, not "—".
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pages_factory import PASSWORDS, add_novel_image, populate
+from pages_server import make_home, start_pages, stop_pages
+from sqlalchemy import func, select
+
+from hydra_assets.db.models import Threshold, ThresholdChange
+from panel_app.auth import write_credentials
+
+pytestmark = pytest.mark.ui
+PLOT_TYPE = "CDC_occupancy"  # the first plot type: the Library opens on it
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    settings = make_home(tmp_path_factory.mktemp("ui_traps"))
+    from hydra_assets.db.engine import HydraDB
+
+    db = HydraDB(settings.db_url)
+    demo = populate(db, settings)
+    add_novel_image(db, settings, "TOF_timing", 121270, 3)
+    db.dispose()
+    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
+    served = start_pages(settings, "--credentials", str(credentials))
+    served.extra["demo"] = demo
+    yield served
+    stop_pages(served)
+
+
+def login(browser, served, user: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{served.url}/login")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return context, page
+
+
+def open_thresholds(page, served):  # type: ignore[no-untyped-def]
+    page.goto(f"{served.url}/library")
+    page.get_by_text("Confusion matrix").first.wait_for(timeout=30000)
+    page.get_by_text("Thresholds", exact=True).first.click()
+    page.get_by_role("button", name="Save threshold").wait_for(timeout=10000)
+    page.wait_for_timeout(500)
+
+
+def label_select(page):  # type: ignore[no-untyped-def]
+    """The Thresholds tab's label box: the select whose options are the plot type's labels."""
+    for box in page.locator("select").all():
+        options = box.locator("option").all_text_contents()
+        if "Bad" in options and "Good" in options:
+            return box
+    raise AssertionError("no label box on the Thresholds tab")
+
+
+def value_box(page):  # type: ignore[no-untyped-def]
+    return page.get_by_label("Threshold", exact=True)
+
+
+def thresholds_and_changes(served, model_id: int) -> tuple[dict[int, float], int]:
+    with served.db.read() as s:
+        values = dict(s.execute(select(Threshold.label_id, Threshold.value).where(Threshold.model_id == model_id)).all())
+        changes = s.scalar(select(func.count()).select_from(ThresholdChange)) or 0
+    return values, changes
+
+
+def test_thresholds_save_never_writes_a_value_for_a_label_nobody_chose(browser, served):
+    demo = served.extra["demo"]
+    active = demo.models[PLOT_TYPE][-1]
+    before = thresholds_and_changes(served, active)
+    context, page = login(browser, served, "expert")
+    open_thresholds(page, served)
+    select, save = label_select(page), page.get_by_role("button", name="Save threshold")
+    shown_label = select.evaluate("s => s.selectedIndex >= 0 ? s.options[s.selectedIndex].text : ''")
+    shown_value = value_box(page).input_value()
+    if save.is_enabled():
+        # a label must be shown, and the value must be that label's threshold
+        assert shown_label in demo.labels[PLOT_TYPE], f"label box shows {shown_label!r} with Save enabled"
+        expected = before[0][demo.labels[PLOT_TYPE][shown_label]]
+        assert shown_value and abs(float(shown_value) - expected) < 1e-6
+        save.click()
+        page.wait_for_timeout(1500)
+        assert thresholds_and_changes(served, active)[0] == before[0]
+    else:
+        assert shown_label not in demo.labels[PLOT_TYPE] and shown_value == ""
+    assert thresholds_and_changes(served, active)[1] == before[1], "Save wrote a threshold nobody chose"
+    # choosing a label shows its own threshold and enables Save
+    select.select_option(label="Bad")
+    page.wait_for_timeout(800)
+    assert abs(float(value_box(page).input_value()) - before[0][demo.labels[PLOT_TYPE]["Bad"]]) < 1e-6
+    assert save.is_enabled()
+    context.close()
+
+
+@pytest.mark.parametrize("typed", ["1.7", "-1", "abc"])
+def test_a_threshold_out_of_range_is_refused_with_a_reason_and_nothing_is_written(browser, served, typed):
+    demo = served.extra["demo"]
+    active = demo.models[PLOT_TYPE][-1]
+    context, page = login(browser, served, "expert")
+    open_thresholds(page, served)
+    label_select(page).select_option(label="Bad")
+    page.wait_for_timeout(800)
+    before = thresholds_and_changes(served, active)
+    box = value_box(page)
+    box.fill(typed)
+    box.press("Enter")
+    page.wait_for_timeout(800)
+    save = page.get_by_role("button", name="Save threshold")
+    if save.is_enabled():
+        save.click()
+        page.wait_for_timeout(1500)
+    page.get_by_text(re.compile(r"between 0 and 1")).first.wait_for(timeout=5000)
+    assert page.get_by_text(re.compile(r"→")).count() == 0  # no "0.500 → 0.500" success message
+    assert thresholds_and_changes(served, active) == before
+    context.close()
+
+
+def test_after_a_save_f1_at_threshold_shows_a_figure(browser, served):
+    demo = served.extra["demo"]
+    active = demo.models["FDC_efficiency"][-1]
+    context, page = login(browser, served, "expert")
+    open_thresholds(page, served)
+    page.locator("select").first.select_option(label="FDC_efficiency")
+    page.wait_for_timeout(1500)
+    page.get_by_text("Thresholds", exact=True).first.click()
+    label_select(page).select_option(label="Bad")
+    page.wait_for_timeout(800)
+    value_box(page).fill("0.6")
+    value_box(page).press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Save threshold").click()
+    page.get_by_text(re.compile(r"0\.700 → 0\.600")).first.wait_for(timeout=10000)
+    assert thresholds_and_changes(served, active)[0][demo.labels["FDC_efficiency"]["Bad"]] == pytest.approx(0.6)
+    rows = page.locator("table.hy tr").evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+    header = next(r for r in rows if "F1 at threshold" in r)
+    bad = next(r for r in rows if r and r[0] == "Bad" and len(r) == len(header))
+    f1 = bad[header.index("F1 at threshold")]
+    assert re.match(r"\d\.\d{3}", f1), f"F1 at threshold shows {f1!r} after a save"
+    context.close()
+
+
+def test_run_page_card_says_the_image_is_unlike_the_training_data(browser, served):
+    context, page = login(browser, served, "viewer")
+    page.goto(f"{served.url}/run")
+    page.get_by_text("showing").first.wait_for(timeout=30000)
+    card = page.locator('.card[data-plot-type="TOF_timing"]')
+    card.wait_for(timeout=10000)
+    text = card.inner_text()
+    assert "unlike the training data" in text
+    assert re.search(r"novelty 4\.20 > limit 1\.50", text)
+    assert "BAD" not in text and "unconfirmed" in card.get_attribute("class")
+    context.close()
