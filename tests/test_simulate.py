@@ -433,3 +433,57 @@ def test_cli_drift_realistic(runner: CliRunner, tmp_path: Path) -> None:
     assert [r["condition"] for r in manifest] == ["nominal"] * NOMINAL_RUNS + ["gain_shift", "occupancy", "new_setting"]
     assert all(r["label"] == "Good" for r in manifest)
     assert f"run {300 + NOMINAL_RUNS}: TOF_multiplicity gain_shift" in result.output
+
+
+# ---- bench/drift.py: its pure pieces on tiny arrays -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def drift_bench():  # type: ignore[no-untyped-def]
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "drift.py"
+    spec = importlib.util.spec_from_file_location("bench_drift", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["bench_drift"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    yield module
+    sys.modules.pop("bench_drift", None)
+
+
+def test_bench_baselines_on_tiny_arrays(drift_bench) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0.4, 0.6, (40, 6, 8, 3)).astype(np.float32)
+    images[30:, :, :4] = 0.0  # the "bad" images carry ink on their left half
+    bad = np.arange(40) >= 30
+    runs = np.arange(40) % 4
+    profile = drift_bench.profiles(images)
+    assert profile.shape == (40, 3 * (8 + 6)) and np.allclose(profile.sum(axis=1), 6.0)
+    scores, cut = drift_bench.profile_baseline(profile, bad, profile)
+    assert scores[bad].min() > cut and drift_bench.chi2_distance(profile[:1], profile[0]) == 0
+    scores, cut = drift_bench.logistic_baseline(drift_bench.downsampled(images), bad, runs, drift_bench.downsampled(images))
+    assert drift_bench.auc(bad, scores) == 1.0 and (scores >= cut)[bad].all()
+    assert drift_bench.threshold_for(np.arange(101.0), 0.01) == pytest.approx(99.0)
+
+
+def test_bench_figures_read_novelty_when_present(drift_bench) -> None:  # type: ignore[no-untyped-def]
+    records = [
+        {"weights": {"Good": 0.9, "Bad": 0.1}, "label": "Good", "confirmed": True, "keep_reason": None},
+        {"weights": {"Good": 0.2, "Bad": 0.8}, "label": "Bad", "confirmed": True, "keep_reason": "bad"},
+        {"weights": {"Good": 0.6, "Bad": 0.4}, "label": "Good", "confirmed": False, "keep_reason": "novel",
+         "novelty": 3.0, "novelty_limit": 1.0},
+        {"weights": {"Good": 0.7, "Bad": 0.3}, "label": "Good", "confirmed": False, "keep_reason": "novel",
+         "novelty": 2.0, "novelty_limit": 1.0},
+    ]
+    truth_bad = np.array([False, True, True, False])
+    changed = np.array([False, False, False, True])
+    arrays = drift_bench.hydra_arrays(records, ["Bad"])
+    got = drift_bench.figures(truth_bad, changed, arrays["score"], arrays["alarm"], arrays["confirmed"],
+                              arrays["novel"])
+    assert got["bad_recall"] == 0.5 and got["recall_with_novel"] == 1.0 and got["false_alarms"] == 0.0
+    assert got["novel_changed_good"] == 1.0 and got["confirmed"] == 0.5 and got["auc"] == 1.0
+    without = drift_bench.hydra_arrays([{k: v for k, v in r.items() if not k.startswith("novelty")}
+                                        for r in records], ["Bad"])
+    assert without["novel"] is None
+    assert drift_bench.figures(truth_bad, changed, without["score"], without["alarm"])["recall_with_novel"] is None
