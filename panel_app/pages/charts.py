@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from bokeh.models import (
@@ -114,12 +114,14 @@ def trend_figure(points: Sequence[TrendPoint], labels: Sequence[LabelInfo], thre
     return fig
 
 
-def novelty_figure(points: Sequence[TrendPoint], title: str):  # type: ignore[no-untyped-def]
+def novelty_figure(points: Sequence[TrendPoint], title: str, x_range=None):  # type: ignore[no-untyped-def]
     """Each classification's novelty score over time, with the model's calibrated limit as a dashed line
-    (a step where a new model version brought a new limit); points above the limit in purple."""
+    (a step where a new model version brought a new limit); points above the limit in purple.  Pass the
+    weights figure's `x_range` so both pan and zoom together."""
     scored = [p for p in points if p.novelty is not None]
+    extra = {"x_range": x_range} if x_range is not None else {}
     fig = figure(height=280, sizing_mode="stretch_width", x_axis_type="datetime", title=title,
-                 y_axis_label="novelty score", tools="pan,xwheel_zoom,box_zoom,reset,save")
+                 y_axis_label="novelty score", tools="pan,xwheel_zoom,box_zoom,reset,save", **extra)
     above = [p.novelty_limit is not None and p.novelty > p.novelty_limit for p in scored]
     source = ColumnDataSource({"at": [p.at for p in scored], "score": [p.novelty for p in scored],
                                "limit": [p.novelty_limit for p in scored], "run": [p.run for p in scored],
@@ -163,8 +165,11 @@ def run_scatter(per_run: dict[str, tuple[list[int], list[float]]]):  # type: ign
 
 
 def hourly_bars(hours: Sequence[tuple[datetime, int]]):  # type: ignore[no-untyped-def]
-    fig = figure(height=240, sizing_mode="stretch_width", x_axis_type="datetime", title="images received per hour",
-                 toolbar_location=None)
+    """One bar per hour bin, drawn over the hour it counts: a bin is named by its start, and a bar centred
+    there showed the images up to an hour before they arrived."""
+    fig = figure(height=240, sizing_mode="stretch_width", x_axis_type="datetime",
+                 title="images received per hour (UTC)", toolbar_location=None)
     if hours:
-        fig.vbar(x=[h for h, _ in hours], top=[n for _, n in hours], width=3_000_000, color="#0072B2")
+        fig.vbar(x=[h + timedelta(minutes=30) for h, _ in hours], top=[n for _, n in hours],
+                 width=3_300_000, color="#0072B2")  # 55 min of the hour, in ms
     return fig

@@ -32,6 +32,21 @@ def per_run_means(rows: list[tuple[str, float, int, datetime]]) -> dict[str, tup
             for stage, runs in sums.items()}
 
 
+def arrival_text(count: int, first: datetime | None, now: datetime, hours: float) -> str:
+    """Images received in the window and their rate over the time they actually arrived in.
+
+    A rate over the whole window would say "86.8 per hour" for 2082 images that all came in the last 20
+    minutes; so when the first image of the window is recent, say so and divide by that span.
+    """
+    if not count or first is None:
+        return f"<b>0</b> images in {hours:g} h"
+    span_h = max((now - first).total_seconds() / 3600, 1 / 60)
+    if span_h >= 0.95 * float(hours):
+        return f"<b>{count}</b> images in {hours:g} h ({count / float(hours):.1f} per hour)"
+    span = f"{max(1, round(span_h * 60))} min" if span_h < 1 else f"{span_h:.1f} h"
+    return f"<b>{count}</b> images in {hours:g} h, all in the last {span} ({count / span_h:.1f} per hour since the first)"
+
+
 class StatusPage(pn.viewable.Viewer):
     hours = param.Number(default=24.0, bounds=(1, 24 * 14), step=1, label="Window (hours)")
 
@@ -54,6 +69,8 @@ class StatusPage(pn.viewable.Viewer):
         beats = self.store.heartbeats()
         self.timings = self.store.stage_timings(since)
         self.hourly = self.store.images_per_hour(since)
+        self.arrived = self.store.arrivals(since)
+        self.now = now
         self.beats_pane.object = self.beats_html(beats, now)
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(since=since))
         self.summary_pane.object = self.summary_html()
@@ -90,9 +107,7 @@ class StatusPage(pn.viewable.Viewer):
                 f"{rows}</table>")
 
     def summary_html(self) -> str:
-        images = sum(n for _, n in self.hourly)
-        hours = max(1.0, float(self.hours))
-        parts = [f"<b>{images}</b> images in {self.hours:g} h ({images / hours:.1f} per hour)"]
+        parts = [arrival_text(*self.arrived, self.now, self.hours)]
         for stage in TIMED_STAGES:
             durations = sorted(d for s, d, _r, _a in self.timings if s == stage)
             if durations:

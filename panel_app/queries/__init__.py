@@ -25,12 +25,12 @@ from panel_app.queries.models import (
     validation_weights,
 )
 from panel_app.queries.report import disagreements, reports
-from panel_app.queries.status import heartbeats, images_per_hour, stage_timings
+from panel_app.queries.status import arrivals, heartbeats, images_per_hour, stage_timings
 from panel_app.queries.tiles import attach_inferences, editor_page, labeler_queue, queue_counts, tiles_of
 from panel_app.queries.trends import trend
 
 __all__ = [
-    "SORTS", "acknowledged_among", "active_model", "alarms_after", "attach_inferences", "browse", "browse_count",
+    "SORTS", "acknowledged_among", "active_model", "alarms_after", "arrivals", "attach_inferences", "browse", "browse_count",
     "catalogue", "confusion", "disagreements", "editor_page", "groups", "heartbeats", "images_per_hour",
     "label_colour", "labeler_queue", "last_alarm_id", "latest_run", "log_entries", "model", "models_of", "news",
     "plot_type_ids_in", "queue_counts", "reports", "run_grid", "stage_timings", "threshold_changes",

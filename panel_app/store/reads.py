@@ -143,6 +143,9 @@ class PageReads:
     def images_per_hour(self, since: datetime) -> list[tuple[datetime, int]]:
         return self._read(q.images_per_hour, since)
 
+    def arrivals(self, since: datetime) -> tuple[int, datetime | None]:
+        return self._read(q.arrivals, since)
+
     def trend(self, plot_type_id: int, since: datetime, until: datetime | None = None) -> list[TrendPoint]:
         return self._read(q.trend, plot_type_id, since, until)
 
