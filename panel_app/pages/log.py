@@ -1,5 +1,5 @@
 """Log page: every confirmed Bad, unconfirmed and novel image of a trailing window, by detector, with a daily
-brief; retraining suggestions on top."""
+brief; retraining suggestions on top.  It refreshes itself while open (every HYDRA_STATUS_REFRESH_MS)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from hydra_assets.rules import BAD, NOVEL
+from hydra_assets.rules import BAD, NOVEL, NOVEL_TEXT
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
 from panel_app.store import HydraStore
@@ -45,7 +45,7 @@ def entry_html(e: LogEntry, *, gradcam: bool) -> str:
         f'<img src="{image_url(e.image_id, "small")}" alt="{esc(e.plot_type)}" loading="lazy"></a>{cam}</div>'
         f'<div class="info"><b>{esc(e.plot_type)}</b><br>run {e.run} · chunk {e.chunk}<br>'
         f"{fmt_time(e.classified_at)} UTC<br>{chip(e.label, e.colour, hollow=e.keep_reason != BAD)} "
-        f"{fmt_weight(e.weight)} <span class=muted>{esc(e.kind)}</span><br><span class=why>{esc(e.reason)}</span>"
+        f"{fmt_weight(e.weight)} <span class=muted>{esc(e.kind)}</span><br><span class=why>{esc(e.reason.removeprefix(NOVEL_TEXT + ': '))}</span>"
         f"{human}</div></div>"
     )
 
@@ -138,6 +138,7 @@ class LogPage(pn.viewable.Viewer):
         self.body = html_pane("", stylesheets=[LOG_CSS])
         self.suggestions_pane = html_pane("")
         self.grouped: dict[str, list[LogEntry]] = {}
+        self._shown: tuple = ()
         self.since, self.until = window(self.hours)
         self.refresh()
 
@@ -152,8 +153,18 @@ class LogPage(pn.viewable.Viewer):
     @param.depends("hours", "kind", "gradcam", watch=True)
     def refresh(self) -> None:
         self.load()
+        self._shown = self._signature()
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(since=self.since))
         self.body.object = self.render()
+
+    def poll(self) -> None:
+        """While the page is open: show new or changed entries; redraw nothing when none changed (no flicker)."""
+        self.load()
+        if self._signature() != self._shown:
+            self.refresh()
+
+    def _signature(self) -> tuple:
+        return tuple((e.image_id, e.kind, e.human_label, e.gradcam) for items in self.grouped.values() for e in items)
 
     def render(self) -> str:
         entries = [e for items in self.grouped.values() for e in items]
@@ -197,6 +208,8 @@ class LogPage(pn.viewable.Viewer):
         return io.StringIO(brief_html(self.grouped, self.since, self.until, thumbnail))
 
     def __panel__(self) -> pn.viewable.Viewable:
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self.poll, period=self.store.config.status_refresh_ms)
         stamp = utcnow().strftime("%Y%m%d")
         controls = pn.Row(
             pn.widgets.FloatInput.from_param(self.param.hours, width=140),
