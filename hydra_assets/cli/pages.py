@@ -39,7 +39,8 @@ def pages(port: int, address: str, credentials: Path | None, no_auth: bool, loca
             load_credentials(credentials)
         except AuthError as error:
             raise click.ClickException(
-                f"{error}\n(`hydra up` creates one; or use --no-auth for local development)") from error
+                f"{error}\n(`hydra user add NAME` adds a login to it, `hydra up` makes a first admin login; "
+                "or use --no-auth for local development)") from error
     else:
         credentials = None
     db = database(config.settings)
