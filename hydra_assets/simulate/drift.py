@@ -21,9 +21,9 @@ DEGRADED_AT = 0.5  # severity from which a degrading detector is labelled Bad
 NOMINAL_RUNS = 6  # `realistic`: the first runs are nominal (where one would train)
 # `realistic` after the nominal runs: this cycle of conditions, one per run (severity for degrading).
 CYCLE: tuple[tuple[str, float], ...] = (
-    (GAIN_SHIFT, 0.0), (OCCUPANCY, 0.0), (NEW_SETTING, 0.0), (NOMINAL, 0.0), (DEGRADING, 0.2),
-    (DEGRADING, 0.4), (DEGRADING, 0.6), (DEGRADING, 0.8), (DEGRADING, 1.0), (NEW_SETTING, 0.0),
-)
+    (GAIN_SHIFT, 0.0), (OCCUPANCY, 0.0), (NEW_SETTING, 0.0), (NOMINAL, 0.0), (DEGRADING, 0.1),
+    (DEGRADING, 0.25), (DEGRADING, 0.5), (DEGRADING, 0.75), (DEGRADING, 1.0), (NEW_SETTING, 0.0),
+)  # the Good degradation steps stay mild (a gain like a Good gain shift); Bad ones reach the failure modes
 
 
 @dataclass(frozen=True)
