@@ -65,6 +65,27 @@ def test_service_answers_like_in_process(home, sqlite_db, service, tmp_path):
     assert mismatch.value.size == (32, 32)
 
 
+def test_service_passes_novelty_through(home, sqlite_db, service):
+    """The reply carries each image's novelty score and the version's limit, as in-process."""
+    from sqlalchemy import select
+
+    from hydra_assets.db.models import Model
+    from hydra_assets.ml.active import load_keras_file, model_file, novelty_path
+    from hydra_assets.ml.embedding import embed
+    from hydra_assets.scores import novelty
+
+    images = batch(home, 4)
+    with sqlite_db.read() as s:
+        row = s.scalar(select(Model).where(Model.active.is_(True)))
+        features, _ = embed(load_keras_file(model_file(home, row), what="test"), images[:3] / np.float32(255))
+        novelty.save(novelty.calibrate(features, neighbours=2), novelty_path(home, row))
+    remote = service.classify(PLOT, images, [None] * 4)
+    local = InProcessClassifier(sqlite_db, home).classify(PLOT, images, [None] * 4)
+    assert remote.novelty is not None and remote.novelty.shape == (4,)
+    np.testing.assert_allclose(remote.novelty, local.novelty, atol=1e-5)
+    assert remote.novelty_limit == pytest.approx(local.novelty_limit) and remote.novelty_limit > 0
+
+
 def test_service_reports_model_load_errors(home, sqlite_db, service, model_files):
     from hydra_assets.ml.active import ModelLoadError, register_local_model
 

@@ -121,7 +121,8 @@ def forward_with_embedding(model: Any) -> Any | None:
         import tensorflow as tf
 
         spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-        fn = tf.function(lambda x: both(x, training=False), input_signature=[spec])
+        # `with_embedding` builds on `model.inputs`, a list: called with one, Keras does not warn about structure
+        fn = tf.function(lambda x: both([x], training=False), input_signature=[spec])
     _FORWARD_BOTH[model] = fn
     return fn
 
