@@ -519,7 +519,8 @@ def make_users_only(db: HydraDB) -> dict[str, int]:
 
 
 def add_novel_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int, chunk: int, *, seed: int = 77,
-                    novelty: float = 4.2, limit: float = 1.5, style: str = "pillow") -> int:
+                    novelty: float = 4.2, limit: float = 1.5, style: str = "pillow",
+                    ago: timedelta = timedelta(0)) -> int:
     """Play the pipeline delivering an image unlike the active model's training data: its top weight is
     confident, but its novelty score is above the limit, so it is kept as `novel`, queued, and raises no alarm.
     It becomes the plot type's Run card.  Returns the image id."""
@@ -531,7 +532,7 @@ def add_novel_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: i
         good = labels[0]
         weights = {lab.name: 0.02 for lab in labels}
         weights[good.name] = 0.95
-        now = utcnow()
+        now = utcnow() - ago
         image, _box = _plain_image(s, settings, plot_type, pt.id, run, chunk, at=now - timedelta(seconds=20),
                                    seed=seed, truth=good.name, style=style)
         inference = Inference(
@@ -584,9 +585,10 @@ def add_novel_run(db: HydraDB, settings: HydraSettings, plot_type: str, run: int
     for k in range(images):  # the novel ones last: the plot type's Run card is novel
         if k >= images - novel:
             novel_ids.append(add_novel_image(db, settings, plot_type, run, k + 1, seed=seed + k, style=style,
-                                             novelty=2.0 + k * 0.3))
+                                             novelty=2.0 + k * 0.3, ago=timedelta(minutes=4 * (images - k - 1))))
         else:
-            add_novel_image(db, settings, plot_type, run, k + 1, seed=seed + k, style=style, novelty=0.5)
+            add_novel_image(db, settings, plot_type, run, k + 1, seed=seed + k, style=style, novelty=0.5,
+                            ago=timedelta(minutes=4 * (images - k - 1)))
 
     def fix(s) -> None:  # type: ignore[no-untyped-def]
         pt = catalog.get_plot_type(s, plot_type)

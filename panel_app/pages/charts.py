@@ -129,9 +129,11 @@ def novelty_figure(points: Sequence[TrendPoint], title: str, x_range=None):  # t
                                "colour": ["#6f42c1" if a else "#56B4E9" for a in above]})
     points_renderer = fig.scatter("at", "score", source=source, size=5, color="colour", alpha=0.8)
     limits = [p for p in scored if p.novelty_limit is not None]
-    if limits:
+    if limits:  # the newest limit across the chart, and a step where an older version had another
         fig.step([p.at for p in limits], [p.novelty_limit for p in limits], mode="after", line_dash="dashed",
                  line_color="#b42318", line_width=2, legend_label="limit (above: unlike the training data)")
+        fig.add_layout(Span(location=limits[-1].novelty_limit, dimension="width", line_color="#b42318",
+                            line_dash="dashed", line_width=2))
         fig.legend.location = "top_left"
     fig.add_tools(HoverTool(renderers=[points_renderer], tooltips=[
         ("time", "@at{%F %T}"), ("novelty", "@score{0.00}"), ("limit", "@limit{0.00}"), ("run", "@run"),

@@ -15,9 +15,10 @@ import param
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
-from panel_app.views_data import ModelInfo, ThresholdInfo, ValidationSummary, validation_summary
+from panel_app.views_data import ModelInfo, ThresholdInfo, ValidationSummary, validation_summary, window
 
 CHOOSE = "— choose a label —"
+SUGGESTION_HOURS = 24 * 7  # the Library's suggestions banner looks at the last week
 
 
 def parse_threshold(text: object) -> tuple[float | None, str]:
@@ -308,7 +309,8 @@ class LibraryPage(pn.viewable.Viewer):
         self.models_pane.object = self.models_html()
         model = self.selected()
         info = self.store.plot_type(self.plot_type)
-        self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name)) if info else ""
+        recent = window(SUGGESTION_HOURS)[0]  # bounded: the count reads every classification of the window
+        self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name, since=recent)) if info else ""
         if model is None or info is None:
             self.details_pane.object = self.warnings_pane.object = ""
             self.tabs[:] = []

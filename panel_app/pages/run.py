@@ -13,7 +13,7 @@ from panel_app.components import AlarmSound
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import ago, empty_state, esc, fmt_time, fmt_weight, html_pane
 from panel_app.store import HydraStore
-from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card
+from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card, fmt_score
 
 ALL = "All plot types"
 
@@ -62,10 +62,12 @@ def card_html(card: Card, *, gradcam: bool, opacity: float, now: datetime) -> st
     label = card.label if state != PENDING else (card.status or "waiting for classification")
     badge = {BAD: "BAD", UNCONFIRMED: UNCONFIRMED, PENDING: "", GOOD: ""}[state]
     badge_html = f" <span class=badge>{badge}</span>" if badge else ""
-    if card.novel and state == UNCONFIRMED:
-        badge_html = f' <span class="badge novel">{NOVEL_TEXT}</span>'
     reason = card.reason
     why = f'<div class="why" title="{esc(reason)}">{esc(reason)}</div>' if reason else ""
+    if card.novel and state == UNCONFIRMED:  # the header stays short; the line below says it in full
+        badge_html = f' <span class="badge novel" title="{NOVEL_TEXT}">novel</span>'
+        why = (f'<div class="why" title="{esc(reason)}"><span class="badge novel">{NOVEL_TEXT}</span> '
+               f"novelty {fmt_score(card.novelty)} &gt; limit {fmt_score(card.novelty_limit)}</div>")
     cam = ""
     if gradcam and card.gradcam:
         cam = f'<img class="cam" src="{gradcam_url(card.image_id)}" style="opacity:{opacity:.2f}" alt="GradCAM">'

@@ -59,15 +59,16 @@ class TrendsPage(pn.viewable.Viewer):
             "hide a label</p>"
         )
         title = f"{info.name}: output weight of every label"
-        charts = [pn.pane.Bokeh(trend_figure(self.points, info.labels, self.thresholds, title),
-                                sizing_mode="stretch_width")]
+        weights = trend_figure(self.points, info.labels, self.thresholds, title)
+        charts = [pn.pane.Bokeh(weights, sizing_mode="stretch_width")]
         scored = [p for p in self.points if p.novelty is not None]
         if scored:
             above = sum(p.novelty_limit is not None and p.novelty > p.novelty_limit for p in scored)
             charts += [
                 html_pane(f"<p class=muted>Novelty: {len(scored)} scored classifications, <b>{above}</b> above the "
                           "limit (unlike the training data: not confirmed, sent to the Labeler).</p>"),
-                pn.pane.Bokeh(novelty_figure(scored, f"{info.name}: novelty score (how unlike the training data)"),
+                pn.pane.Bokeh(novelty_figure(scored, f"{info.name}: novelty score (how unlike the training data)",
+                                             x_range=weights.x_range),
                               sizing_mode="stretch_width"),
             ]
         self.chart[:] = charts

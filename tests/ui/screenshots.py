@@ -4,7 +4,9 @@
 
 Builds a fresh Hydra home with `pages_factory.populate(style="simulate")` (the demo plot types drawn by
 `hydra_assets.simulate`), serves `hydra pages` with a login, signs in as the expert and captures each page
-in Debian's Chromium; the Run page is taken right after a new confirmed Bad arrives (alarm showing).
+in Debian's Chromium; the Run page is taken right after a new confirmed Bad arrives (alarm showing).  A run
+of BCAL_eta_phi the model is out of its depth on (`add_novel_run`) shows the novelty guard and the
+retraining suggestion on the Run, Log, Library, Status, Trends and Labeler pages.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from pages_factory import PASSWORDS, add_bad_image, populate  # noqa: E402
+from pages_factory import PASSWORDS, add_bad_image, add_novel_run, populate  # noqa: E402
 from pages_server import CHROMIUM, CHROMIUM_ARGS, ROOT, make_home, start_pages, stop_pages  # noqa: E402
 
 from hydra_assets.db.engine import HydraDB  # noqa: E402
@@ -28,6 +30,8 @@ SHOTS = [  # file, page, text to wait for, what to do before the shot
     ("log.png", "log", "confirmed Bad", None),
     ("library.png", "library", "Confusion matrix", None),
     ("library-curves.png", "library", "Confusion matrix", "curves"),
+    ("library-validation.png", "library", "Confusion matrix", "validation"),
+    ("labeler-suggestion.png", "labeler?plot_type=BCAL_eta_phi&run=131013&reason=novel", "Label all on page", None),
     ("labeler.png", "labeler", "Label all on page", "paint"),
     ("status.png", "status", "images in 24 h", None),
     ("browser.png", "browser", "images 1–", None),
@@ -44,6 +48,7 @@ def main(output: Path) -> None:
         settings = make_home(Path(tmp) / "home")
         db = HydraDB(settings.db_url)
         populate(db, settings, style="simulate", runs=(131010, 131011, 131012), chunks=6)
+        add_novel_run(db, settings, "BCAL_eta_phi", 131013, style="simulate")
         credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
         served = start_pages(settings, "--credentials", str(credentials))
         try:
@@ -69,6 +74,8 @@ def main(output: Path) -> None:
                         page.locator("img.cam").first.wait_for(timeout=5000)
                     elif action == "curves":
                         page.get_by_text("Loss & accuracy").click()
+                    elif action == "validation":
+                        page.get_by_text("Validation", exact=True).click()
                     elif action == "paint":
                         select = page.locator("select").first
                         option = next(o for o in select.locator("option").all_text_contents()
