@@ -262,3 +262,22 @@ def test_impossible_topology_refused_before_training(sqlite_db, hydra_home, toy_
         train_model_step(sqlite_db, hydra_home, tracking, "T1", TrainOptions(topology="resnet"))
     with sqlite_db.read() as s:
         assert s.scalar(select(func.count(Model.id))) == 0
+
+
+def test_class_weights_even_out_labels():
+    from hydra_assets.ml.fit import class_weights
+
+    assert class_weights(np.array([0, 0, 1, 1]), 2) == {0: 1.0, 1: 1.0}
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights[0] * 3 == pytest.approx(weights[1] * 1) and weights[2] == 1.0  # label 2 absent
+
+
+def test_augmenter_keeps_shape_and_range_and_changes_images():
+    from hydra_assets.ml.fit import augmenter
+    from hydra_assets.ml.toy import toy_image
+
+    rng = np.random.default_rng(0)
+    images = np.stack([toy_image("Bad", 32, rng)[0] for _ in range(4)]).astype(np.float32) / 255
+    changed = np.clip(np.asarray(augmenter(3)(images, training=True)), 0, 1)
+    assert changed.shape == images.shape and 0.0 < np.abs(changed - images).mean() < 0.2
+    assert np.array_equal(np.asarray(augmenter(3)(images, training=False)), images)  # inference: untouched

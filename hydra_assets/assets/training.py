@@ -33,6 +33,7 @@ class ModelConfig(dg.Config):
     input_size: list[int] = []  # [height, width]; empty: the plot type's (pydantic copies the default)
     weights_path: str = ""  # local weights file for transfer learning
     seed: int = 12345
+    augment: bool = False  # light shifts, stretches and brightness changes while training (measured: no help)
     created_by: str = ""
 
 
@@ -94,7 +95,7 @@ def model(
         topology=config.topology or None, epochs=config.epochs or None, batch_size=config.batch_size or None,
         learning_rate=config.learning_rate or None,
         input_size=tuple(config.input_size) if config.input_size else None,  # type: ignore[arg-type]
-        weights_path=config.weights_path or None, seed=config.seed,
+        weights_path=config.weights_path or None, seed=config.seed, augment=config.augment,
     )
     result = train_model_step(hydra.db, hydra.settings, _tracking(hydra, mlflow), context.partition_key, options,
                               dagster_run_id=context.run_id, created_by=config.created_by, logger=context.log)

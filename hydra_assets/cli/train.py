@@ -220,6 +220,8 @@ def _size(value: str | None) -> list[int]:
 @click.option("--validation-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True)
 @click.option("--seed", type=int, default=12345, show_default=True)
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Train on lightly shifted, stretched and brightened copies (features that move between runs).")
 @click.option("--precision-target", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Confirmed precision each label's threshold must reach on validation (default: the plot type's).")
 @click.option("--activate", "activate", flag_value="always", help="Make the new version active.")
@@ -232,7 +234,7 @@ def _size(value: str | None) -> list[int]:
 def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_size: int | None,
           learning_rate: float | None, input_size: str | None, weights_path: str | None, sampling: str,
           min_per_label: int, max_per_label: int, validation_fraction: float, seed: int,
-          precision_target: float | None, activate: str, progress: bool, user_name: str) -> None:
+          precision_target: float | None, augment: bool, activate: str, progress: bool, user_name: str) -> None:
     """Train a model for PLOT_TYPE through Dagster and print a JSON summary.
 
     Runs the training_set, model, thresholds and training_report assets of the plot type's partition as
@@ -244,7 +246,7 @@ def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_s
         plot_type_name, topology=topology, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         input_size=_size(input_size), weights_path=weights_path, sampling=sampling, min_per_label=min_per_label,
         max_per_label=max_per_label, validation_fraction=validation_fraction, seed=seed, activate=activate,
-        progress=progress, user_name=user_name, precision_target=precision_target,
+        progress=progress, user_name=user_name, precision_target=precision_target, augment=augment,
     )
     for line in validation_text(summary):
         click.echo(line, err=True)
@@ -269,6 +271,7 @@ def train_plot_type(
     progress: bool = False,
     user_name: str = "cli",
     precision_target: float | None = None,
+    augment: bool = False,
     config=None,  # type: ignore[no-untyped-def]
 ) -> dict[str, Any]:
     """`hydra train` as a function (the demo and scripts call it): runs the job, returns the JSON summary.
@@ -301,7 +304,7 @@ def train_plot_type(
             "model": {"config": {"topology": topology or "", "epochs": epochs or 0, "batch_size": batch_size or 0,
                                  "learning_rate": learning_rate or 0.0, "input_size": list(input_size or []),
                                  "weights_path": os.path.abspath(weights_path) if weights_path else "",
-                                 "seed": seed, "created_by": user}},
+                                 "seed": seed, "created_by": user, "augment": augment}},
             "thresholds": {"config": {"activate": activate, "user": user,
                                       "precision_target": precision_target or 0.0}},
         },

@@ -52,6 +52,8 @@ class TrainOptions:
     input_size: tuple[int, int] | None = None  # None: the plot type's
     weights_path: str | None = None
     seed: int = 12345
+    augment: bool = False  # light shifts, stretches and brightness changes while training (`fit.augmenter`);
+    # off by default: on drifting synthetic runs it lowered the later runs' ROC-AUC (docs/models.md)
 
 
 @dataclass
@@ -99,7 +101,7 @@ def train_model_step(
                             batch_size=options.batch_size or default_batch,
                             learning_rate=options.learning_rate or default_rate,
                             input_size=tuple(options.input_size or (plot.input_height, plot.input_width)),
-                            weights_path=options.weights_path, seed=options.seed)
+                            weights_path=options.weights_path, seed=options.seed, augment=options.augment)
     epochs, batch_size, learning_rate, input_size = (settings.epochs, settings.batch_size, settings.learning_rate,
                                                      settings.input_size)
     check_topology(topology, input_size)
@@ -129,7 +131,7 @@ def train_model_step(
             "batch_size": batch_size, "learning_rate": learning_rate, "sampling": training_set.sampling,
             "n_train": len(train_at), "n_validation": len(validation_at) if not folds else len(items),
             "labels": ",".join(label_names), "training_set_id": training_set.id, "seed": options.seed,
-            "weights_path": options.weights_path or "none",
+            "weights_path": options.weights_path or "none", "augment": options.augment,
             "split": training_set.label_counts.get("split", "runs"), "folds": len(folds),
         })
         out_of_fold, fold_novel = None, None
@@ -144,7 +146,7 @@ def train_model_step(
         model, history = fit((_subset(data, train_at), targets[train_at]), validation, label_names,
                              topology=topology, input_size=input_size, epochs=epochs, batch_size=batch_size,
                              learning_rate=learning_rate, weights_path=options.weights_path, seed=options.seed,
-                             logger=logger)
+                             augment=options.augment, logger=logger)
         training_seconds = time.perf_counter() - started
         emit("predicting", images=len(items))
         features, all_weights = embed_all(model, data, input_size)
@@ -233,6 +235,7 @@ class _FitSettings:
     input_size: tuple[int, int]
     weights_path: str | None
     seed: int
+    augment: bool
 
 
 def _subset(data: np.ndarray | list[str], at: np.ndarray) -> np.ndarray | list[str]:
@@ -259,7 +262,8 @@ def _cross_validate(data: np.ndarray | list[str], targets: np.ndarray, splits: n
         model, history = fit((_subset(data, kept), targets[kept]), (_subset(data, held), targets[held]), label_names,
                              topology=settings.topology, input_size=settings.input_size, epochs=settings.epochs,
                              batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                             weights_path=settings.weights_path, seed=settings.seed, keep_best=False, logger=logger)
+                             weights_path=settings.weights_path, seed=settings.seed, keep_best=False,
+                             augment=settings.augment, metric_prefix=f"{fold}_", logger=logger)
         histories[fold] = history
         held_features, out[held] = embed_all(model, _subset(data, held), settings.input_size)
         kept_features, _ = embed_all(model, _subset(data, kept), settings.input_size)

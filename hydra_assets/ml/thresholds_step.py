@@ -181,7 +181,11 @@ def thresholds_step(
     summary = _summary(val.weights, val.true_index, names, values, bad)
     runs = sorted(int(r) for r in set(val.run.tolist()))
     bad_images = int(sum(1 for t in val.true_index if names[int(t)] in bad))
+    decided = decided_index(val.weights, names, values)
+    matrix = evaluation.confusion(val.true_index, decided, len(names))
     summary |= {
+        # the matrix the per-label figures come from: rows human, columns decided label, last unconfirmed
+        "confusion": {"labels": names, "matrix": matrix.tolist()},
         "split": split,
         "runs": runs,
         "n_runs": len(runs),
@@ -236,8 +240,6 @@ def thresholds_step(
         mlflow.log_text(csv_table(table), "thresholds.csv")
         mlflow.log_dict({k: summary[k] for k in ("split", "runs", "per_run", "warnings", "threshold_rules")},
                         "validation.json")
-        decided = decided_index(val.weights, names, values)
-        matrix = evaluation.confusion(val.true_index, decided, len(names))
         where = f"{split}, {len(runs)} run(s)"
         tracking.log_figure(run_id, evaluation.confusion_figure(
             matrix, names, title=f"{plot_type} validation at thresholds ({where})"), "plots/confusion_matrix.png")
