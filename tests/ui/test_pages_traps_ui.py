@@ -5,6 +5,8 @@ Each Library test reproduces a trap as the user met it: it failed on the code be
   that value to Good: now no label is chosen, the value box is empty and Save is disabled until one is.
 - 1.7, -1 or "abc" reverted silently and Save recorded "0.500 → 0.500": now the page says why next to the
   field and writes nothing; after a save, "F1 at threshold" shows the figure, not "—".
+The novelty tests: a novel image's Run card says so (an unconfirmed card, not Bad), and a retraining
+suggestion's link on the Status page opens the Labeler queue of exactly those images.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from pages_factory import PASSWORDS, add_novel_image, populate
+from pages_factory import PASSWORDS, add_novel_image, add_novel_run, populate
 from pages_server import make_home, start_pages, stop_pages
 from sqlalchemy import func, select
 
@@ -31,6 +33,7 @@ def served(tmp_path_factory):
     db = HydraDB(settings.db_url)
     demo = populate(db, settings)
     add_novel_image(db, settings, "TOF_timing", 121270, 3)
+    add_novel_run(db, settings, "FCAL_hits", 121281)
     db.dispose()
     credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
     served = start_pages(settings, "--credentials", str(credentials))
@@ -164,4 +167,18 @@ def test_run_page_card_says_the_image_is_unlike_the_training_data(browser, serve
     assert "unlike the training data" in text
     assert re.search(r"novelty 4\.20 > limit 1\.50", text)
     assert "BAD" not in text and "unconfirmed" in card.get_attribute("class")
+    context.close()
+
+
+def test_status_banner_leads_to_the_labeler_queue_of_exactly_those_images(browser, served):
+    context, page = login(browser, served, "labeler")
+    page.goto(f"{served.url}/status")
+    page.get_by_text("Retraining suggested").first.wait_for(timeout=30000)
+    assert page.get_by_text(re.compile(r"FCAL_hits run 121281: 83% of 12 images unlike the training data")).count()
+    page.get_by_role("link", name="label them in the Labeler").first.click()
+    page.get_by_text("Queue: FCAL_hits run 121281").first.wait_for(timeout=30000)
+    assert "plot_type=FCAL_hits" in page.url and "reason=novel" in page.url
+    page.locator(".tile").nth(9).wait_for(timeout=10000)
+    assert page.locator(".tile").count() == 10
+    assert page.get_by_text("10 image(s), 10 not labeled yet").count() == 1
     context.close()
