@@ -59,6 +59,28 @@ def test_duplicate_or_invalid_plot_type(sqlite_db):
         catalog.get_plot_type(s, "Nope")
 
 
+@pytest.mark.parametrize("target", [0.0, -0.1, 1.01, float("nan")])
+def test_precision_target_is_a_share_above_zero(sqlite_db, target):
+    with pytest.raises(CatalogError, match="above 0 and at most 1"):
+        sqlite_db.write(lambda s: catalog.add_plot_type(s, "X", "Good,Bad", "Bad", precision_target=target))
+    sqlite_db.write(lambda s: catalog.add_plot_type(s, "Y", "Good,Bad", "Bad"))
+    with pytest.raises(CatalogError, match="above 0 and at most 1"):
+        sqlite_db.write(lambda s: catalog.edit_plot_type(s, "Y", precision_target=target))
+
+
+def test_edit_plot_type_changes_only_what_is_given(db):
+    db.write(lambda s: catalog.add_plot_type(s, "A", "Good,Bad", "Bad", precision_target=0.9, novel_alarm=True,
+                                             collect_percent=3.0))
+    db.write(lambda s: catalog.edit_plot_type(s, "A", novel_alarm=False))
+    with db.read() as s:
+        plot = catalog.get_plot_type(s, "A")
+        assert (plot.precision_target, plot.novel_alarm, plot.collect_percent) == (0.9, False, 3.0)
+    db.write(lambda s: catalog.edit_plot_type(s, "A", precision_target=1.0, collect_percent=0.0))
+    with db.read() as s:
+        plot = catalog.get_plot_type(s, "A")
+        assert (plot.precision_target, plot.novel_alarm, plot.collect_percent) == (1.0, False, 0.0)
+
+
 def test_roles_and_per_plot_type_permissions(db):
     def setup(session):
         catalog.add_plot_type(session, "A", "Good,Bad", "Bad")

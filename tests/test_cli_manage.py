@@ -121,6 +121,11 @@ def test_import_unknown_plot_type(home, tmp_path):
         (["plot-type", "add", "X", "--labels", "Good,Bad", "--bad", "Bad", "--collect-percent", "150"],
          "between 0 and 100"),
         (["plot-type", "add", "X", "--labels", "Good,Bad", "--bad", "Bad", "--input-size", "big"], "size like"),
+        (["plot-type", "add", "X", "--labels", "Good,Bad", "--bad", "Bad", "--precision-target", "1.5"],
+         "above 0 and at most 1"),
+        (["plot-type", "edit", "FDC_occupancy", "--precision-target", "0"], "above 0 and at most 1"),
+        (["plot-type", "edit", "FDC_occupancy"], "nothing to change"),
+        (["plot-type", "edit", "Nope", "--novel-alarm"], "unknown plot type"),
         (["user", "add", "bob", "--role", "god"], "Invalid value"),
         (["permission", "grant", "ghost", "label"], "unknown user 'ghost'"),
         (["permission", "revoke", "admin_missing", "label"], "unknown user"),
@@ -130,6 +135,20 @@ def test_bad_arguments_give_clear_errors(home, args, message):
     result = run(*args, ok=False)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_plot_type_precision_target_and_novel_alarm(home):
+    run("plot-type", "add", "CDC_timing", "--labels", "Good,Bad", "--bad", "Bad", "--precision-target", "0.9",
+        "--novel-alarm")
+    shown = {r["plot_type"]: r for r in json.loads(run("plot-type", "list", "--format", "json").output)}
+    assert (shown["CDC_timing"]["precision_target"], shown["CDC_timing"]["novel_alarm"]) == (0.9, True)
+    assert (shown["FDC_occupancy"]["precision_target"], shown["FDC_occupancy"]["novel_alarm"]) == (0.95, False)
+    out = run("plot-type", "edit", "CDC_timing", "--precision-target", "0.99", "--no-novel-alarm").output
+    assert "precision target 0.99, novel alarm off" in out
+    run("plot-type", "edit", "CDC_timing", "--collect-percent", "2")  # the rest stays as it was
+    shown = {r["plot_type"]: r for r in json.loads(run("plot-type", "list", "--format", "json").output)}
+    assert (shown["CDC_timing"]["precision_target"], shown["CDC_timing"]["novel_alarm"],
+            shown["CDC_timing"]["collect_percent"]) == (0.99, False, 2.0)
 
 
 def test_permission_grant_and_revoke(home):

@@ -157,8 +157,23 @@ def predict_scored(active: Any, floats: np.ndarray, batch: int = BATCH) -> tuple
                     active.key, None if features is None else features.shape[1], reference.features.shape[1])
         return weights, None, 0.0
     started = time.perf_counter()
-    scores = reference.scores(features)
+    with _one_thread():
+        scores = reference.scores(features)
     return weights, scores, (time.perf_counter() - started) * 1000
+
+
+_CONTROLLER: Any = None
+
+
+def _one_thread() -> Any:
+    """scikit-learn's neighbour search on one thread: a few hundred training images take ~1 ms that way,
+    while its OpenMP threads, fighting TensorFlow's for 2 busy cores, took 0.7-150 ms (measured)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
 
 
 def warm_up(active: Any) -> None:
