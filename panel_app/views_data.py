@@ -19,7 +19,7 @@ import numpy as np
 from hydra_assets.db.models import utcnow
 from hydra_assets.ingest.health import STAGES
 from hydra_assets.ml.thresholds import evaluate_at_thresholds
-from hydra_assets.rules import BAD, NOVEL, NOVEL_TEXT, UNCONFIRMED, is_novel
+from hydra_assets.rules import BAD, DEFAULT_THRESHOLD, NOVEL, NOVEL_TEXT, UNCONFIRMED, is_novel
 
 TIMED_STAGES = tuple(stage for stage in STAGES if stage != "sensor")  # the sensor only beats; the steps are timed
 UNGROUPED = "Ungrouped"
@@ -327,6 +327,16 @@ def f1_at(label_names: Sequence[str], true_index: Sequence[int], weights: Any, l
                                     thresholds)
     value = result[label]["f1"]
     return None if value is None else float(value)
+
+
+def quality_at(label_names: Sequence[str], true_index: Sequence[int], weights: Any, thresholds: dict[str, float]
+               ) -> dict[str, dict[str, Any]]:
+    """Per-label precision, recall, F1 and images at the given thresholds on validation predictions (the
+    labels without a threshold at the default), as training computes them; {} without predictions."""
+    if not len(true_index):
+        return {}
+    full = {name: float(thresholds.get(name, DEFAULT_THRESHOLD)) for name in label_names}
+    return evaluate_at_thresholds(np.asarray(weights, dtype=float), np.asarray(true_index), list(label_names), full)
 
 
 def labeler_link(plot_type: str, run: int, kind: str) -> str:

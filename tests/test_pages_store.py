@@ -264,6 +264,23 @@ def test_f1_at_a_hand_set_threshold_from_the_validation_report(db, config, demo)
     assert v.f1_at(["Good", "Bad"], [], [], "Bad", 0.5) is None
 
 
+def test_validation_weights_only_from_a_report_that_holds_agreements_too(db, config, demo):
+    """Training writes reports of disagreements only: figures from those alone would be all wrong."""
+    from hydra_assets.db.models import TrainingReportItem
+
+    model_id = demo.models["FDC_efficiency"][-1]
+    with db.read() as s:
+        assert len(q.validation_weights(s, model_id)) == 24
+    db.write(lambda s: s.execute(delete(TrainingReportItem).where(
+        TrainingReportItem.human_label_id == TrainingReportItem.model_label_id)))
+    with db.read() as s:
+        assert q.validation_weights(s, model_id) == []
+    store = store_for(db, config, "viewer")
+    assert store.validation_predictions(store.model(model_id))[1] == []
+    figures = v.quality_at(["Good", "Bad"], [1, 1, 0], [[0.2, 0.8], [0.6, 0.4], [0.9, 0.1]], {"Bad": 0.5})
+    assert figures["Bad"]["recall"] == 0.5 and figures["Good"]["precision"] == 0.5 and v.quality_at([], [], [], {}) == {}
+
+
 def test_validation_summary_reads_whatever_training_wrote():
     from pages_factory import VALIDATION_METRICS
 

@@ -333,6 +333,9 @@ def test_library_threshold_form_writes_only_a_chosen_label_and_a_weight(demo_db)
     bad_row = next(r for r in page.thresholds_pane.object.split("<tr>") if ">Bad<" in r)
     assert "—" not in bad_row and "*" in bad_row
     assert parse_threshold(" 0,25 ") == (0.25, "") and parse_threshold("")[0] is None
+    # the validation figures next to the thresholds come from the confusion matrix's images, at these thresholds
+    assert "Validation at these thresholds" in page.thresholds_pane.object
+    assert "24 validation images, the same as the confusion matrix" in page.thresholds_pane.object
 
 
 def test_library_shows_validation_by_run_warnings_rules_novelty_and_suggestions(demo_db):

@@ -15,7 +15,15 @@ import param
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
-from panel_app.views_data import ModelInfo, ThresholdInfo, ValidationSummary, validation_summary, window
+from panel_app.views_data import (
+    ModelInfo,
+    ThresholdInfo,
+    ValidationSummary,
+    f1_at,
+    quality_at,
+    validation_summary,
+    window,
+)
 
 CHOOSE = "— choose a label —"
 SUGGESTION_HOURS = 24 * 7  # the Library's suggestions banner looks at the last week
@@ -260,16 +268,18 @@ class LibraryPage(pn.viewable.Viewer):
                 "<th>training images</th><th>sampling</th><th>validation</th><th>val. accuracy</th><th>MLflow</th></tr>"
                 + "".join(rows) + "</table>")
 
-    def f1_cell(self, model: ModelInfo, row: ThresholdInfo) -> tuple[str, bool]:
-        """The F1 at a label's threshold: as training recorded it, else recomputed on the version's validation
-        images (a hand-set threshold has no recorded F1); (text, recomputed)."""
-        if row.f1 is not None or row.value is None:
-            return fmt_weight(row.f1), False
-        f1 = self.store.f1_at_threshold(model, row.label, row.value)
-        return (f"{f1:.3f}*", True) if f1 is not None else ("— (no validation predictions)", False)
-
     def thresholds_html(self, model: ModelInfo, rows: list[ThresholdInfo]) -> str:
-        cells = [self.f1_cell(model, r) for r in rows]
+        names, true, weights = self.store.validation_predictions(model)
+
+        def f1_cell(row: ThresholdInfo) -> tuple[str, bool]:
+            """As training recorded it, else recomputed on the validation images (a hand-set threshold has no
+            recorded F1); (text, recomputed)."""
+            if row.f1 is not None or row.value is None:
+                return fmt_weight(row.f1), False
+            f1 = f1_at(names, true, weights, row.label, row.value) if true else None
+            return (f"{f1:.3f}*", True) if f1 is not None else ("— (no validation predictions)", False)
+
+        cells = [f1_cell(r) for r in rows]
         body = "".join(
             f"<tr><td><span class=chip style='background:{esc(r.colour)}'>{esc(r.label)}</span></td>"
             f"<td><b>{fmt_weight(r.value)}</b></td><td>{f1}</td><td>{fmt_time(r.changed_at)}</td>"
@@ -284,17 +294,24 @@ class LibraryPage(pn.viewable.Viewer):
             f"<tr><td>{fmt_time(at)}</td><td>{esc(label)}</td><td>{fmt_weight(old)} → {fmt_weight(new)}</td>"
             f"<td>{esc(by)}</td></tr>" for at, label, old, new, by in changes
         )
+        current = {r.label: r.value for r in rows if r.value is not None}
+        per_label = quality_at(names, true, weights, current)
+        source = f"{len(true)} validation images, the same as the confusion matrix's"
+        if not per_label:  # no predictions to recompute from: what training recorded, said as such
+            recorded = (model.metrics.get("validation") or {}).get("per_label") if isinstance(
+                model.metrics.get("validation"), dict) else None
+            per_label = {k: v for k, v in recorded.items() if isinstance(v, dict)} if isinstance(recorded, dict) else {}
+            source = "as recorded when trained"
         quality = ""
-        per_label = (model.metrics.get("validation") or {}).get("per_label") if isinstance(
-            model.metrics.get("validation"), dict) else None
-        if isinstance(per_label, dict) and per_label:
-            cells = "".join(
+        if per_label:
+            cells_html = "".join(
                 f"<tr><td>{esc(name)}</td><td>{fmt_weight(row.get('precision'))}</td><td>{fmt_weight(row.get('recall'))}"
                 f"</td><td>{fmt_weight(row.get('f1'))}</td><td>{esc(row.get('support', ''))}</td></tr>"
-                for name, row in per_label.items() if isinstance(row, dict)
+                for name, row in per_label.items()
             )
-            quality = ("<h4>Validation at these thresholds (when trained)</h4><table class=hy><tr><th>label</th>"
-                       f"<th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>{cells}</table>")
+            quality = (f"<h4>Validation at these thresholds <small class=muted>({esc(source)})</small></h4>"
+                       "<table class=hy><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>images</th>"
+                       f"</tr>{cells_html}</table>")
         rules = validation_summary(model.metrics).threshold_rules
         explained = "".join(f"<li><b>{esc(label)}</b>: {esc(rule)}</li>" for label, rule in rules.items())
         return ("<table class=hy><tr><th>label</th><th>threshold</th><th>F1 at threshold</th><th>changed (UTC)</th>"

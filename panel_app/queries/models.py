@@ -123,19 +123,22 @@ def confusion(session: Session, info: ModelInfo, label_names: list[str], *, limi
 
 
 def validation_weights(session: Session, model_id: int, *, limit: int = 20000) -> list[tuple[int, dict[str, Any]]]:
-    """(human label id, the model's weights) of every validation image its latest training report holds."""
+    """(human label id, the model's weights) of every validation image its latest training report holds;
+    [] for a report of disagreements only (what training writes): figures from it would be all wrong."""
     report_id = session.scalar(
         select(TrainingReport.id).where(TrainingReport.model_id == model_id).order_by(TrainingReport.id.desc())
     )
     if report_id is None:
         return []
     rows = session.execute(
-        select(TrainingReportItem.human_label_id, TrainingReportItem.weights)
+        select(TrainingReportItem.human_label_id, TrainingReportItem.model_label_id, TrainingReportItem.weights)
         .where(TrainingReportItem.report_id == report_id, TrainingReportItem.split == "validation",
                TrainingReportItem.human_label_id.is_not(None))
         .limit(limit)
-    )
-    return [(int(label_id), dict(weights or {})) for label_id, weights in rows if weights]
+    ).all()
+    if not any(human == model for human, model, _ in rows):
+        return []
+    return [(int(label_id), dict(weights or {})) for label_id, _model, weights in rows if weights]
 
 
 def _cells(rows: Iterable[Sequence[Any]], names: dict[int, str]) -> dict[tuple[str, str], list[float]]:

@@ -34,12 +34,26 @@ def served(tmp_path_factory):
     demo = populate(db, settings)
     add_novel_image(db, settings, "TOF_timing", 121270, 3)
     add_novel_run(db, settings, "FCAL_hits", 121281)
+    perfect_figures_recorded(db, "BCAL_energy")
     db.dispose()
     credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
     served = start_pages(settings, "--credentials", str(credentials))
     served.extra["demo"] = demo
     yield served
     stop_pages(served)
+
+
+def perfect_figures_recorded(db, plot_type: str) -> None:  # type: ignore[no-untyped-def]
+    """Training recorded P/R/F1 = 1.000 for every label, while its validation report holds mistakes (the trap)."""
+    from hydra_assets.db.models import Model, PlotType
+
+    def work(s) -> None:  # type: ignore[no-untyped-def]
+        model = s.scalar(select(Model).join(PlotType, PlotType.id == Model.plot_type_id)
+                         .where(PlotType.name == plot_type, Model.active.is_(True)))
+        perfect = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 8}
+        model.metrics = {**model.metrics, "validation": {"per_label": dict.fromkeys(model.label_names, perfect)}}
+
+    db.write(work, what="perfect figures")
 
 
 def login(browser, served, user: str):  # type: ignore[no-untyped-def]
@@ -181,4 +195,23 @@ def test_status_banner_leads_to_the_labeler_queue_of_exactly_those_images(browse
     page.locator(".tile").nth(9).wait_for(timeout=10000)
     assert page.locator(".tile").count() == 10
     assert page.get_by_text("10 image(s), 10 not labeled yet").count() == 1
+    context.close()
+
+
+def test_validation_figures_agree_with_the_confusion_matrix_beside_them(browser, served):
+    """Issue 18: P/R/F1 = 1.000 for every label next to a matrix with Bad images predicted Good."""
+    context, page = login(browser, served, "viewer")
+    page.goto(f"{served.url}/library")
+    page.get_by_text("Confusion matrix").first.wait_for(timeout=30000)
+    page.locator("select").first.select_option(label="BCAL_energy")
+    page.get_by_text(re.compile(r"Source: validation set")).first.wait_for(timeout=10000)
+    page.get_by_text("Thresholds", exact=True).first.click()
+    page.get_by_text("Validation at these thresholds").first.wait_for(timeout=10000)
+    rows = page.locator("table.hy tr").evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells).map(c => c.innerText.trim()))")
+    header = next(r for r in rows if r[:4] == ["label", "precision", "recall", "F1"])
+    start = rows.index(header) + 1
+    figures = [r for r in rows[start:start + 3]]
+    assert [r[0] for r in figures] == ["Good", "Bad", "Hot"]
+    assert any(r[2] != "1.000" for r in figures), f"every label shows recall 1.000: {figures}"
     context.close()
