@@ -40,7 +40,10 @@ def model_list(plot_type_name: str | None, fmt: str) -> None:
                    f"{r['input_size'][0]}x{r['input_size'][1]:<5} n={r['training_set_size']:<6} "
                    f"macroF1={'-' if f1 is None else f'{f1:.3f}'} "
                    f"badRecall={'-' if recall is None else f'{recall:.3f}'} "
-                   f"thresholds=" + ",".join(f"{k}:{v['threshold']:.3f}" for k, v in r["thresholds"].items()))
+                   f"validationRuns={validation.get('n_runs', '-')} "
+                   f"thresholds=" + ",".join(f"{k}:{v['threshold']:.3f}" for k, v in r["thresholds"].items())
+                   + (f" ({len(validation['warnings'])} warning(s): hydra model show)" if validation.get("warnings")
+                      else ""))
 
 
 @model.command("activate")
