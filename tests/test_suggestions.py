@@ -16,7 +16,6 @@ from hydra_assets import catalog
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Inference, Model, utcnow
 from hydra_assets.ml.active import mark_active
-from hydra_assets.settings import HydraSettings
 from hydra_assets.suggestions import expected_shares, retraining_suggestions, run_shares, suggested_images
 
 PLOT = "RF_FDC"
@@ -51,9 +50,10 @@ def add_inference(session: Session, model: Model, run: int, chunk: int, *, novel
 
 
 @pytest.fixture
-def db(hydra_home: HydraSettings, sqlite_db: HydraDB) -> HydraDB:
-    sqlite_db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", input_size=(32, 32)))
-    return sqlite_db
+def plot_db(db: HydraDB) -> HydraDB:
+    """The database (SQLite and MariaDB) with the plot type."""
+    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", input_size=(32, 32)))
+    return db
 
 
 def fill(db: HydraDB) -> dict[str, list[int]]:
@@ -78,7 +78,8 @@ def fill(db: HydraDB) -> dict[str, list[int]]:
     return ids
 
 
-def test_a_run_unlike_training_is_suggested_with_its_images(db: HydraDB) -> None:
+def test_a_run_unlike_training_is_suggested_with_its_images(plot_db: HydraDB) -> None:
+    db = plot_db
     ids = fill(db)
     with db.read() as s:
         shares = {row.run: row for row in run_shares(s)}
@@ -96,7 +97,8 @@ def test_a_run_unlike_training_is_suggested_with_its_images(db: HydraDB) -> None
     assert queue[len(unlabeled):] == ids["labeled"]
 
 
-def test_since_plot_type_and_inactive_models_filter(db: HydraDB) -> None:
+def test_since_plot_type_and_inactive_models_filter(plot_db: HydraDB) -> None:
+    db = plot_db
     fill(db)
     with db.read() as s:
         assert retraining_suggestions(s, since=utcnow() + timedelta(minutes=1)) == []
@@ -110,7 +112,8 @@ def test_since_plot_type_and_inactive_models_filter(db: HydraDB) -> None:
             suggested_images(s, PLOT, 2, "weird")
 
 
-def test_a_model_without_novelty_is_judged_by_unconfirmed_alone(db: HydraDB) -> None:
+def test_a_model_without_novelty_is_judged_by_unconfirmed_alone(plot_db: HydraDB) -> None:
+    db = plot_db
     def write(s: Session) -> None:
         model = add_model(s, "1", metrics={"validation": {"unconfirmed_rate": 0.02}})
         for chunk in range(12):
@@ -124,7 +127,8 @@ def test_a_model_without_novelty_is_judged_by_unconfirmed_alone(db: HydraDB) -> 
     assert (suggestion.run, suggestion.kind, suggestion.to_label) == (5, "unconfirmed", 6)
 
 
-def test_missing_metrics_suggest_nothing(db: HydraDB) -> None:
+def test_missing_metrics_suggest_nothing(plot_db: HydraDB) -> None:
+    db = plot_db
     def write(s: Session) -> None:
         model = add_model(s, "1", metrics={"novelty": {"validation_rate": "n/a"}})
         for chunk in range(12):
