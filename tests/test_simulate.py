@@ -390,8 +390,9 @@ def test_degradation_grows_and_turns_bad(plot_type: str) -> None:
 
 def test_fdc_degradation_lowers_its_board_more_every_run() -> None:
     hits = [_content(fdc_occupancy, Condition("degrading", severity=s)).counts[FDC_DEGRADING].sum()
-            for s in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)]
+            for s in (0.0, 0.2, 0.4, 0.6, 1.0)]
     assert all(a > b for a, b in zip(hits, hits[1:], strict=False)) and hits[-1] == 0
+    assert hits[2] > 0.6 * hits[0]  # slowly at first: a Good step stays mild
 
 
 def test_realistic_drift_schedule() -> None:

@@ -158,8 +158,9 @@ def fdc_occupancy(failure: str | None, base: Generator, defect: Generator,
     mean *= 150.0 * scale / mean.mean()
     degraded = None
     if condition.severity:
-        mean[FDC_DEGRADING] *= 1.0 - condition.severity
-        degraded = f"wires 17-32, planes 7-12 at {100 * (1 - condition.severity):.0f} % (HV board degrading)"
+        left = max(1.0 - 2.0 * condition.damage, 0.0)
+        mean[FDC_DEGRADING] *= left
+        degraded = f"wires 17-32, planes 7-12 at {100 * left:.0f} % (HV board degrading)"
     u = base.random(mean.shape)
     if failure == "empty":
         return Map2D(_edges(FDC_WIRES), _edges(FDC_PLANES), np.zeros_like(mean), 1.0)
@@ -244,8 +245,9 @@ def bcal_eta_phi(failure: str | None, base: Generator, defect: Generator,
     mean *= 120.0 * scale / mean.mean()
     degraded = None
     if condition.severity:
-        mean[:, BCAL_DEGRADING] *= 1.0 - condition.severity
-        degraded = f"modules 20-22 at {100 * (1 - condition.severity):.0f} % (gain degrading)"
+        left = max(1.0 - 2.0 * condition.damage, 0.0)
+        mean[:, BCAL_DEGRADING] *= left
+        degraded = f"modules 20-22 at {100 * left:.0f} % (gain degrading)"
     u = base.random(mean.shape)
     if failure == "empty":
         return Map2D(phi_edges, eta_edges, np.zeros_like(mean), 1.0)
@@ -314,7 +316,7 @@ def cdc_timing(failure: str | None, base: Generator, defect: Generator,
         sigma, t_max = 1.6 * sigma, t_max - 150.0
     degraded = None
     if condition.severity:
-        sigma += 80.0 * condition.severity
+        sigma += 150.0 * condition.damage
         degraded = f"rise time {sigma:.0f} ns (resolution degrading)"
     u = base.random(t.shape)
     peak = 2500.0 * scale
@@ -365,7 +367,7 @@ def fcal_energy(failure: str | None, base: Generator, defect: Generator,
     mpv, width = 170.0 * base.normal(1.0, 0.015), 14.0 * base.uniform(0.9, 1.1)
     scale = statistics_scale(base, defect, failure) * condition.statistics
     u = base.random(e.shape)
-    run_gain = condition.gain * (1.0 - 0.45 * condition.severity)
+    run_gain = condition.gain * max(1.0 - condition.damage, 0.35)
     slope = 60.0 if condition.new_setting else 45.0
     if condition.new_setting:
         width *= 1.3
@@ -427,7 +429,7 @@ def tof_multiplicity(failure: str | None, base: Generator, defect: Generator,
     scale = statistics_scale(base, defect, failure) * condition.statistics
     u = base.random(k.shape)
     events = 30000.0 * scale
-    mean_hits *= condition.gain * (1.0 - 0.55 * condition.severity) * (1.25 if condition.new_setting else 1.0)
+    mean_hits *= condition.gain * max(1.0 - 1.4 * condition.damage, 0.3) * (1.25 if condition.new_setting else 1.0)
     degraded = f"mean multiplicity {mean_hits:.1f} (paddles dying)" if condition.severity else None
     extra = events * 0.15 * _negative_binomial(k, 2.5, 20.0) if condition.new_setting else 0.0
     mean = events * _negative_binomial(k, mean_hits, shape) + extra
@@ -485,8 +487,9 @@ def st_efficiency(failure: str | None, base: Generator, defect: Generator,
     nominal = np.clip(nominal + 0.1 * (condition.gain - 1.0), 0.9, 0.999)
     degraded = None
     if condition.severity:
-        nominal[ST_DEGRADING] *= 1.0 - 0.6 * condition.severity
-        degraded = f"paddles 10-13 at {100 * (1 - 0.6 * condition.severity):.0f} % of nominal (bias drifting)"
+        left = max(1.0 - 1.2 * condition.damage, 0.0)
+        nominal[ST_DEGRADING] *= left
+        degraded = f"paddles 10-13 at {100 * left:.0f} % of nominal (bias drifting)"
     scale = statistics_scale(base, defect, failure) * condition.statistics
     share = base.uniform(0.8, 1.2, ST_PADDLES)
     if condition.new_setting:

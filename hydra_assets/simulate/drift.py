@@ -43,6 +43,12 @@ class Condition:
     severity: float = 0.0
 
     @property
+    def damage(self) -> float:
+        """What the degradation does, growing slowly then faster (severity squared): at `DEGRADED_AT` the
+        content models reach their failure modes' range, below it they stay mild."""
+        return self.severity ** 2
+
+    @property
     def degraded(self) -> bool:
         """True when the degradation alone makes the plot Bad."""
         return self.severity >= DEGRADED_AT
