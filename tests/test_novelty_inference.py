@@ -220,3 +220,21 @@ def test_classify_gradcam_names_the_written_file(home, sqlite_db, model_files, t
     plain = json.loads(CliRunner().invoke(cli, ["classify", files[0], "--plot-type", PLOT],
                                           catch_exceptions=False).output)
     assert plain[0]["label"] == "Bad" and plain[0]["gradcam"] is None
+
+
+def test_fetching_the_model_file_keeps_the_reference_beside_it(home, monkeypatch, tmp_path):
+    """Training writes novelty.npz into the version's folder before any model file is fetched there."""
+    import mlflow
+
+    target = Path(home.models_dir) / f"hydra-{PLOT}" / "3"
+    reference = novelty.save(novelty.calibrate(np.eye(4, 8), neighbours=2), target / novelty.FILE_NAME)
+
+    def download(*, artifact_uri, dst_path, tracking_uri):  # type: ignore[no-untyped-def]
+        (Path(dst_path) / "model").mkdir()
+        (Path(dst_path) / "model" / "model.keras").write_bytes(b"a model")
+        return dst_path
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
+    path = active_models.fetch_model_file(home, f"hydra-{PLOT}", "3", "models:/m-123")
+    assert path == target / "model" / "model.keras" and reference.is_file()
+    assert novelty.load(reference).features.shape == (4, 8)

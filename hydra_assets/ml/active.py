@@ -159,6 +159,9 @@ def fetch_model_file(config: HydraSettings, name: str, version: str, uri: str) -
                                             tracking_uri=config.mlflow_tracking_uri)
         if not any(staging.rglob("*.keras")):
             raise ModelLoadError(f"model {name}/{version}: {uri} holds no .keras file")
+        reference = target / novelty_scores.FILE_NAME  # written there at training: keep it
+        if reference.is_file() and not (staging / reference.name).exists():
+            reference.replace(staging / reference.name)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
