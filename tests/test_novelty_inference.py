@@ -238,3 +238,25 @@ def test_fetching_the_model_file_keeps_the_reference_beside_it(home, monkeypatch
     path = active_models.fetch_model_file(home, f"hydra-{PLOT}", "3", "models:/m-123")
     assert path == target / "model" / "model.keras" and reference.is_file()
     assert novelty.load(reference).features.shape == (4, 8)
+
+
+def test_the_reference_downloads_from_a_real_mlflow_run(home, sqlite_db, pooled_model, tmp_path):
+    """The artifact path of the contract (`novelty/novelty.npz` of the model's run), through MLflow itself."""
+    import mlflow
+
+    from hydra_assets.tracking import TrackingService
+
+    logged = novelty.save(novelty.calibrate(np.eye(4, 8), neighbours=2), tmp_path / novelty.FILE_NAME)
+    with TrackingService.from_settings(home).start_run(run_name="with a reference") as run:
+        mlflow.log_artifact(str(logged), "novelty")
+    model = activate(sqlite_db, pooled_model)
+
+    def as_if_trained(s):  # type: ignore[no-untyped-def]
+        row = s.get(Model, model.id)
+        row.mlflow_name, row.mlflow_run_id = f"hydra-{PLOT}", run.info.run_id
+    sqlite_db.write(as_if_trained)
+    active_models.clear_model_cache()
+    loaded = active_models.load_active_model(sqlite_db, home, PLOT)
+    assert loaded.novelty is not None and loaded.novelty.limit == pytest.approx(novelty.load(logged).limit)
+    with sqlite_db.read() as s:
+        assert active_models.novelty_path(home, s.get(Model, model.id)).is_file()
