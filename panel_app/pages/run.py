@@ -193,11 +193,16 @@ class RunPage(pn.viewable.Viewer):
     def alarm_html(self) -> str:
         if not self.alarms:
             return ""
-        items = "".join(
-            f"<li>{esc(a.plot_type)} run {a.run} chunk {a.chunk}: {esc(a.label or 'Bad')}"
-            f"{' — ' + esc(a.message) if a.message else ''} ({fmt_time(a.raised_at)[11:]} UTC)</li>"
-            for a in self.alarms
-        )
+
+        def line(a) -> str:  # type: ignore[no-untyped-def]
+            # Messages of ingest/keeper.alarm_message start with plot type, run and chunk and name the label:
+            # shown as they are, each fact once (issue 18); older, shorter ones get the heading.
+            where = f"{a.plot_type} run {a.run} chunk {a.chunk}: "
+            text = a.message if (a.message or "").startswith(where) else (
+                f"{where}{a.label or 'Bad'}{' — ' + a.message if a.message else ''}")
+            return f"<li>{esc(text)} ({fmt_time(a.raised_at)[11:]} UTC)</li>"
+
+        items = "".join(line(a) for a in self.alarms)
         return f'<div class="alarm">⚠ ALARM: confirmed Bad ({len(self.alarms)})<ul>{items}</ul></div>'
 
     def _acknowledge(self, _event=None) -> None:
