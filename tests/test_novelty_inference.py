@@ -20,7 +20,17 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
-from test_ingest_support import PLOT, SIZE, activate, drop, home, ingest_all, instance, model_files  # noqa: F401
+from test_ingest_support import (  # noqa: F401 - fixtures
+    PLOT,
+    SIZE,
+    activate,
+    drop,
+    home,
+    ingest_all,
+    instance,
+    metadata,
+    model_files,
+)
 
 from hydra_assets import catalog
 from hydra_assets.cli import cli
@@ -87,7 +97,7 @@ def test_the_guard_unconfirms_a_shifted_image_and_confirms_one_from_training_con
     drop(home.input_dir, f"{PLOT}-7-0001.png", band_png(101, TRAINING))
     drop(home.input_dir, f"{PLOT}-7-0002.png", band_png(102, SHIFTED))
     _, (run,) = ingest_all(instance)
-    assert run.success
+    assert run.success and metadata(run, "inference")["novel"] == 1
     with sqlite_db.read() as s:
         usual, shifted = s.scalars(select(Inference).order_by(Inference.chunk)).all()
         limit = active_models.load_novelty(home, s.get(Model, model.id)).limit
