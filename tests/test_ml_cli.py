@@ -34,7 +34,7 @@ def labeled_home(sqlite_db: HydraDB, hydra_home: HydraSettings, tmp_path: Path) 
     sqlite_db.write(lambda s: catalog.add_plot_type(s, "T1", "Good,Bad", "Bad", input_size=(32, 32)))
     sqlite_db.write(lambda s: catalog.add_plot_type(s, "Empty", "Good,Bad", "Bad", input_size=(32, 32)))
     folder = write_toy_labeled(tmp_path / "toy", per_label={"Good": 14, "Bad": 10}, size=32)
-    import_labeled_folder(sqlite_db, hydra_home, spread_over_runs(folder, "T1", [21, 22, 23, 24, 25]), "T1")
+    import_labeled_folder(sqlite_db, hydra_home, spread_over_runs(folder, "T1", list(range(21, 45))), "T1")
     clear_model_cache()
     return hydra_home
 

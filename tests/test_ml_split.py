@@ -20,6 +20,7 @@ from hydra_assets.ml.toy import write_toy_labeled
 from hydra_assets.ml.training_report import training_report_step
 from hydra_assets.ml.training_set import (
     FOLD_PREFIX,
+    MAX_FOLDS,
     MIN_RUNS_FOR_HOLDOUT,
     SPLIT_CROSS_VALIDATION,
     SPLIT_RUNS,
@@ -36,13 +37,14 @@ LABELS = [("Good", False), ("Bad", True), ("NoData", False)]
 
 
 def spread_over_runs(folder: Path, plot_type: str, runs: list[int]) -> Path:
-    """Rename toy images to `<plot_type>-<run>-<chunk>.png`, dealing each label's images over `runs` in turn."""
+    """Rename toy images to `<plot_type>-<run>-<chunk>.png`, dealing the images (label folder by folder) over
+    `runs` in turn: as many runs as images gives every image its own run."""
     chunk = 0
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for k, path in enumerate(sorted(sub.glob("*.png"))):
-            chunk += 1
+        for path in sorted(sub.glob("*.png")):
             path.with_suffix(".json").unlink(missing_ok=True)
-            path.rename(sub / f"{plot_type}-{runs[k % len(runs)]}-{chunk:04d}.png")
+            path.rename(sub / f"{plot_type}-{runs[chunk % len(runs)]}-{chunk + 1:04d}.png")
+            chunk += 1
     return folder
 
 
@@ -52,7 +54,7 @@ def spread_over_runs(folder: Path, plot_type: str, runs: list[int]) -> Path:
 @pytest.mark.parametrize("seed", range(40))
 def test_no_run_is_ever_on_both_sides(seed):
     rng = np.random.default_rng(seed)
-    n_runs = int(rng.integers(1, 12))
+    n_runs = int(rng.integers(1, 25))
     run_numbers = rng.choice(np.arange(100, 1000), size=n_runs, replace=False)
     bad_share = rng.uniform(0.05, 0.6)
     labeled = []
@@ -78,8 +80,10 @@ def test_no_run_is_ever_on_both_sides(seed):
         assert plan.split_method == SPLIT_SINGLE_RUN and set(splits) == {"train"} and plan.warnings
     elif used_runs < MIN_RUNS_FOR_HOLDOUT:
         assert plan.split_method == SPLIT_CROSS_VALIDATION
-        assert all(s.startswith(FOLD_PREFIX) for s in splits) and len(splits) == used_runs
-        assert all(len(runs) == 1 for runs in plan.folds().values())  # one run held out per fold
+        assert all(s.startswith(FOLD_PREFIX) for s in splits) and len(splits) == min(used_runs, MAX_FOLDS)
+        assert sum(len(runs) for runs in plan.folds().values()) == used_runs  # every run held out once
+        if used_runs <= MAX_FOLDS:
+            assert all(len(runs) == 1 for runs in plan.folds().values())  # leave one run out
     else:
         assert plan.split_method == SPLIT_RUNS and set(splits) == {"train", "validation"}
         summary = plan.summary()
@@ -87,8 +91,8 @@ def test_no_run_is_ever_on_both_sides(seed):
 
 
 def test_holdout_is_stratified_as_far_as_runs_allow():
-    # 10 runs, Bad only in runs 1-4: validation should still get a run with Bad images, and every label trains.
-    labeled = [(i, "Bad" if (i % 10) < 4 and i % 3 == 0 else "Good", i % 10) for i in range(400)]
+    # 20 runs, Bad only in runs 0-7: validation should still get a run with Bad images, and every label trains.
+    labeled = [(i, "Bad" if (i % 20) < 8 and i % 3 == 0 else "Good", i % 20) for i in range(800)]
     plan = plan_training_set(labeled, LABELS, TrainingSetOptions(min_per_label=5))
     assert plan.split_method == SPLIT_RUNS
     assert plan.counts("validation")["Bad"] > 0 and plan.counts("train")["Bad"] > 0

@@ -41,7 +41,7 @@ LABELS = [("Good", False), ("Bad", True), ("NoData", False)]
 # ---- the plan (pure) -----------------------------------------------------------------------------
 
 
-def _labeled(counts: dict[str, int], runs: int = 10) -> list[tuple[int, str, int]]:
+def _labeled(counts: dict[str, int], runs: int = 20) -> list[tuple[int, str, int]]:
     """(image id, label, run): each label's images dealt over `runs` runs in turn."""
     out, next_id = [], 1
     for label, n in counts.items():
@@ -98,13 +98,14 @@ def test_unknown_sampling_refused():
 
 @pytest.fixture
 def toy_plot_type(sqlite_db: HydraDB, hydra_home: HydraSettings, tmp_path: Path) -> str:
-    """Plot type T1 (Good, Bad, NoData; 32 px, compact) with 36 toy images of 6 runs labeled through the importer."""
+    """Plot type T1 (Good, Bad, NoData; 32 px, compact) with 36 toy images, each of its own run, labeled through
+    the importer (30 runs after balanced sampling: a held-out split by run)."""
     from hydra_assets.label_import import import_labeled_folder
 
     hydra_home.ensure_folders()
     sqlite_db.write(lambda s: catalog.add_plot_type(s, "T1", "Good,Bad,NoData", "Bad", input_size=(32, 32)))
     folder = spread_over_runs(write_toy_labeled(tmp_path / "toy", per_label={"Good": 18, "Bad": 12, "NoData": 6},
-                                                size=32), "T1", [11, 12, 13, 14, 15, 16])
+                                                size=32), "T1", list(range(11, 47)))
     import_labeled_folder(sqlite_db, hydra_home, folder, "T1")
     clear_model_cache()
     return "T1"

@@ -10,9 +10,12 @@ training is refused when no image is labeled, when fewer than two labels reach t
 The split is by **run**: chunks of one run look alike, so an image-level split puts near-copies on both
 sides and validation says 1.000 while the next run fails.  No run is ever on both sides:
 - `MIN_RUNS_FOR_HOLDOUT` runs or more: scikit-learn's `StratifiedGroupKFold` (groups = run, stratified by
-  label as far as runs allow) and one of its folds is the validation set (``split = "runs"``);
-- 2 to `MIN_RUNS_FOR_HOLDOUT` - 1 runs: cross-validation, one fold per run (items ``fold-1`` … ``fold-N``):
-  each fold's model predicts its held-out run, the registered model is fit on every image;
+  label as far as runs allow) and one of its folds is the validation set (``split = "runs"``); at the
+  default fraction 0.2 it then holds at least 3 runs;
+- 2 to `MIN_RUNS_FOR_HOLDOUT` - 1 runs: cross-validation over runs in at most `MAX_FOLDS` folds (items
+  ``fold-1`` … ``fold-K``; one run per fold up to `MAX_FOLDS` runs): each fold's model predicts its
+  held-out runs, the registered model is fit on every image.  A single held-out fold of so few runs
+  would hold one or two runs, and its thresholds would rest on them alone;
 - one run: every image trains and no run-held-out validation exists; the plan says so loudly.
 Images without a run number (hand-collected, run 0) count as one run.
 """
@@ -41,7 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SAMPLINGS = ("balanced", "all")
-MIN_RUNS_FOR_HOLDOUT = 5  # fewer labeled runs: cross-validation over runs instead of one held-out fold
+MIN_RUNS_FOR_HOLDOUT = 15  # fewer labeled runs: cross-validation over runs instead of one held-out fold
+MAX_FOLDS = 5  # cross-validation costs one fit per fold, plus the registered model's
 SPLIT_RUNS = "runs"
 SPLIT_CROSS_VALIDATION = "cross-validation over runs"
 SPLIT_SINGLE_RUN = "single run"
@@ -108,17 +112,25 @@ def split_by_run(labels: Sequence[str], runs: Sequence[int], label_names: Sequen
         return (["train"] * len(labels), SPLIT_SINGLE_RUN,
                 [f"all labeled images come from one run ({distinct[0]}): no run-held-out validation exists, "
                  "so nothing measures how the model does on another run; label images of more runs"])
-    if len(distinct) < MIN_RUNS_FOR_HOLDOUT:
-        fold_of = {run: k + 1 for k, run in enumerate(distinct)}  # one fold per run: leave one run out
-        notes = []
-        for run in distinct:
-            kept = {lab for lab, r in zip(labels, runs_array, strict=True) if r != run}
-            missing = [n for n in label_names if n not in kept]
-            if missing:
-                notes.append(f"the fold holding out run {run} trains without any {', '.join(missing)} image")
-        return [f"{FOLD_PREFIX}{fold_of[int(r)]}" for r in runs_array], SPLIT_CROSS_VALIDATION, notes
-    n_splits = min(len(distinct), max(2, round(1 / validation_fraction)))
     y = np.array([list(label_names).index(lab) for lab in labels])
+    if len(distinct) < MIN_RUNS_FOR_HOLDOUT:
+        if len(distinct) <= MAX_FOLDS:  # leave one run out
+            fold_of = {run: k + 1 for k, run in enumerate(distinct)}
+        else:
+            folds = StratifiedGroupKFold(n_splits=MAX_FOLDS, shuffle=True, random_state=seed)
+            with warnings.catch_warnings():  # "least populated class has fewer members than n_splits"
+                warnings.simplefilter("ignore", UserWarning)
+                fold_of = {int(r): k + 1 for k, (_, held) in enumerate(folds.split(np.zeros(len(y)), y, runs_array))
+                           for r in set(runs_array[held].tolist())}
+        fold = np.array([fold_of[int(r)] for r in runs_array])
+        notes = []
+        for k in sorted(set(fold.tolist())):
+            missing = [n for i, n in enumerate(label_names) if not np.any((fold != k) & (y == i))]
+            if missing:
+                held_runs = ", ".join(str(r) for r in sorted(set(runs_array[fold == k].tolist())))
+                notes.append(f"the fold holding out run(s) {held_runs} trains without any {', '.join(missing)} image")
+        return [f"{FOLD_PREFIX}{k}" for k in fold], SPLIT_CROSS_VALIDATION, notes
+    n_splits = min(len(distinct), max(2, round(1 / validation_fraction)))
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     best, best_key = None, None
     with warnings.catch_warnings():  # "least populated class has fewer members than n_splits": handled below
@@ -314,7 +326,7 @@ def training_set_items(session: Session, training_set_id: int) -> list[tuple[int
 
 
 __all__ = [
-    "FOLD_PREFIX", "MIN_RUNS_FOR_HOLDOUT", "SAMPLINGS", "SPLIT_CROSS_VALIDATION", "SPLIT_RUNS", "SPLIT_SINGLE_RUN",
+    "FOLD_PREFIX", "MAX_FOLDS", "MIN_RUNS_FOR_HOLDOUT", "SAMPLINGS", "SPLIT_CROSS_VALIDATION", "SPLIT_RUNS", "SPLIT_SINGLE_RUN",
     "TrainingSetOptions", "TrainingSetPlan", "TrainingSetResult", "create_training_set",
     "labeled_images", "latest_training_set", "plan_training_set", "split_by_run", "training_set_items",
 ]
