@@ -4,19 +4,23 @@ Queue mode shows unlabeled queued images (unconfirmed and Bad first); Editor mod
 already labeled, filtered by label and labeling time, with keyset pagination so it stays fast over
 hundreds of thousands of images.  `/labeler?plot_type=T&run=N&reason=novel|unconfirmed` (a retraining
 suggestion's link) shows the queue of exactly the images that suggestion names, with a header saying so.  Apply goes through `HydraStore.apply_labels`, which checks the `label`
-permission for the plot type server-side.
+permission for the plot type server-side.  Labeling works with the keyboard alone (the keys are listed on the
+page, `components.KEY_HELP`); Undo puts back what this session's last Apply replaced (audited like any
+label change); the toolbar with the palette, Apply and Undo stays on screen while the page scrolls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, time
 
 import panel as pn
 import param
 
+from hydra_assets.labeling import LabelChange
 from hydra_assets.rules import NOVEL, NOVEL_TEXT, UNCONFIRMED
 from panel_app.components import LabelerGrid
-from panel_app.images import image_url
+from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import empty_state, esc, fmt_time, html_pane, request_args
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import Tile
@@ -48,6 +52,10 @@ class LabelerPage(pn.viewable.Viewer):
         self.feedback = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
         self.info = html_pane("")
         self.empty = html_pane("", visible=False)
+        self._last_apply: tuple[int, list[LabelChange]] | None = None  # (plot type, changes) Undo puts back
+        self.today = store.labels_since(datetime.combine(datetime.now(UTC).date(), time()))
+        self.grid.param.watch(lambda _e: self.apply(), "apply_requests")
+        self.grid.param.watch(lambda _e: self.undo(), "undo_requests")
         self._refresh_counts()
         problem = self._read_suggestion(request_args() if args is None else args)
         if self.suggestion is not None:
@@ -125,8 +133,9 @@ class LabelerPage(pn.viewable.Viewer):
             if self.mode == EDITOR:
                 human = names.get(t.label_id)
                 detail = f"now: {human.name if human else '—'} · {fmt_time(t.labeled_at)[:16]} · {detail}"
-            images.append({"id": t.image_id, "src": image_url(t.image_id), "caption": f"run {t.run} · chunk {t.chunk}",
-                           "detail": detail})
+            images.append({"id": t.image_id, "src": image_url(t.image_id), "large": image_url(t.image_id, "full"),
+                           "gradcam": gradcam_url(t.image_id, "full") if t.gradcam else None,
+                           "caption": f"run {t.run} · chunk {t.chunk}", "detail": detail})
         self.grid.painted = {}
         self.grid.images = images
         self._render_info()
@@ -184,24 +193,52 @@ class LabelerPage(pn.viewable.Viewer):
         if not painted:
             self._say("Nothing painted yet: click images (shift-click for a range) with a label chosen.", "warning")
             return None
+        changes: list[LabelChange] = []
         try:
-            changed = self.store.apply_labels(self.plot_type, painted, shown=[t.image_id for t in self.tiles])
+            changed = self.store.apply_labels(self.plot_type, painted, shown=[t.image_id for t in self.tiles],
+                                              changes=changes)
         except PermissionDenied as refusal:
             self._say(f"Refused, nothing stored: {refusal}", "danger")
             return None
         except CatalogError as error:
             self._say(f"Nothing stored: {error}", "danger")
             return None
+        self._last_apply = (self.plot_type, changes) if changes else None
+        self.today += changed
         self._refresh_counts()
         self.load(reset=self.mode == QUEUE)
-        self._say(f"Stored {changed} label(s) ({len(painted)} painted).", "success")
+        self._say(f"Stored {changed} label(s) ({len(painted)} painted). You labeled {self.today} today.", "success")
         return changed
 
+    def undo(self, _event=None) -> int | None:
+        """Put back what this session's last Apply replaced (labels and queue places); once per Apply."""
+        if self._last_apply is None:
+            self._say("Nothing to undo: Undo puts back the last Apply of this page, once.", "warning")
+            return None
+        plot_type, changes = self._last_apply
+        try:
+            undone, skipped = self.store.undo_labels(plot_type, changes)
+        except (PermissionDenied, CatalogError) as error:
+            self._say(f"Nothing undone: {error}", "danger")
+            return None
+        self._last_apply = None
+        self.today = max(0, self.today - undone)
+        self._refresh_counts()
+        if plot_type != self.plot_type:
+            self.plot_type = plot_type
+        self.load(reset=True)
+        kept = f"; {skipped} kept: labeled again by someone since" if skipped else ""
+        self._say(f"Undone: {undone} label(s) put back{kept}.", "success")
+        return undone
+
     def _say(self, text: str, kind: str) -> None:
+        """Say it in the toolbar, which stays on screen (`feedback` keeps it for the page's logic tests)."""
         self.feedback.object, self.feedback.alert_type, self.feedback.visible = esc(text), kind, True
+        self.grid.note_kind, self.grid.note = kind, text
 
     def _render_info(self) -> None:
         self.feedback.visible = False
+        self.grid.note = ""
         info = self.store.plot_type(self.plot_type)
         if info is None:
             self.empty.object = empty_state("No plot types yet", "Add one with <code>hydra plot-type add</code> or "
@@ -227,7 +264,8 @@ class LabelerPage(pn.viewable.Viewer):
                  "plot type (Apply will be refused)</b>"
         )
         self.info.object = (f"<span class=muted>{'queue' if self.mode == QUEUE else 'editor'} page {page} · "
-                            f"{len(self.tiles)} images on this page · {queued} in the queue{rights}</span>")
+                            f"{len(self.tiles)} images on this page · {queued} in the queue · "
+                            f"you labeled <b class=today>{self.today}</b> today (UTC){rights}</span>")
 
     def suggestion_header(self) -> str:
         """What this queue is, when it is a retraining suggestion's; "" for the plot type's whole queue."""
@@ -265,12 +303,11 @@ class LabelerPage(pn.viewable.Viewer):
         actions = pn.Row(
             button("Label all on page", self.label_all),
             button("Clear paint", self.clear),
-            button("Apply", self.apply, "primary"),
             button("◀ Previous page", self.previous_page),
             button("Next page ▶", self.next_page),
             self.info,
             sizing_mode="stretch_width",
         )
         self.info.margin = (32, 10, 10, 10)
-        return pn.Column(self.queue_header, controls, actions, self.feedback, self.empty, self.grid,
+        return pn.Column(self.queue_header, controls, actions, self.empty, self.grid,
                          sizing_mode="stretch_width")

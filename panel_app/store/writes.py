@@ -7,6 +7,7 @@ permission check and the audit record happen whatever the browser sends.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.models import Alarm, Image, LabelHistory, User, utcnow
-from hydra_assets.labeling import apply_labels
+from hydra_assets.labeling import LabelChange, apply_labels, labels_since, undo_labels
 from panel_app.queries.report import CONFIRMED_SOURCE
 from panel_app.store.cache import SHARED
 from panel_app.store.reads import PageReads
@@ -39,12 +40,13 @@ class PageWrites(PageReads):
         return session.scalar(select(User.id).where(User.name == self.user)) if self.user else None
 
     def apply_labels(
-        self, plot_type_id: int, painted: Mapping[Any, Any], *, shown: Sequence[int], source: str = "labeler"
+        self, plot_type_id: int, painted: Mapping[Any, Any], *, shown: Sequence[int], source: str = "labeler",
+        changes: list[LabelChange] | None = None,
     ) -> int:
         """Store painted labels (image id -> label id, None erases) in one transaction; returns how many changed.
 
         Only images the page showed for this plot type and labels of this plot type are accepted, and only
-        from a user with `label` permission on the plot type.
+        from a user with `label` permission on the plot type.  `changes` collects what an undo needs.
         """
         clean = {int(k): (None if v is None else int(v)) for k, v in painted.items()}
         stray = sorted(set(clean) - set(shown))
@@ -62,11 +64,45 @@ class PageWrites(PageReads):
             ).all()
             if foreign:
                 raise CatalogError(f"images {list(foreign)[:5]} belong to another plot type")
-            return apply_labels(session, clean, user_id=self._user_id(session), source=source)
+            done.clear()  # a retried transaction starts again
+            return apply_labels(session, clean, user_id=self._user_id(session), source=source, changes=done)
 
         name = info.name if info else plot_type_id
-        return self._guarded("label", plot_type_id, "apply labels", work,
-                             detail=f"{len(clean)} image(s) of plot type {name}")
+        done: list[LabelChange] = []
+        count = self._guarded("label", plot_type_id, "apply labels", work,
+                              detail=f"{len(clean)} image(s) of plot type {name}")
+        if changes is not None:
+            changes.extend(done)
+        return count
+
+    def undo_labels(self, plot_type_id: int, changes: Sequence[LabelChange]) -> tuple[int, int]:
+        """Undo an Apply of this session (Labeler's Undo): checked like a label change and audited.
+
+        Returns (undone, left alone because someone labeled them since).
+        """
+        info = self.plot_type(plot_type_id)
+        name = info.name if info else plot_type_id
+
+        def work(session: Session) -> tuple[int, int]:
+            foreign = session.scalars(select(Image.id).where(Image.id.in_([c.image_id for c in changes]),
+                                                             Image.plot_type_id != plot_type_id)).all()
+            if foreign:
+                raise CatalogError(f"images {list(foreign)[:5]} belong to another plot type")
+            return undo_labels(session, changes, user_id=self._user_id(session))
+
+        return self._guarded("label", plot_type_id, "undo labels", work,
+                             detail=f"{len(changes)} image(s) of plot type {name}")
+
+    def labels_since(self, since: datetime) -> int:
+        """How many labels the logged-in user stored since `since` (0 without a Hydra user)."""
+        if not self.user:
+            return 0
+
+        def count(session: Session) -> int:
+            user_id = self._user_id(session)
+            return 0 if user_id is None else labels_since(session, user_id, since)
+
+        return self._read(count)
 
     def fix_label(self, image_id: int, label_id: int | None, *, source: str = "training_report") -> int:
         """Set one image's human label (Training report's one-click fix)."""
