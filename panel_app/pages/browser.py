@@ -5,13 +5,30 @@ from __future__ import annotations
 import panel as pn
 import param
 
+from hydra_assets.db.models import utcnow
 from panel_app.images import gradcam_url, image_url
-from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.pages.common import (
+    Field,
+    chip,
+    empty_state,
+    esc,
+    fmt_time,
+    fmt_weight,
+    html_pane,
+    remember,
+    remembered,
+    restore,
+)
 from panel_app.store import HydraStore
 from panel_app.views_data import SORT_NAMES, UNLABELED, BrowseFilter, Tile
+from panel_app.when import FORMS, parse_number, parse_when
 
 ANY = ""
 COUNT_CAP = 10_000  # "of more than 10,000": a broad filter never counts a million rows
+RUN_MAX = 2**31 - 1  # the database's run column
+SETTINGS = ["run_min", "run_max", "plot_types", "group", "super_group", "label_source", "label_name", "sort",
+            "page_size", "since_text", "until_text"]  # remembered per browser; times as typed ("-24h" stays relative)
+DATE_HINT = "2026-11-28, -24h, yesterday"
 
 BROWSER_CSS = """
 .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
@@ -35,6 +52,8 @@ class BrowserPage(pn.viewable.Viewer):
     sort = param.Selector(default="newest first", objects=list(SORT_NAMES), label="Sort")
     page_size = param.Selector(default=60, objects=[30, 60, 120], label="Per page")
     page = param.Integer(default=0, bounds=(0, None))
+    since_text = param.String(default="", doc="The 'Received from' field as typed")
+    until_text = param.String(default="", doc="The 'Received until' field as typed")
 
     def __init__(self, store: HydraStore, **params) -> None:
         self.store = store
@@ -46,6 +65,14 @@ class BrowserPage(pn.viewable.Viewer):
         self.param.super_group.objects = {"any": ANY, **{g: g for g in store.super_group_names()}}
         names = sorted({lab.name for pt in catalogue.values() for lab in pt.labels}, key=str.lower)
         self.param.label_name.objects = {"any": ANY, UNLABELED: UNLABELED, **{n: n for n in names}}
+        saved = remembered("hydra_browser")
+        restore(self, saved, [n for n in SETTINGS if n not in params])
+        with param.parameterized.discard_events(self):
+            for name in ("since", "until"):
+                try:
+                    setattr(self, name, parse_when(getattr(self, f"{name}_text"), utcnow()))
+                except ValueError:
+                    setattr(self, f"{name}_text", "")
         self.tiles: list[Tile] = []
         self.total: int | None = 0  # None: not counted (model-label filters)
         self.has_more = False
@@ -124,6 +151,33 @@ class BrowserPage(pn.viewable.Viewer):
         if self.page:
             self.page -= 1
 
+    def _run_field(self, name: str, label: str) -> Field:
+        """A run number: taken, or refused with the reason under the field; empty = no bound."""
+        def in_force() -> str:
+            value = getattr(self, name)
+            return "no bound" if value is None else f"run {value}"
+
+        value = getattr(self, name)
+        return Field(label, "" if value is None else str(value),
+                     lambda text: parse_number(text, low=0, high=RUN_MAX, integer=True),
+                     lambda number: setattr(self, name, number), width=120, placeholder="any", in_force=in_force)
+
+    def _time_field(self, name: str, label: str) -> Field:
+        """A time as people type it (see panel_app.when); emptying the field drops the bound at once."""
+        def apply(value: object) -> None:
+            setattr(self, f"{name}_text", field.input.value.strip())  # remembered as typed
+            setattr(self, name, value)
+
+        def in_force() -> str:
+            value = getattr(self, name)
+            return "no bound" if value is None else f"{fmt_time(value)} UTC"
+
+        field = Field(label, getattr(self, f"{name}_text"), lambda text: parse_when(text, utcnow()), apply,
+                      width=190, placeholder=DATE_HINT, explain=lambda value: f"= {fmt_time(value)} UTC",
+                      in_force=in_force)
+        field.input.description = f"Type {FORMS}. Empty: no bound."
+        return field
+
     def __panel__(self) -> pn.viewable.Viewable:
         prev_button = pn.widgets.Button(label="◀ Previous", margin=(5, 6))
         next_button = pn.widgets.Button(label="Next ▶", margin=(5, 6))
@@ -131,8 +185,8 @@ class BrowserPage(pn.viewable.Viewer):
         next_button.on_click(self.next_page)
         filters = pn.Column(
             pn.Row(
-                pn.widgets.IntInput.from_param(self.param.run_min, width=120),
-                pn.widgets.IntInput.from_param(self.param.run_max, width=120),
+                self._run_field("run_min", "Run from"),
+                self._run_field("run_max", "Run to"),
                 pn.widgets.MultiChoice.from_param(self.param.plot_types, width=360),
                 pn.widgets.Select.from_param(self.param.group, width=150),
                 pn.widgets.Select.from_param(self.param.super_group, width=150),
@@ -140,11 +194,12 @@ class BrowserPage(pn.viewable.Viewer):
             pn.Row(
                 pn.widgets.RadioButtonGroup.from_param(self.param.label_source, margin=(24, 10, 10, 10)),
                 pn.widgets.Select.from_param(self.param.label_name, width=150),
-                pn.widgets.DatetimeInput.from_param(self.param.since, width=190),
-                pn.widgets.DatetimeInput.from_param(self.param.until, width=190),
+                self._time_field("since", "Received from (UTC)"),
+                self._time_field("until", "Received until (UTC)"),
                 pn.widgets.Select.from_param(self.param.sort, width=200),
                 pn.widgets.Select.from_param(self.param.page_size, width=90),
             ),
+            remember(self, "hydra_browser", SETTINGS),
         )
         return pn.Column(filters, pn.Row(prev_button, next_button, self.pager), self.results,
                          sizing_mode="stretch_width")

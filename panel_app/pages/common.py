@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import html
+import json
+import urllib.parse
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import panel as pn
+import param
+from panel.custom import JSComponent
 
 from hydra_assets.db.models import utcnow
 from hydra_assets.scores.suggestions import Suggestion
@@ -106,3 +111,164 @@ def request_args() -> dict[str, str]:
 
 def message(text: str, kind: str = "info") -> pn.pane.Alert:
     return pn.pane.Alert(esc(text), alert_type=kind, sizing_mode="stretch_width", margin=(5, 10))
+
+
+# ---- inputs that take their value or say why not, and settings remembered per browser -----------------
+
+FIELD_CSS = """
+.refused { color: #b42318; font-size: 0.8em; line-height: 1.25; }
+.understood { color: #5b6878; font-size: 0.8em; line-height: 1.25; }
+"""
+
+
+class Field(pn.viewable.Viewer):
+    """A text input whose text is parsed by `parse` (text -> value, raising ValueError with a reason).
+
+    A parsed value goes to `apply`; a refused one applies nothing and the reason shows right under the
+    field, with what is still in force.  `explain(value)` may say how the text was read (e.g. "-24h").
+    Emptying the field applies at once (no Enter needed), since an empty field means "no filter".
+    """
+
+    def __init__(self, label: str, text: str, parse: Callable[[str], Any], apply: Callable[[Any], None], *,
+                 width: int = 150, placeholder: str = "", explain: Callable[[Any], str] | None = None,
+                 in_force: Callable[[], str] | None = None) -> None:
+        super().__init__()
+        self.parse, self.apply, self.explain, self.in_force = parse, apply, explain, in_force
+        self.input = pn.widgets.TextInput(label=label, value=text, width=width, placeholder=placeholder,
+                                          margin=(5, 10, 0, 10))
+        self.note = pn.pane.HTML("", width=width, margin=(0, 10, 4, 10), stylesheets=[FIELD_CSS],
+                                 css_classes=["field-note"])
+        self.input.param.watch(self._typed, "value")
+        self.input.param.watch(self._emptied, "value_input")
+        if text and explain is not None:
+            try:
+                self.note.object = f'<span class="understood">{esc(explain(parse(text)))}</span>'
+            except ValueError:
+                pass
+
+    def _emptied(self, event: Any) -> None:
+        if not (event.new or "").strip() and (event.old or "").strip():
+            self.input.value = ""
+
+    def _typed(self, event: Any) -> None:
+        try:
+            value = self.parse(event.new or "")
+        except ValueError as refused:
+            kept = f" — still {self.in_force()}" if self.in_force else ""
+            self.note.object = f'<span class="refused">{esc(refused)}{esc(kept)}</span>'
+            return
+        said = self.explain(value) if self.explain is not None and value is not None else ""
+        self.note.object = f'<span class="understood">{esc(said)}</span>' if said else ""
+        self.apply(value)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.input, self.note, margin=0)
+
+
+class Remembered(JSComponent):
+    """Writes a page's settings to a cookie in this browser whenever they change; the page reads the cookie
+    when it is built (`remembered`), so a reload opens with the same filters and view."""
+
+    key = param.String(default="hydra_settings")
+    values = param.Dict(default={})
+
+    _esm = """
+export function render({ model }) {
+  const save = () => {
+    document.cookie = model.key + '=' + encodeURIComponent(JSON.stringify(model.values)) +
+      '; path=/; max-age=31536000; SameSite=Lax';
+  };
+  model.on('values', save);
+  const el = document.createElement('span');
+  el.style.display = 'none';
+  return el;
+}
+"""
+
+
+def needed(value: Any, what: str) -> Any:
+    """`value`, or a refusal saying what to type when the field was emptied and a value is needed."""
+    if value is None:
+        raise ValueError(f"empty: type {what}")
+    return value
+
+
+def remembered(key: str) -> dict[str, Any]:
+    """The settings this browser saved under `key` ({} outside a browser session or when unreadable)."""
+    try:
+        raw = (pn.state.cookies or {}).get(key)
+    except Exception:  # no session (tests, scripts)
+        return {}
+    if not raw:
+        return {}
+    try:
+        values = json.loads(urllib.parse.unquote(raw))
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def restore(viewer: param.Parameterized, values: dict[str, Any], names: list[str]) -> None:
+    """Set the remembered values of `names` that are still valid (a removed plot type is skipped), without
+    triggering the page's watchers: the caller draws once afterwards."""
+    with param.parameterized.discard_events(viewer):
+        for name in names:
+            if name in values:
+                try:
+                    setattr(viewer, name, values[name])
+                except (ValueError, TypeError):
+                    pass
+
+
+def remember(viewer: param.Parameterized, key: str, names: list[str], extra: Callable[[], dict] | None = None,
+             ) -> Remembered:
+    """A `Remembered` kept up to date with `names` of `viewer` (and `extra()`); put it in the page's layout."""
+
+    def snapshot() -> dict[str, Any]:
+        return {**{n: getattr(viewer, n) for n in names}, **(extra() if extra else {})}
+
+    memory = Remembered(key=key, values=snapshot(), height=0, width=0, margin=0)
+
+    def update(*_events: Any) -> None:
+        memory.values = snapshot()
+
+    viewer.param.watch(update, names)
+    memory.save_now = update  # type: ignore[attr-defined]  # for settings kept outside params (field texts)
+    return memory
+
+
+class Tick(JSComponent):
+    """A checkbox inside a real <label>: clicking its text toggles it too (Bokeh's Checkbox puts the text in a
+    plain <div> beside the box, so only the 14-px box itself reacted)."""
+
+    value = param.Boolean(default=False)
+    label = param.String(default="")
+
+    _stylesheets: ClassVar[list[str]] = [
+        "label { display: inline-flex; gap: 6px; align-items: center; cursor: pointer; user-select: none; "
+        "font: inherit; white-space: nowrap; } input { margin: 0; cursor: pointer; }"
+    ]
+
+    _esm = """
+export function render({ model }) {
+  const label = document.createElement('label');
+  const box = document.createElement('input');
+  box.type = 'checkbox';
+  box.checked = model.value;
+  const text = document.createElement('span');
+  text.textContent = model.label;
+  label.append(box, text);
+  box.addEventListener('change', () => { model.value = box.checked; });
+  model.on('value', () => { box.checked = model.value; });
+  model.on('label', () => { text.textContent = model.label; });
+  return label;
+}
+"""
+
+
+def tick(viewer: param.Parameterized, name: str, **kwargs: Any) -> Tick:
+    """A `Tick` bound both ways to the Boolean parameter `name` of `viewer`, labelled with its label."""
+    widget = Tick(value=getattr(viewer, name), label=viewer.param[name].label, **kwargs)
+    widget.param.watch(lambda event: setattr(viewer, name, event.new), "value")
+    viewer.param.watch(lambda event: setattr(widget, "value", event.new), name)
+    return widget

@@ -13,11 +13,27 @@ import param
 from hydra_assets.db.models import utcnow
 from hydra_assets.rules import BAD, NOVEL, NOVEL_TEXT
 from panel_app.images import gradcam_url, image_url
-from panel_app.pages.common import chip, empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
+from panel_app.pages.common import (
+    Field,
+    chip,
+    empty_state,
+    esc,
+    fmt_time,
+    fmt_weight,
+    html_pane,
+    needed,
+    remember,
+    remembered,
+    restore,
+    suggestions_html,
+    tick,
+)
 from panel_app.store import HydraStore
 from panel_app.views_data import LOG_KINDS, LogEntry, group_log, window
+from panel_app.when import parse_number
 
 SHOW_MAX = 400  # entries rendered on the page (the brief holds them all)
+SETTINGS = ["hours", "kind", "gradcam"]  # remembered per browser
 
 LOG_CSS = """
 h3.group { margin: 18px 0 6px; border-bottom: 2px solid #1f2d3d; padding-bottom: 3px; }
@@ -135,6 +151,7 @@ class LogPage(pn.viewable.Viewer):
     def __init__(self, store: HydraStore, **params) -> None:
         self.store = store
         super().__init__(**params)
+        restore(self, remembered("hydra_log"), [n for n in SETTINGS if n not in params])
         self.body = html_pane("", stylesheets=[LOG_CSS])
         self.suggestions_pane = html_pane("")
         self.grouped: dict[str, list[LogEntry]] = {}
@@ -211,14 +228,23 @@ class LogPage(pn.viewable.Viewer):
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self.poll, period=self.store.config.status_refresh_ms)
         stamp = utcnow().strftime("%Y%m%d")
+        low, high = self.param.hours.bounds
+        hours = Field("Window (hours)", f"{self.hours:g}",
+                      lambda text: needed(parse_number(text, low=low, high=high, unit="hours"), "a number of hours"),
+                      self._set_hours,
+                      width=140, in_force=lambda: f"{self.hours:g} hours")
         controls = pn.Row(
-            pn.widgets.FloatInput.from_param(self.param.hours, width=140),
+            hours,
             pn.widgets.RadioButtonGroup.from_param(self.param.kind, margin=(26, 10, 10, 10)),
-            pn.widgets.Checkbox.from_param(self.param.gradcam, margin=(32, 10, 10, 10)),
+            tick(self, "gradcam", margin=(32, 10, 10, 10)),
             pn.widgets.FileDownload(callback=self.markdown_brief, filename=f"hydra-brief-{stamp}.md",
                                     label="Daily brief (Markdown)", color="primary", margin=(24, 10, 10, 10)),
             pn.widgets.FileDownload(callback=self.html_brief, filename=f"hydra-brief-{stamp}.html",
                                     label="Daily brief (HTML)", margin=(24, 10, 10, 10)),
+            remember(self, "hydra_log", SETTINGS),
             sizing_mode="stretch_width",
         )
         return pn.Column(self.suggestions_pane, controls, self.body, sizing_mode="stretch_width")
+
+    def _set_hours(self, value: float) -> None:
+        self.hours = value

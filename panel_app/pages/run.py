@@ -11,11 +11,28 @@ from hydra_assets.db.models import utcnow
 from hydra_assets.rules import BAD, NOVEL_TEXT, UNCONFIRMED
 from panel_app.components import AlarmSound
 from panel_app.images import gradcam_url, image_url
-from panel_app.pages.common import ago, empty_state, esc, fmt_time, fmt_weight, html_pane
+from panel_app.pages.common import (
+    ago,
+    empty_state,
+    esc,
+    fmt_time,
+    fmt_weight,
+    html_pane,
+    remember,
+    remembered,
+    restore,
+    tick,
+)
 from panel_app.store import HydraStore
 from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card, fmt_score
 
 ALL = "All plot types"
+SETTINGS = ["group", "only_flagged", "gradcam", "opacity", "card_width", "muted"]  # remembered per browser
+
+
+def mute_label(muted: bool) -> str:
+    """The Mute button says the state it is in and what a click does."""
+    return "🔇 Muted (click to unmute)" if muted else "🔔 Sound on (click to mute)"
 
 GRID_CSS = """
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--card, 260px), 1fr)); gap: 10px; }
@@ -104,6 +121,7 @@ class RunPage(pn.viewable.Viewer):
         for g in store.group_names():
             self._group_values[g] = (g, "")
         self.param.group.objects = list(self._group_values)
+        restore(self, remembered("hydra_run"), [n for n in SETTINGS if n not in params])
         self.cards: list[Card] = []
         self.total = 0
         self.alarms: list[AlarmInfo] = []
@@ -118,6 +136,9 @@ class RunPage(pn.viewable.Viewer):
                                              description="Marks these alarms as seen, with your name, on every "
                                                          "Run page")
         self.acknowledge.on_click(self._acknowledge)
+        self.mute_button = pn.widgets.Toggle(label=mute_label(self.muted), value=self.muted, width=210,
+                                             margin=(24, 10, 10, 10))
+        self.mute_button.param.watch(lambda event: setattr(self, "muted", event.new), "value")
         self.refresh()
 
     # ---- logic (unit-tested without a browser) ----------------------------------------------------
@@ -218,7 +239,8 @@ class RunPage(pn.viewable.Viewer):
 
     @param.depends("muted", watch=True)
     def _on_mute(self) -> None:
-        self.sound.muted = self.muted
+        self.sound.muted = self.mute_button.value = self.muted
+        self.mute_button.label = mute_label(self.muted)
 
     # ---- view ---------------------------------------------------------------------------------------
 
@@ -227,13 +249,13 @@ class RunPage(pn.viewable.Viewer):
             pn.state.add_periodic_callback(self.refresh, period=self.store.config.run_refresh_ms)
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.group, width=220),
-            pn.widgets.Checkbox.from_param(self.param.only_flagged, margin=(28, 10, 10, 10)),
-            pn.widgets.Checkbox.from_param(self.param.gradcam, margin=(28, 10, 10, 10)),
+            tick(self, "only_flagged", margin=(30, 10, 10, 10)),
+            tick(self, "gradcam", margin=(30, 10, 10, 10)),
             pn.widgets.FloatSlider.from_param(self.param.opacity, width=160),
             pn.widgets.IntSlider.from_param(self.param.card_width, width=160),
-            pn.widgets.Toggle.from_param(self.param.muted, label="Mute alarm sound", width=170,
-                                         margin=(24, 10, 10, 10)),
+            self.mute_button,
             self.sound,
+            remember(self, "hydra_run", SETTINGS),
             sizing_mode="stretch_width",
         )
         return pn.Column(controls, self.status_pane, pn.Row(self.alarm_pane, self.acknowledge, sizing_mode="stretch_width"),

@@ -7,9 +7,12 @@ import panel as pn
 import param
 
 from panel_app.pages.charts import novelty_figure, trend_figure
-from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
+from panel_app.pages.common import Field, empty_state, esc, fmt_time, html_pane, needed, remember, remembered, restore
 from panel_app.store import HydraStore
 from panel_app.views_data import TrendPoint, window
+from panel_app.when import parse_number
+
+SETTINGS = ["plot_type", "hours"]  # remembered per browser
 
 
 class TrendsPage(pn.viewable.Viewer):
@@ -21,11 +24,13 @@ class TrendsPage(pn.viewable.Viewer):
         super().__init__(**params)
         options = store.plot_type_options()
         self.param.plot_type.objects = options
+        saved = remembered("hydra_trends")
+        restore(self, saved, [n for n in SETTINGS if n not in params])
         self.points: list[TrendPoint] = []
         self.thresholds: dict[str, float] = {}
         self.note = html_pane("")
         self.chart = pn.Column(sizing_mode="stretch_width")
-        if options:
+        if options and self.plot_type not in options.values():
             self.plot_type = next(iter(options.values()))  # the watcher draws
         else:
             self.refresh()
@@ -74,6 +79,10 @@ class TrendsPage(pn.viewable.Viewer):
         self.chart[:] = charts
 
     def __panel__(self) -> pn.viewable.Viewable:
-        controls = pn.Row(pn.widgets.Select.from_param(self.param.plot_type, width=280),
-                          pn.widgets.FloatInput.from_param(self.param.hours, width=140))
+        low, high = self.param.hours.bounds
+        hours = Field("Window (hours)", f"{self.hours:g}",
+                      lambda text: needed(parse_number(text, low=low, high=high, unit="hours"), "a number of hours"),
+                      lambda value: setattr(self, "hours", value), width=140, in_force=lambda: f"{self.hours:g} hours")
+        controls = pn.Row(pn.widgets.Select.from_param(self.param.plot_type, width=280), hours,
+                          remember(self, "hydra_trends", SETTINGS))
         return pn.Column(controls, self.note, self.chart, sizing_mode="stretch_width")
