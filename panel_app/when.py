@@ -65,8 +65,13 @@ def parse_number(text: str | None, *, low: float, high: float, integer: bool = F
         raise WhenError(f"{raw} is not a whole number")
     suffix = f" {unit}" if unit else ""
     if value < low or value > high:
-        raise WhenError(f"{raw}{suffix} is outside {low:g}–{high:g}{suffix}")
+        raise WhenError(f"{raw}{suffix} is outside {_plain(low)}–{_plain(high)}{suffix}")
     return int(value) if integer else value
+
+
+def _plain(number: float) -> str:
+    """0.25, 744, 2,147,483,647: never 2.14748e+09."""
+    return f"{number:,.0f}" if number == int(number) else f"{number:g}"
 
 
 __all__ = ["FORMS", "WhenError", "parse_number", "parse_when"]

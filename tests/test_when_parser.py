@@ -54,6 +54,8 @@ def test_numbers_are_taken_or_refused_with_a_reason():
     assert parse_number("48", low=0.25, high=744) == 48.0
     assert parse_number(" 0.5 ", low=0.25, high=744) == 0.5
     assert parse_number("100,000", low=0, high=10**9, integer=True) == 100000
+    with pytest.raises(WhenError, match="-5 is outside 0–2,147,483,647"):
+        parse_number("-5", low=0, high=2**31 - 1, integer=True)
     assert parse_number("", low=0, high=1) is None
     with pytest.raises(WhenError, match='"abc" is not a number'):
         parse_number("abc", low=0.25, high=744)

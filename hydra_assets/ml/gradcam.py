@@ -112,8 +112,8 @@ def gradcam(
     return gradcam_batch(model, image[None], class_index, layer_name=layer_name)[0]
 
 
-def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
-    """The image with the heatmap blended over it in the 'jet' colour map, as uint8 RGB."""
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """The image with the heatmap blended over it in the colour map `cmap`, as uint8 RGB."""
     from matplotlib import colormaps
 
     rgb = np.asarray(image, dtype=np.float32)
@@ -127,22 +127,61 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> n
         import tensorflow as tf
 
         heat = tf.image.resize(heat[..., None], rgb.shape[:2]).numpy()[..., 0]
-    coloured = colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    coloured = colormaps[cmap](np.clip(heat, 0, 1))[..., :3]
     # Stronger blend where the heatmap is hot, so cold regions leave the plot readable.
     weight = alpha * np.clip(heat, 0, 1)[..., None] ** 0.5
     blended = (1 - weight) * rgb + weight * coloured
     return (np.clip(blended, 0, 1) * 255).round().astype(np.uint8)
 
 
+# Chosen by looking at light (white histogram) and dark (black-background occupancy map) plots under the Run
+# page's default opacity (docs/pages.md): 'jet' at 0.45 under the page's 0.5 was a pastel smudge on white
+# and near-invisible dark red on black.  'turbo' (jet's hues, no dark band) at 0.6 shows the hot region on
+# both, and a two-tone outline at half the peak (white inside, black outside) marks its edge on any
+# background while the plot inside stays readable.
+OVERLAY_CMAP = "turbo"
+OVERLAY_ALPHA = 0.6
+OUTLINE_LEVEL = 0.5
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """`mask` dilated by `steps` pixels (a square neighbourhood), with numpy only."""
+    out = mask.copy()
+    for _ in range(steps):
+        padded = np.pad(out, 1)
+        out = (padded[1:-1, 1:-1] | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:])
+    return out
+
+
+def outlined(rgb: np.ndarray, heat: np.ndarray, *, level: float = OUTLINE_LEVEL) -> np.ndarray:
+    """`rgb` (uint8) with the edge of heat >= level drawn white inside and black outside (legible on light
+    and dark plots); unchanged when the heatmap is empty."""
+    hot = heat >= level
+    if not hot.any() or hot.all():
+        return rgb
+    width = max(1, round(min(hot.shape) / 120))
+    out = rgb.copy()
+    out[hot & _grow(~hot, width)] = 255
+    out[_grow(hot, width) & ~hot] = 0
+    return out
+
+
 def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path) -> Path:
-    """Write the heatmap over the image as a PNG at `path` (atomically: complete or absent)."""
+    """Write the heatmap over the image as a PNG at `path` (atomically: complete or absent): the 'turbo'
+    colour map, stronger where hotter, and an outline of the hot region (see OVERLAY_CMAP)."""
     from PIL import Image as PILImage
 
+    image = np.asarray(image)
+    heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
+    if heat.shape != image.shape[:2]:  # the last convolution's grid, stretched over the plot
+        stretched = PILImage.fromarray(heat).resize((image.shape[1], image.shape[0]), PILImage.BILINEAR)
+        heat = np.asarray(stretched, dtype=np.float32)
+    picture = outlined(overlay(image, heat, alpha=OVERLAY_ALPHA, cmap=OVERLAY_CMAP), heat)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
-        PILImage.fromarray(overlay(image, heatmap)).save(partial, format="PNG")
+        PILImage.fromarray(picture).save(partial, format="PNG")
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -162,4 +201,4 @@ def peak_in_box(heatmap: np.ndarray, box: tuple[float, float, float, float], *, 
     return x0 * sx <= x + 0.5 <= x1 * sx and y0 * sy <= y + 0.5 <= y1 * sy
 
 
-__all__ = ["gradcam", "gradcam_batch", "gradcam_layers", "overlay", "peak_in_box", "save_overlay"]
+__all__ = ["gradcam", "gradcam_batch", "gradcam_layers", "outlined", "overlay", "peak_in_box", "save_overlay"]

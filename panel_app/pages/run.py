@@ -108,7 +108,7 @@ class RunPage(pn.viewable.Viewer):
     group = param.Selector(default=ALL, objects=[ALL], doc="Plot group or detector system to show")
     only_flagged = param.Boolean(default=False, label="Bad & unconfirmed only")
     gradcam = param.Boolean(default=False, label="GradCAM overlay")
-    opacity = param.Number(default=0.5, bounds=(0.0, 1.0), step=0.05, label="GradCAM opacity")
+    opacity = param.Number(default=0.8, bounds=(0.0, 1.0), step=0.05, label="GradCAM opacity")  # see save_overlay
     card_width = param.Integer(default=260, bounds=(160, 640), step=20, label="Card size")
     muted = param.Boolean(default=False, label="Mute alarm sound")
 

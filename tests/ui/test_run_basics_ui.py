@@ -12,7 +12,7 @@ from panel_app.auth import write_credentials
 
 pytestmark = pytest.mark.ui
 WAIT = 30000
-DEFAULT_OPACITY = 0.5  # the Run page's default GradCAM opacity (RunPage.opacity)
+DEFAULT_OPACITY = 0.8  # the Run page's default GradCAM opacity (RunPage.opacity; chosen with save_overlay)
 
 
 @pytest.fixture(scope="module")
