@@ -32,7 +32,7 @@ SETTINGS = ["group", "only_flagged", "gradcam", "opacity", "card_width", "muted"
 
 def mute_label(muted: bool) -> str:
     """The Mute button says the state it is in and what a click does."""
-    return "🔇 Muted (click to unmute)" if muted else "🔔 Sound on (click to mute)"
+    return "Muted (click to unmute)" if muted else "Sound on (click to mute)"
 
 GRID_CSS = """
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--card, 260px), 1fr)); gap: 10px; }
