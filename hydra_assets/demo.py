@@ -4,6 +4,10 @@ Every step is cached in the Hydra home, so a second start skips what is done: pl
 that exist stay, labeled images are imported once, and the feeder resumes at the run and chunk where it
 stopped.  Training the demo models drives the Dagster training job, so it lives with the command line
 (`hydra_assets.cli.demo`); this module only says what the demo is made of.
+
+`hydra up` starts the services first and prepares the demo's history and models in the background
+(`hydra demo-setup`), so a newcomer sees the pages within a minute: each step is written to
+`HYDRA_HOME/demo/progress.json` (`record_progress`), which `hydra up` prints and the Status page shows.
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ def _write_one(folder: Path, plot_type: str, per_label: int, seed: int) -> str:
     return plot_type
 
 
-def seed_history(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo) -> None:
-    """Generate (on every core) and import a labeled history for every demo plot type that has none yet."""
+def seed_history(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo, progress: bool = False) -> None:
+    """Generate (on every core) and import a labeled history for every demo plot type that has none yet
+    (each step recorded for the pages when `progress`)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from hydra_assets.label_import import import_labeled_folder
@@ -95,12 +100,16 @@ def seed_history(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Ec
     folder = config.home / "demo" / "labeled"
     started = time.perf_counter()
     echo(f"  generating a labeled history: {per_label} images per label for {len(missing)} plot types…")
+    for name in missing if progress else []:
+        record_progress(config.home, name, GENERATING, f"{per_label} labeled images per label")
     with ProcessPoolExecutor(max_workers=max(1, min(len(missing), os.cpu_count() or 1))) as pool:
         futures = [pool.submit(_write_one, folder, name, per_label, config.seed) for name in missing]
         for future in as_completed(futures):
             name = future.result()
             result = import_labeled_folder(db, config, folder / name, name, user_name="labeler")
             echo(f"  {name}: {result.new_images} labeled images imported")
+            if progress:
+                record_progress(config.home, name, WAITING, f"{result.new_images} labeled images; training next")
     echo(f"  labeled history ready in {time.perf_counter() - started:.0f} s")
 
 
@@ -110,8 +119,8 @@ def plot_types_without_model(db: HydraDB) -> list[str]:
         return [p.name for p in s.scalars(select(PlotType).order_by(PlotType.id)) if p.id not in active]
 
 
-def seed_data(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo) -> None:
-    """Plot types, users and a labeled history: what the demo needs before its models are trained."""
+def seed_data(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo, history: bool = True) -> None:
+    """Plot types, users and (unless not `history`) a labeled history: what the demo needs before training."""
     created = seed_catalog(db)
     if created:
         echo(f"created demo plot types: {', '.join(created)}")
@@ -119,7 +128,39 @@ def seed_data(db: HydraDB, config: HydraSettings, *, per_label: int, echo: Echo)
     for name, password in passwords.items():
         echo(f"demo login (shown once, kept in {logins.credentials_path(config)}): "
              f"{name} / {password}  [{DEMO_USERS[name]}]")
-    seed_history(db, config, per_label=per_label, echo=echo)
+    if history:
+        seed_history(db, config, per_label=per_label, echo=echo)
+
+
+# ---- progress of the demo set-up, for `hydra up` and the Status page ------------------------------
+
+PROGRESS_FILE = Path("demo") / "progress.json"
+WAITING, GENERATING, TRAINING, ACTIVE, FAILED = "waiting", "generating history", "training", "active", "failed"
+STEPS = (WAITING, GENERATING, TRAINING, ACTIVE, FAILED)
+
+
+def read_progress(home: Path) -> dict[str, dict[str, str]]:
+    """Plot type → {"step", "detail", "at"} of the demo set-up; {} when there is none (or it is unreadable)."""
+    try:
+        return json.loads((home / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_progress(home: Path, plot_type: str, step: str, detail: str = "") -> None:
+    """Write one plot type's step (one of STEPS) atomically, so a reader never sees half a file."""
+    path = home / PROGRESS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    progress = read_progress(home)
+    progress[plot_type] = {"step": step, "detail": detail, "at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(progress, indent=1))
+    partial.replace(path)
+
+
+def progress_done(progress: dict[str, dict[str, str]]) -> bool:
+    """Whether every plot type of the set-up reached its end (active or failed)."""
+    return bool(progress) and all(p.get("step") in (ACTIVE, FAILED) for p in progress.values())
 
 
 # ---- the live feeder --------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class Service:
     ready_url: str | None = None  # polled until it answers; None = ready once started
     url: str | None = None  # shown to the user
     log_path: Path | None = None
+    one_shot: bool = False  # a job that ends (the demo set-up): exit 0 is done, not a failure
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -85,8 +86,17 @@ class Service:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def failed(self) -> bool:
+        """Stopped when it should not have: any exit of a service, a non-zero exit of a one-shot job."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        return not self.one_shot or self.process.returncode != 0
+
     def wait_ready(self, deadline: float) -> None:
         while time.monotonic() < deadline:
+            if self.one_shot and not self.failed:
+                return
             if not self.running:
                 raise ServiceError(f"{self.name} exited at start (code {self.process.returncode if self.process else '?'})"
                                    f"; see {self.log_path}")
@@ -144,18 +154,23 @@ class Supervisor:
     def start_all(self, *, ready_timeout: float = 180.0) -> None:
         self.check_ports()  # before starting anything: a taken port fails fast and cleanly
         try:
-            for service in self.services:
+            services = [s for s in self.services if not s.one_shot]
+            for service in services:
                 service.start(self.cwd)
                 self.started.append(service)
             deadline = time.monotonic() + ready_timeout
-            for service in self.services:
+            for service in services:
                 service.wait_ready(deadline)
+            for job in (s for s in self.services if s.one_shot):  # jobs start once the services answer
+                job.start(self.cwd)
+                self.started.append(job)
         except BaseException:
             self.stop_all()
             raise
 
     def first_failure(self) -> Service | None:
-        return next((s for s in self.started if not s.running), None)
+        """The first service that stopped; a one-shot job's end (done or failed) is its caller's to report."""
+        return next((s for s in self.started if s.failed and not s.one_shot), None)
 
     def stop_all(self) -> None:
         for service in reversed(self.started):

@@ -94,3 +94,45 @@ def test_services_listen_on_localhost_and_production_has_no_feeder(hydra_home):
     assert mlflow.command[mlflow.command.index("--host") + 1] == "127.0.0.1"
     pages = next(s for s in production if s.name == "Hydra pages")
     assert "--no-auth" not in pages.command and str(hydra_home.home / "credentials.json") in pages.command
+
+
+def test_a_one_shot_job_starts_after_the_services_answer_and_its_end_is_no_failure(tmp_path):
+    """The demo set-up of `hydra up` runs after the services are ready; finishing is done, not a crash."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = Service("web", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], port=port,
+                      ready_url=f"http://127.0.0.1:{port}/")
+    job = Service("set-up", [sys.executable, "-c", "import socket, sys; s = socket.socket(); "
+                                                    f"sys.exit(s.connect_ex(('127.0.0.1', {port})) and 3)"],
+                  one_shot=True)
+    broken = Service("broken set-up", [sys.executable, "-c", "import sys; sys.exit(2)"], one_shot=True)
+    supervisor = Supervisor([job, broken, service], cwd=tmp_path)
+    try:
+        supervisor.start_all()
+        deadline = time.monotonic() + 30
+        while (job.running or broken.running) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job.process is not None and job.process.returncode == 0  # the service was already running
+        assert not job.failed and broken.failed
+        assert supervisor.first_failure() is None  # a job's end is for `hydra up` to report, not a stop
+        service.process.kill()
+        service.process.wait()
+        assert supervisor.first_failure() is service
+    finally:
+        supervisor.stop_all()
+
+
+def test_demo_progress_is_written_whole_and_read_back(tmp_path):
+    from hydra_assets.demo import ACTIVE, TRAINING, WAITING, progress_done, read_progress, record_progress
+
+    assert read_progress(tmp_path) == {} and not progress_done({})
+    record_progress(tmp_path, "CDC_timing", WAITING)
+    record_progress(tmp_path, "FCAL_energy", TRAINING, "compact CNN")
+    record_progress(tmp_path, "CDC_timing", ACTIVE, "trained in 40 s")
+    progress = read_progress(tmp_path)
+    assert {k: v["step"] for k, v in progress.items()} == {"CDC_timing": ACTIVE, "FCAL_energy": TRAINING}
+    assert progress["FCAL_energy"]["detail"] == "compact CNN" and not progress_done(progress)
+    record_progress(tmp_path, "FCAL_energy", ACTIVE)
+    assert progress_done(read_progress(tmp_path))
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -30,6 +30,7 @@ COMMANDS = {
     "pages": "hydra_assets.cli.pages:pages",
     "up": "hydra_assets.cli.up:up",
     "demo-feed": "hydra_assets.cli.demo:demo_feed",
+    "demo-setup": "hydra_assets.cli.demo:demo_setup",
     "doctor": "hydra_assets.cli.doctor:doctor",
 }
 

@@ -1,4 +1,9 @@
-"""`hydra up`: the main job — initialise, seed the demo experiment, start and supervise every service."""
+"""`hydra up`: the main job — initialise, start and supervise every service, and prepare the demo experiment.
+
+The services come first: on a fresh home the demo's labeled history and its six models (minutes on two
+cores) are made afterwards by a supervised background job (`hydra demo-setup`), whose progress `hydra up`
+prints and the Status page shows; each plot type's Run cards fill in as its model is activated.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -37,8 +43,12 @@ def build_services(
     demo: bool,
     feed_interval: float,
     auth: bool,
+    demo_setup: Sequence[str] | None = None,
 ) -> list[Service]:
-    """The platform's processes, in start order; every one writes its log under HYDRA_HOME/logs."""
+    """The platform's processes, in start order; every one writes its log under HYDRA_HOME/logs.
+
+    `demo_setup` (the arguments of `hydra demo-setup`) adds the demo's background set-up, a one-shot job.
+    """
     logs = config.home / "logs"
     env = {"DAGSTER_HOME": str(config.dagster_home), "HYDRA_HOME": str(config.home),
            "HYDRA_DAGSTER_URL": f"http://{host}:{dagster_port}", "HYDRA_MLFLOW_URL": f"http://{host}:{mlflow_port}",
@@ -65,7 +75,56 @@ def build_services(
     if demo:
         services.append(Service("demo feeder", [_tool("hydra"), "demo-feed", "--interval", str(feed_interval)],
                                 env=env, log_path=logs / "demo-feeder.log"))
+    if demo and demo_setup is not None:
+        services.append(Service("demo set-up", [_tool("hydra"), "demo-setup", *demo_setup], env=env,
+                                log_path=logs / "demo-setup.log", one_shot=True))
     return services
+
+
+def demo_setup_args(config: HydraSettings, *, per_label: int, epochs: int | None) -> list[str] | None:
+    """Arguments of `hydra demo-setup` when a demo plot type still lacks its model, else None (cached).
+
+    Creates the plot types and users now (a second), so the pages have them from the start, and marks
+    every plot type the set-up will work on as waiting.
+    """
+    from hydra_assets.demo import WAITING, plot_types_without_model, read_progress, record_progress, seed_data
+
+    db = open_database(config)
+    try:
+        seed_data(db, config, per_label=per_label, echo=click.echo, history=False)
+        missing = plot_types_without_model(db)
+    finally:
+        db.dispose()
+    if not missing:
+        return None
+    known = read_progress(config.home)
+    for name in missing:
+        if known.get(name, {}).get("step") != WAITING:
+            record_progress(config.home, name, WAITING, "labeled history and model to come")
+    return ["--per-label", str(per_label), *(["--epochs", str(epochs)] if epochs else [])]
+
+
+class ProgressEcho:
+    """Prints each change of the demo set-up's progress file once (`plot type: step (detail)`)."""
+
+    def __init__(self, config: HydraSettings) -> None:
+        self.home = config.home
+        self.seen: dict[str, tuple[str, str]] = {}
+
+    def __call__(self) -> None:
+        from hydra_assets.demo import read_progress
+
+        for name, state in read_progress(self.home).items():
+            now = (state.get("step", ""), state.get("detail", ""))
+            if self.seen.get(name) != now:
+                self.seen[name] = now
+                _say(f"  demo {name}: {now[0]}" + (f" ({now[1]})" if now[1] else ""))
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """Print, unless the terminal's pipe is gone (`| tee` + Ctrl-C): cleanup must still run."""
+    with contextlib.suppress(BrokenPipeError, OSError):
+        click.echo(line, err=err)
 
 
 def ensure_admin_login(config: HydraSettings) -> None:
@@ -81,6 +140,20 @@ def ensure_admin_login(config: HydraSettings) -> None:
         name, password = made
         click.echo(f"first admin login (shown once, kept in {logins.credentials_path(config)}): "
                    f"{name} / {password}")
+
+
+def prepare_dagster_storage(config: HydraSettings) -> None:
+    """Create Dagster's storages here, once, before its webserver, daemon and the demo's training job start.
+
+    Two processes opening a fresh SQLite schedule storage together both stamp its schema version; every later
+    Dagster job then fails with "alembic_version has more than one head".
+    """
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(config.dagster_home)) as instance:
+        instance.get_runs(limit=1)  # run storage
+        instance.all_instigator_state()  # schedule storage: sensor state and ticks
+        instance.fetch_materializations(dg.AssetKey("hydra"), limit=1)  # event log storage
 
 
 def start_predictor(config: HydraSettings) -> None:
@@ -159,21 +232,22 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
         no_demo = True
         if config.db_url.startswith("sqlite"):
             raise click.ClickException("--production needs HYDRA_DB_URL pointing at MySQL (see README: production)")
-    services = build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
-                              mlflow_port=mlflow_port, demo=not no_demo, feed_interval=feed_interval,
-                              auth=not no_auth)
-    supervisor = Supervisor(services, cwd=REPO)
+    probe = Supervisor(build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
+                                      mlflow_port=mlflow_port, demo=False, feed_interval=feed_interval,
+                                      auth=not no_auth), cwd=REPO)
     try:
-        supervisor.check_ports()  # fail before minutes of set-up, not after
+        probe.check_ports()  # fail before any set-up, not after
     except ServiceError as error:
         raise click.ClickException(str(error)) from error
 
     click.echo(f"Hydra home: {config.home}")
     initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
-    if not no_demo:
-        from hydra_assets.cli.demo import seed_demo
-
-        seed_demo(config, per_label=per_label, echo=click.echo, epochs=epochs)
+    prepare_dagster_storage(config)
+    setup = None if no_demo else demo_setup_args(config, per_label=per_label, epochs=epochs)
+    services = build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
+                              mlflow_port=mlflow_port, demo=not no_demo, feed_interval=feed_interval,
+                              auth=not no_auth, demo_setup=setup)
+    supervisor = Supervisor(services, cwd=REPO)
     if not no_auth:
         ensure_admin_login(config)
 
@@ -184,6 +258,7 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _stop)  # the terminal closed: the children, in their own sessions, get no SIGHUP
     click.echo("starting services…")
     start_predictor(config)
     try:
@@ -200,21 +275,42 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
         click.echo(f"  logins         {logins.credentials_path(config)} ({count}; add one: hydra user add NAME)")
     click.echo(f"  incoming       {config.input_dir}")
     click.echo(f"  logs           {config.home / 'logs'}")
+    demo_job = next((s for s in services if s.one_shot), None)
+    if demo_job is not None:
+        pages = next(s for s in services if s.name == "Hydra pages")
+        click.echo(f"demo: generating the labeled history and training {len(read_demo_progress(config))} models "
+                   f"in the background; progress below and on {pages.url.rsplit('/', 1)[0]}/status "
+                   "(each plot type's Run cards fill in as its model is activated)")
     click.echo("Ctrl-C stops everything.")
+    echo_progress = ProgressEcho(config)
     try:
         while not stopping["now"]:
             failed = supervisor.first_failure()
             if failed is not None:
-                click.echo(f"error: {failed.name} stopped unexpectedly; see {failed.log_path}", err=True)
+                _say(f"error: {failed.name} stopped unexpectedly; see {failed.log_path}", err=True)
                 break
+            if demo_job is not None:
+                echo_progress()
+                if demo_job.failed:
+                    _say(f"error: the demo set-up failed; see {demo_job.log_path}", err=True)
+                    demo_job = None
+                elif not demo_job.running:
+                    _say("demo ready: every demo model is trained and active")
+                    demo_job = None
             time.sleep(1.0)
     finally:
-        click.echo("stopping services…")
+        _say("stopping services…")
         supervisor.stop_all()
         stop_predictor(config)
-        click.echo("stopped.")
+        _say("stopped.")
     if not stopping["now"]:
         sys.exit(1)
+
+
+def read_demo_progress(config: HydraSettings) -> dict[str, dict[str, str]]:
+    from hydra_assets.demo import read_progress
+
+    return read_progress(config.home)
 
 
 __all__ = ["build_services", "up"]

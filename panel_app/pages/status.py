@@ -10,12 +10,28 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
+from hydra_assets.demo import progress_done, read_progress
 from panel_app.pages.charts import hourly_bars, run_scatter, stage_histogram
 from panel_app.pages.common import ago, empty_state, esc, fmt_time, html_pane, suggestions_html
 from panel_app.store import HydraStore
 from panel_app.views_data import TIMED_STAGES, window
 
 HEARTBEAT_OK_S, HEARTBEAT_LATE_S = 120, 600
+
+
+def demo_progress_html(progress: dict[str, dict[str, str]]) -> str:
+    """A banner with each demo plot type's set-up step while `hydra up` prepares the demo; "" once all are done."""
+    if not progress or progress_done(progress):
+        return ""
+    colours = {"active": "#009E73", "failed": "#b42318", "training": "#E69F00", "generating history": "#56B4E9"}
+    rows = "".join(
+        f"<tr><td><b>{esc(name)}</b></td><td><span class=chip style='background:{colours.get(p.get('step', ''), '#8c96a3')}'>"
+        f"{esc(p.get('step', ''))}</span></td><td class=muted>{esc(p.get('detail', ''))}</td></tr>"
+        for name, p in progress.items())
+    done = sum(p.get("step") == "active" for p in progress.values())
+    return (f"<div class=suggest><b class=head>Demo set-up: {done} of {len(progress)} models active</b> The demo's "
+            "labeled history is generated and its models trained in the background; each plot type's Run cards "
+            f"are classified once its model is active.<table class=hy>{rows}</table></div>")
 
 
 def beat_state(beat_at: datetime, now: datetime) -> str:
@@ -55,6 +71,7 @@ class StatusPage(pn.viewable.Viewer):
         super().__init__(**params)
         self.beats_pane = html_pane("")
         self.suggestions_pane = html_pane("")
+        self.demo_pane = html_pane("")  # the demo set-up's progress while `hydra up` prepares it
         self.summary_pane = html_pane("")
         self.charts = pn.Column(sizing_mode="stretch_width")
         self.timings: list[tuple[str, float, int, datetime]] = []
@@ -73,6 +90,7 @@ class StatusPage(pn.viewable.Viewer):
         self.now = now
         self.beats_pane.object = self.beats_html(beats, now)
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(since=since))
+        self.demo_pane.object = demo_progress_html(read_progress(self.store.config.settings.home))
         self.summary_pane.object = self.summary_html()
         signature = (self.hours, len(self.timings), max((r[3] for r in self.timings), default=None), tuple(self.hourly))
         if signature == self._signature:
@@ -120,6 +138,6 @@ class StatusPage(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self.refresh, period=self.store.config.status_refresh_ms)
-        return pn.Column(self.suggestions_pane, pn.widgets.FloatInput.from_param(self.param.hours, width=140),
+        return pn.Column(self.demo_pane, self.suggestions_pane, pn.widgets.FloatInput.from_param(self.param.hours, width=140),
                          self.summary_pane,
                          self.beats_pane, self.charts, sizing_mode="stretch_width")

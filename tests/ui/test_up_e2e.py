@@ -1,9 +1,10 @@
 """The main job end to end: `hydra up` alone brings the platform up and the Run page shows classified cards.
 
-Runs the real command (demo seeding with a small history, training through Dagster, Dagster webserver and
-daemon with the file sensor, MLflow UI, pages, demo feeder), logs in with Chromium, waits for classified
-cards, stops it with Ctrl-C, checks that no process of that Hydra home survives, then starts again and
-checks that the data stayed and nothing was retrained.
+Runs the real command (Dagster webserver and daemon with the file sensor, MLflow UI, pages, demo feeder, then
+the demo set-up in the background: a small history, training through Dagster), logs in with Chromium while
+the models are still being trained (the Status page shows the set-up's progress), waits for classified
+cards and for every demo model, stops it with Ctrl-C, checks that no process of that Hydra home survives,
+then starts again and checks that the data stayed and nothing was retrained.
 """
 
 from __future__ import annotations
@@ -114,9 +115,11 @@ def test_hydra_up_shows_classified_cards_then_stops_cleanly_and_restarts_with_it
         page.fill("#password", passwords["shift"])
         page.click("button[type=submit]")
         page.wait_for_load_state()
+        page.goto(f"{base}/status")
+        page.get_by_text("Demo set-up:").first.wait_for(timeout=60_000)  # the models are still to come
         page.goto(f"{base}/run")
         # a classified card: one whose header carries a label (not the grey "pending" state)
-        page.locator(".card:not(.pending)").first.wait_for(timeout=180_000)
+        page.locator(".card:not(.pending)").first.wait_for(timeout=600_000)  # models train after the services start
         first_card_in = time.monotonic() - started
         assert page.get_by_text("Traceback").count() == 0
         cards = page.locator(".card:not(.pending)")
@@ -125,6 +128,7 @@ def test_hydra_up_shows_classified_cards_then_stops_cleanly_and_restarts_with_it
         assert any(label in text.upper() for label in ("GOOD", "BAD", "NODATA"))
         page.screenshot(path=str(tmp_path / "run.png"))
         context.close()
+        up.wait_for("demo ready", timeout=900)  # every demo model trained and active
     finally:
         code = up.stop()
     print(f"hydra up: all services up after {seeded_in:.0f} s, first classified card after {first_card_in:.0f} s")
