@@ -146,6 +146,7 @@ class AlarmInfo:
     message: str
     raised_at: datetime
     image_id: int
+    kind: str = "bad"  # bad | novel (Alarm.kind)
 
 
 # ---- Log page -------------------------------------------------------------------------------------

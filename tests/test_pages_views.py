@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pages_factory import (
@@ -98,10 +98,19 @@ def test_routes_navigation_and_index_all_come_from_the_page_registry(sqlite_db, 
 # ---- Run -------------------------------------------------------------------------------------------
 
 
+def acknowledge_all(db) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from hydra_assets.db.models import Alarm
+
+    db.write(lambda s: s.execute(update(Alarm).values(acknowledged_by="earlier shift", acknowledged_at=utcnow())))
+
+
 def test_run_page_announces_a_new_confirmed_bad(demo_db):
     db, settings, _demo = demo_db
+    acknowledge_all(db)  # the demo's own alarms would be shown when the page opens (next test)
     page = RunPage(store(db, settings))
-    assert page.alarms == [] and page.sound.beeps == 0  # old alarms do not sound when the page opens
+    assert page.alarms == [] and page.sound.beeps == 0
     image_id = add_bad_image(db, settings, "TOF_timing", 121265, 1)
     page.refresh()
     assert page.sound.beeps == 1 and page.alarm_pane.visible
@@ -115,10 +124,42 @@ def test_run_page_announces_a_new_confirmed_bad(demo_db):
     assert not page.alarm_pane.visible
 
 
+def test_a_run_page_opened_later_shows_unacknowledged_alarms_without_sounding(demo_db):
+    """Issue 18: a Run page opened after alarms were raised showed no banner for them."""
+    from hydra_assets.db.models import Alarm
+
+    db, settings, _demo = demo_db
+    with db.read() as s:
+        open_ids = s.scalars(select(Alarm.id).where(Alarm.acknowledged_at.is_(None))).all()
+    assert open_ids, "the demo data should hold unacknowledged alarms"
+    page = RunPage(store(db, settings))
+    assert page.alarms and page.alarm_pane.visible and page.acknowledge.visible
+    assert {a.id for a in page.alarms} <= set(open_ids) and len(page.alarms) == min(10, len(open_ids))
+    assert page.sound.beeps == 0  # shown, not sounded: they were announced when they were raised
+    assert page.alarm_pane.object.startswith('<div class="alarm">⚠ ALARM: confirmed Bad (')
+    shown = {a.id for a in page.alarms}
+    page._acknowledge()
+    later = RunPage(store(db, settings))  # acknowledged ones are gone; older unseen ones come up, if any
+    assert not shown & {a.id for a in later.alarms}
+    assert len(later.alarms) == min(10, len(open_ids) - len(shown))
+
+
+def test_a_novel_alarm_is_not_called_confirmed_bad():
+    from panel_app.pages.run import alarm_heading
+    from panel_app.views_data import AlarmInfo
+
+    def alarm(kind: str) -> AlarmInfo:
+        return AlarmInfo(1, "CDC_timing", 5, 1, "Good", "", datetime(2026, 12, 1), 1, kind)
+
+    assert alarm_heading([alarm("novel")]) == "unlike the training data (1)"
+    assert alarm_heading([alarm("bad"), alarm("novel")]) == "confirmed Bad (1), unlike the training data (1)"
+
+
 def test_an_alarm_acknowledged_on_one_run_page_goes_from_every_run_page(demo_db):
     from hydra_assets.db.models import Alarm, AuditLog
 
     db, settings, _demo = demo_db
+    acknowledge_all(db)  # the demo's own alarms
     shift, expert = RunPage(store(db, settings, "viewer")), RunPage(store(db, settings, "expert"))
     add_bad_image(db, settings, "TOF_timing", 121266, 1)
     shift.refresh()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import panel as pn
 import param
@@ -27,12 +27,21 @@ from panel_app.store import HydraStore
 from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card, fmt_score
 
 ALL = "All plot types"
+OPEN_ALARMS_WINDOW = timedelta(hours=24)  # unacknowledged alarms this recent are shown on a page opened later
 SETTINGS = ["group", "only_flagged", "gradcam", "opacity", "card_width", "muted"]  # remembered per browser
 
 
 def mute_label(muted: bool) -> str:
     """The Mute button says the state it is in and what a click does."""
     return "Muted (click to unmute)" if muted else "Sound on (click to mute)"
+
+def alarm_heading(alarms: list[AlarmInfo]) -> str:
+    """"confirmed Bad (2), unlike the training data (1)": what the banner holds, by kind."""
+    bad = sum(1 for a in alarms if a.kind != "novel")
+    novel = len(alarms) - bad
+    parts = [f"confirmed Bad ({bad})" if bad else "", f"{NOVEL_TEXT} ({novel})" if novel else ""]
+    return ", ".join(p for p in parts if p)
+
 
 GRID_CSS = """
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--card, 260px), 1fr)); gap: 10px; }
@@ -124,10 +133,11 @@ class RunPage(pn.viewable.Viewer):
         restore(self, remembered("hydra_run"), [n for n in SETTINGS if n not in params])
         self.cards: list[Card] = []
         self.total = 0
-        self.alarms: list[AlarmInfo] = []
         self.refreshed_at: datetime | None = None
         self._signature: object = None
-        self._last_alarm = store.last_alarm_id()  # only alarms raised after the page opened sound
+        self._last_alarm = store.last_alarm_id()  # only alarms raised after the page opened sound ...
+        # ... but those raised before and not acknowledged are shown (issue 18: a page opened later showed none)
+        self.alarms: list[AlarmInfo] = list(reversed(store.open_alarms(utcnow() - OPEN_ALARMS_WINDOW)))
         self.sound = AlarmSound(muted=self.muted, height=0, width=0, margin=0)
         self.grid_pane = html_pane("", stylesheets=[GRID_CSS])
         self.status_pane = html_pane("", stylesheets=[STATUS_CSS])
@@ -219,12 +229,13 @@ class RunPage(pn.viewable.Viewer):
             # Messages of ingest/keeper.alarm_message start with plot type, run and chunk and name the label:
             # shown as they are, each fact once (issue 18); older, shorter ones get the heading.
             where = f"{a.plot_type} run {a.run} chunk {a.chunk}: "
+            what = NOVEL_TEXT if a.kind == "novel" else (a.label or "Bad")
             text = a.message if (a.message or "").startswith(where) else (
-                f"{where}{a.label or 'Bad'}{' — ' + a.message if a.message else ''}")
+                f"{where}{what}{' — ' + a.message if a.message else ''}")
             return f"<li>{esc(text)} ({fmt_time(a.raised_at)[11:]} UTC)</li>"
 
         items = "".join(line(a) for a in self.alarms)
-        return f'<div class="alarm">⚠ ALARM: confirmed Bad ({len(self.alarms)})<ul>{items}</ul></div>'
+        return f'<div class="alarm">⚠ ALARM: {alarm_heading(self.alarms)}<ul>{items}</ul></div>'
 
     def _acknowledge(self, _event=None) -> None:
         """The shift crew has seen these alarms: recorded with the user's name, gone from every Run page."""

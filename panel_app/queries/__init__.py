@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from panel_app.queries.browser import SORTS, browse, browse_count
 from panel_app.queries.catalogue import catalogue, groups, label_colour, plot_type_ids_in, user_role
-from panel_app.queries.grid import acknowledged_among, alarms_after, last_alarm_id, latest_run, news, run_grid
+from panel_app.queries.grid import (
+    acknowledged_among,
+    alarms_after,
+    last_alarm_id,
+    latest_run,
+    news,
+    open_alarms,
+    run_grid,
+)
 from panel_app.queries.log import log_entries
 from panel_app.queries.models import (
     active_model,
@@ -33,6 +41,7 @@ __all__ = [
     "SORTS", "acknowledged_among", "active_model", "alarms_after", "arrivals", "attach_inferences", "browse", "browse_count",
     "catalogue", "confusion", "disagreements", "editor_page", "groups", "heartbeats", "images_per_hour",
     "label_colour", "labeler_queue", "last_alarm_id", "latest_run", "log_entries", "model", "models_of", "news",
+    "open_alarms",
     "plot_type_ids_in", "queue_counts", "reports", "run_grid", "stage_timings", "threshold_changes",
     "thresholds_of", "tiles_of", "training_set_counts", "trend", "user_role", "validation_weights",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import Session
@@ -54,19 +55,30 @@ def run_grid(session: Session, plot_type_ids: Sequence[int] | None = None) -> li
     return sorted(cards, key=lambda c: c.rank)
 
 
-def alarms_after(session: Session, after_id: int, *, limit: int = 50) -> list[AlarmInfo]:
-    """Alarms raised since the alarm `after_id` (what the Run page has not announced yet), oldest first."""
+def _alarm_rows(session: Session, *conditions: Any, newest: bool = False, limit: int) -> list[AlarmInfo]:
     rows = session.execute(
         select(Alarm.id, PlotType.name, Image.run_number, Image.chunk, Label.name, Alarm.message, Alarm.raised_at,
-               Alarm.image_id)
+               Alarm.image_id, Alarm.kind)
         .join(PlotType, PlotType.id == Alarm.plot_type_id)
         .join(Image, Image.id == Alarm.image_id)
         .outerjoin(Label, Label.id == Alarm.label_id)
-        .where(Alarm.id > after_id, Alarm.acknowledged_at.is_(None))
-        .order_by(Alarm.id)
+        .where(Alarm.acknowledged_at.is_(None), *conditions)
+        .order_by(Alarm.id.desc() if newest else Alarm.id)
         .limit(limit)
     )
-    return [AlarmInfo(*r) for r in rows]
+    found = [AlarmInfo(*r) for r in rows]
+    return sorted(found, key=lambda a: a.id)
+
+
+def alarms_after(session: Session, after_id: int, *, limit: int = 50) -> list[AlarmInfo]:
+    """Alarms raised since the alarm `after_id` (what the Run page has not announced yet), oldest first."""
+    return _alarm_rows(session, Alarm.id > after_id, limit=limit)
+
+
+def open_alarms(session: Session, since: datetime, *, limit: int = 10) -> list[AlarmInfo]:
+    """The newest alarms raised since `since` that nobody has acknowledged yet, oldest first: what a Run page
+    opened later still has to show (issue 18: it showed none)."""
+    return _alarm_rows(session, Alarm.raised_at >= since, newest=True, limit=limit)
 
 
 def acknowledged_among(session: Session, alarm_ids: Sequence[int]) -> set[int]:

@@ -123,6 +123,9 @@ class PageReads:
     def alarms_after(self, alarm_id: int) -> list[AlarmInfo]:
         return self._read(q.alarms_after, alarm_id)
 
+    def open_alarms(self, since: datetime) -> list[AlarmInfo]:
+        return self._read(q.open_alarms, since)
+
     def acknowledged_among(self, alarm_ids: Sequence[int]) -> set[int]:
         return self._read(q.acknowledged_among, alarm_ids)
 

@@ -184,6 +184,18 @@ def test_run_page_card_says_the_image_is_unlike_the_training_data(browser, serve
     context.close()
 
 
+def test_a_run_page_opened_after_alarms_were_raised_shows_them(browser, served):
+    """Issue 18: a Run page opened after alarms were raised showed no banner for the unacknowledged ones."""
+    context, page = login(browser, served, "viewer")
+    page.goto(f"{served.url}/run")
+    page.get_by_text("showing").first.wait_for(timeout=30000)
+    banner = page.locator(".alarm").first
+    banner.wait_for(timeout=10000)
+    assert "ALARM: confirmed Bad (" in banner.inner_text()
+    assert page.get_by_role("button", name="Acknowledge alarm").is_visible()
+    context.close()
+
+
 def test_status_banner_leads_to_the_labeler_queue_of_exactly_those_images(browser, served):
     context, page = login(browser, served, "labeler")
     page.goto(f"{served.url}/status")
