@@ -1,6 +1,6 @@
 """Drift benchmark: train on the first (nominal) runs, classify later runs whose conditions changed.
 
-    .venv/bin/python bench/drift.py              # every demo plot type (~8 min on 2 cores, images reused after)
+    .venv/bin/python bench/drift.py              # every demo plot type (~20 min on 2 shared cores; images reused)
     .venv/bin/python bench/drift.py --quick      # one plot type, few images, 2 epochs: a smoke run (~1 min)
     .venv/bin/python bench/drift.py --plot-types CDC_timing,TOF_multiplicity --save bench/results/drift-$(date +%F).txt
 
