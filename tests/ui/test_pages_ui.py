@@ -176,6 +176,13 @@ def test_viewer_cannot_apply_labels(browser, populated):
 
 
 def test_run_page_shows_a_new_bad_within_three_seconds(browser, populated):
+    from sqlalchemy import update
+
+    from hydra_assets.db.models import Alarm, utcnow
+
+    # The test data's alarms were seen by an earlier shift; unacknowledged ones would show when the page opens.
+    populated.db.write(lambda s: s.execute(update(Alarm).where(Alarm.acknowledged_at.is_(None))
+                                           .values(acknowledged_by="earlier shift", acknowledged_at=utcnow())))
     context, page = login(browser, populated, "labeler")
     watch = Watch(page, populated.url)
     open_page(page, populated, "run", "showing")
