@@ -29,7 +29,8 @@ BAD_LABELS = (BAD, NO_DATA)
 CHUNK_MANIFEST = ".manifest.jsonl"  # hidden: the incoming folder's file sensor must not take it for an image
 LABELED_MANIFEST = "manifest.jsonl"
 LABELED_FIRST_RUN = 1000  # training images get run numbers far below the live demo's
-LABELED_CHUNKS_PER_RUN = 100
+LABELED_CHUNKS_PER_RUN = 10  # experts label a few images of many runs: the demo's 100 per label span 20-30 runs,
+# enough for a validation split by run (training_set.MIN_RUNS_FOR_HOLDOUT) and one fit instead of one per fold
 GENERATOR = "hydra simulate 1"
 
 
