@@ -469,7 +469,9 @@ def _classified_image(s, settings, name, pt_id, label_ids, bad_names, run, chunk
         image.queue_priority = 1
     if confirmed and is_bad:
         s.add(Alarm(inference_id=inference.id, image_id=image.id, plot_type_id=pt_id, label_id=label_ids[top],
-                    message=f"{top} at {weights[top]:.2f}", raised_at=inference.classified_at))
+                    message=f"{name} run {run} chunk {chunk}: {top}, weight {weights[top]:.2f} ≥ threshold "
+                            f"{thresholds[top]:.2f}",  # as ingest/keeper.alarm_message words it
+                    raised_at=inference.classified_at))
     return image, inference
 
 
