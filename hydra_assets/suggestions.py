@@ -63,7 +63,9 @@ def run_shares(session: Session, *, since: datetime | None = None, plot_type: st
         query = (select(Inference.run_number, func.count(Inference.id),
                         func.sum(case((_novel_clause(), 1), else_=0)),
                         func.sum(case((Inference.confirmed.is_(False), 1), else_=0)))
-                 .where(Inference.model_id == model.id, Inference.status == "classified")
+                 # plot type first: ix_inferences_trend (plot_type_id, classified_at) serves the window
+                 .where(Inference.plot_type_id == model.plot_type_id, Inference.model_id == model.id,
+                        Inference.status == "classified")
                  .group_by(Inference.run_number).order_by(Inference.run_number))
         if since is not None:
             query = query.where(Inference.classified_at >= since)
