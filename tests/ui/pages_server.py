@@ -89,3 +89,37 @@ def stop_pages(served: Served) -> None:
     except subprocess.TimeoutExpired:
         served.process.kill()
     served.db.dispose()
+
+
+def serve_populated(root: Path, **populate_options: object) -> Served:
+    """A fresh home with `pages_factory.populate`'s experiment and the test logins, served by `hydra pages`.
+
+    `served.extra["demo"]` holds what `populate` returned; stop it with `stop_pages`.
+    """
+    from pages_factory import PASSWORDS, populate
+
+    from panel_app.auth import write_credentials
+
+    settings = make_home(root)
+    db = HydraDB(settings.db_url)
+    demo = populate(db, settings, **populate_options)
+    db.dispose()
+    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
+    served = start_pages(settings, "--credentials", str(credentials))
+    served.extra["demo"] = demo
+    return served
+
+
+def sign_in(browser: object, served: Served, user: str, *, width: int = 1400, height: int = 1000
+            ) -> tuple[object, object]:
+    """A new browser context signed in as one of the test users: (context, page); close the context after."""
+    from pages_factory import PASSWORDS
+
+    context = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{served.url}/login")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return context, page

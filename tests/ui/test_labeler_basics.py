@@ -9,13 +9,10 @@ import re
 import time
 
 import pytest
-from pages_factory import PASSWORDS, populate
-from pages_server import make_home, start_pages, stop_pages
+from pages_server import serve_populated, sign_in, stop_pages
 from sqlalchemy import func, select
 
-from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import AuditLog, Image, LabelHistory, PlotType
-from panel_app.auth import write_credentials
 
 pytestmark = pytest.mark.ui
 PLOT_TYPE = "CDC_occupancy"  # populate gives it a deep queue
@@ -24,25 +21,13 @@ TARGET_PER_HOUR = 10_000  # Hydra's published labels per expert-hour
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = make_home(tmp_path_factory.mktemp("ui_labeler"))
-    db = HydraDB(settings.db_url)
-    demo = populate(db, settings, queue_extra=700)
-    db.dispose()
-    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
-    served = start_pages(settings, "--credentials", str(credentials))
-    served.extra["demo"] = demo
+    served = serve_populated(tmp_path_factory.mktemp("ui_labeler"), queue_extra=700)
     yield served
     stop_pages(served)
 
 
 def login(browser, served, user: str = "labeler", height: int = 900):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1400, "height": height})
-    page = context.new_page()
-    page.goto(f"{served.url}/login")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    context, page = sign_in(browser, served, user, height=height)
     page.goto(f"{served.url}/labeler")
     page.get_by_text("Label all on page").first.wait_for(timeout=30000)
     chooser = page.locator("select").first

@@ -4,10 +4,8 @@ appears without a reload. It failed on the code before (the page only changed wh
 from __future__ import annotations
 
 import pytest
-from pages_factory import PASSWORDS, add_bad_image, populate
-from pages_server import make_home, start_pages, stop_pages
-
-from panel_app.auth import write_credentials
+from pages_factory import add_bad_image
+from pages_server import serve_populated, sign_in, stop_pages
 
 pytestmark = pytest.mark.ui
 REFRESH_S = 10  # HYDRA_STATUS_REFRESH_MS default
@@ -15,27 +13,14 @@ REFRESH_S = 10  # HYDRA_STATUS_REFRESH_MS default
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = make_home(tmp_path_factory.mktemp("ui_log_refresh"))
-    from hydra_assets.db.engine import HydraDB
-
-    db = HydraDB(settings.db_url)
-    populate(db, settings)
-    db.dispose()
-    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
-    served = start_pages(settings, "--credentials", str(credentials))
+    served = serve_populated(tmp_path_factory.mktemp("ui_log_refresh"))
     yield served
     stop_pages(served)
 
 
 def test_log_page_shows_a_new_bad_without_a_reload(browser, served):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    context, page = sign_in(browser, served, "viewer")
     try:
-        page.goto(f"{served.url}/login")
-        page.fill("#username", "viewer")
-        page.fill("#password", PASSWORDS["viewer"])
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
         page.goto(f"{served.url}/log")
         page.get_by_text("confirmed Bad").first.wait_for(timeout=30000)
         assert page.get_by_text("run 121299 · chunk 7").count() == 0

@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from pages_factory import PASSWORDS, add_novel_image, add_novel_run, populate
-from pages_server import make_home, start_pages, stop_pages
+from pages_factory import add_novel_image, add_novel_run
+from pages_server import serve_populated, sign_in, stop_pages
 from sqlalchemy import func, select
 
 from hydra_assets.db.models import Threshold, ThresholdChange
-from panel_app.auth import write_credentials
 
 pytestmark = pytest.mark.ui
 PLOT_TYPE = "CDC_occupancy"  # the first plot type: the Library opens on it
@@ -27,18 +26,10 @@ PLOT_TYPE = "CDC_occupancy"  # the first plot type: the Library opens on it
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = make_home(tmp_path_factory.mktemp("ui_traps"))
-    from hydra_assets.db.engine import HydraDB
-
-    db = HydraDB(settings.db_url)
-    demo = populate(db, settings)
-    add_novel_image(db, settings, "TOF_timing", 121270, 3)
-    add_novel_run(db, settings, "FCAL_hits", 121281)
-    perfect_figures_recorded(db, "BCAL_energy")
-    db.dispose()
-    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
-    served = start_pages(settings, "--credentials", str(credentials))
-    served.extra["demo"] = demo
+    served = serve_populated(tmp_path_factory.mktemp("ui_traps"))
+    add_novel_image(served.db, served.settings, "TOF_timing", 121270, 3)
+    add_novel_run(served.db, served.settings, "FCAL_hits", 121281)
+    perfect_figures_recorded(served.db, "BCAL_energy")
     yield served
     stop_pages(served)
 
@@ -54,17 +45,6 @@ def perfect_figures_recorded(db, plot_type: str) -> None:  # type: ignore[no-unt
         model.metrics = {**model.metrics, "validation": {"per_label": dict.fromkeys(model.label_names, perfect)}}
 
     db.write(work, what="perfect figures")
-
-
-def login(browser, served, user: str):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(f"{served.url}/login")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    return context, page
 
 
 def open_thresholds(page, served):  # type: ignore[no-untyped-def]
@@ -99,7 +79,7 @@ def test_thresholds_save_never_writes_a_value_for_a_label_nobody_chose(browser, 
     demo = served.extra["demo"]
     active = demo.models[PLOT_TYPE][-1]
     before = thresholds_and_changes(served, active)
-    context, page = login(browser, served, "expert")
+    context, page = sign_in(browser, served, "expert")
     open_thresholds(page, served)
     select, save = label_select(page), page.get_by_role("button", name="Save threshold")
     shown_label = select.evaluate("s => s.selectedIndex >= 0 ? s.options[s.selectedIndex].text : ''")
@@ -127,7 +107,7 @@ def test_thresholds_save_never_writes_a_value_for_a_label_nobody_chose(browser, 
 def test_a_threshold_out_of_range_is_refused_with_a_reason_and_nothing_is_written(browser, served, typed):
     demo = served.extra["demo"]
     active = demo.models[PLOT_TYPE][-1]
-    context, page = login(browser, served, "expert")
+    context, page = sign_in(browser, served, "expert")
     open_thresholds(page, served)
     label_select(page).select_option(label="Bad")
     page.wait_for_timeout(800)
@@ -149,7 +129,7 @@ def test_a_threshold_out_of_range_is_refused_with_a_reason_and_nothing_is_writte
 def test_after_a_save_f1_at_threshold_shows_a_figure(browser, served):
     demo = served.extra["demo"]
     active = demo.models["FDC_efficiency"][-1]
-    context, page = login(browser, served, "expert")
+    context, page = sign_in(browser, served, "expert")
     open_thresholds(page, served)
     page.locator("select").first.select_option(label="FDC_efficiency")
     page.wait_for_timeout(1500)
@@ -172,7 +152,7 @@ def test_after_a_save_f1_at_threshold_shows_a_figure(browser, served):
 
 
 def test_run_page_card_says_the_image_is_unlike_the_training_data(browser, served):
-    context, page = login(browser, served, "viewer")
+    context, page = sign_in(browser, served, "viewer")
     page.goto(f"{served.url}/run")
     page.get_by_text("showing").first.wait_for(timeout=30000)
     card = page.locator('.card[data-plot-type="TOF_timing"]')
@@ -186,7 +166,7 @@ def test_run_page_card_says_the_image_is_unlike_the_training_data(browser, serve
 
 def test_a_run_page_opened_after_alarms_were_raised_shows_them(browser, served):
     """Issue 18: a Run page opened after alarms were raised showed no banner for the unacknowledged ones."""
-    context, page = login(browser, served, "viewer")
+    context, page = sign_in(browser, served, "viewer")
     page.goto(f"{served.url}/run")
     page.get_by_text("showing").first.wait_for(timeout=30000)
     banner = page.locator(".alarm").first
@@ -197,7 +177,7 @@ def test_a_run_page_opened_after_alarms_were_raised_shows_them(browser, served):
 
 
 def test_status_banner_leads_to_the_labeler_queue_of_exactly_those_images(browser, served):
-    context, page = login(browser, served, "labeler")
+    context, page = sign_in(browser, served, "labeler")
     page.goto(f"{served.url}/status")
     page.get_by_text("Retraining suggested").first.wait_for(timeout=30000)
     assert page.get_by_text(re.compile(r"FCAL_hits run 121281: 83% of 12 images unlike the training data")).count()
@@ -212,7 +192,7 @@ def test_status_banner_leads_to_the_labeler_queue_of_exactly_those_images(browse
 
 def test_validation_figures_agree_with_the_confusion_matrix_beside_them(browser, served):
     """Issue 18: P/R/F1 = 1.000 for every label next to a matrix with Bad images predicted Good."""
-    context, page = login(browser, served, "viewer")
+    context, page = sign_in(browser, served, "viewer")
     page.goto(f"{served.url}/library")
     page.get_by_text("Confusion matrix").first.wait_for(timeout=30000)
     page.locator("select").first.select_option(label="BCAL_energy")

@@ -7,12 +7,11 @@ import re
 import time
 
 import pytest
-from pages_factory import EMPTY_MESSAGES, PASSWORDS, add_bad_image, make_users_only, populate
-from pages_server import make_home, start_pages, stop_pages
+from pages_factory import EMPTY_MESSAGES, add_bad_image, make_users_only
+from pages_server import make_home, serve_populated, sign_in, start_pages, stop_pages
 from sqlalchemy import func, select
 
 from hydra_assets.db.models import Image, LabelHistory
-from panel_app.auth import write_credentials
 
 pytestmark = pytest.mark.ui
 
@@ -30,15 +29,7 @@ POPULATED = {  # page -> text a person sees once it has loaded
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory):
-    settings = make_home(tmp_path_factory.mktemp("ui_populated"))
-    from hydra_assets.db.engine import HydraDB
-
-    db = HydraDB(settings.db_url)
-    demo = populate(db, settings)
-    db.dispose()
-    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
-    served = start_pages(settings, "--credentials", str(credentials))
-    served.extra["demo"] = demo
+    served = serve_populated(tmp_path_factory.mktemp("ui_populated"))
     yield served
     stop_pages(served)
 
@@ -68,17 +59,6 @@ class Watch:
                 if not r.url.startswith((base, "data:", "blob:", "ws://127.0.0.1")) else None)
 
 
-def login(browser, served, user: str):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(f"{served.url}/login")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORDS[user])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    return context, page
-
-
 def open_page(page, served, slug: str, expected: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{served.url}/{slug}")
     page.locator("nav").wait_for(timeout=30000)
@@ -93,7 +73,7 @@ def assert_clean(page, watch: Watch, served) -> None:  # type: ignore[no-untyped
 
 
 def test_every_page_loads_on_the_populated_database(browser, populated):
-    context, page = login(browser, populated, "viewer")
+    context, page = sign_in(browser, populated, "viewer")
     watch = Watch(page, populated.url)
     for slug, expected in POPULATED.items():
         open_page(page, populated, slug, expected)
@@ -134,7 +114,7 @@ def _labeled(served, image_ids) -> int:  # type: ignore[no-untyped-def]
 
 def test_labeler_paints_twenty_and_apply_stores_twenty(browser, populated):
     demo = populated.extra["demo"]
-    context, page = login(browser, populated, "labeler")
+    context, page = sign_in(browser, populated, "labeler")
     watch = Watch(page, populated.url)
     open_page(page, populated, "labeler", "Label all on page")
     _choose_plot_type(page, "CDC_occupancy")
@@ -158,7 +138,7 @@ def test_labeler_paints_twenty_and_apply_stores_twenty(browser, populated):
 
 
 def test_viewer_cannot_apply_labels(browser, populated):
-    context, page = login(browser, populated, "viewer")
+    context, page = sign_in(browser, populated, "viewer")
     open_page(page, populated, "labeler", "Label all on page")
     _choose_plot_type(page, "CDC_occupancy")
     page.get_by_text("read only").first.wait_for()
@@ -183,7 +163,7 @@ def test_run_page_shows_a_new_bad_within_three_seconds(browser, populated):
     # The test data's alarms were seen by an earlier shift; unacknowledged ones would show when the page opens.
     populated.db.write(lambda s: s.execute(update(Alarm).where(Alarm.acknowledged_at.is_(None))
                                            .values(acknowledged_by="earlier shift", acknowledged_at=utcnow())))
-    context, page = login(browser, populated, "labeler")
+    context, page = sign_in(browser, populated, "labeler")
     watch = Watch(page, populated.url)
     open_page(page, populated, "run", "showing")
     page.wait_for_timeout(1500)  # the page is polling
@@ -211,7 +191,7 @@ def test_images_need_the_login(browser, populated):
     assert response.status in (302, 303) and "login" in response.headers.get("location", "")
     assert anonymous.request.get(f"{populated.url}/run", max_redirects=0).status in (302, 303)
     anonymous.close()
-    context, _page = login(browser, populated, "viewer")
+    context, _page = sign_in(browser, populated, "viewer")
     response = context.request.get(f"{populated.url}/hydra/image/1?size=thumb")
     assert response.status == 200 and response.headers["content-type"] == "image/png"
     assert context.request.get(f"{populated.url}/hydra/image/999999").status == 404

@@ -11,12 +11,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from pages_factory import PASSWORDS, populate
-from pages_server import make_home, start_pages, stop_pages
+from pages_server import serve_populated, sign_in, stop_pages
 from sqlalchemy import select
 
 from hydra_assets.db.models import Image, LabelHistory
-from panel_app.auth import write_credentials
 from panel_app.queries.report import CONFIRMED_SOURCE
 
 pytestmark = pytest.mark.ui
@@ -24,28 +22,14 @@ pytestmark = pytest.mark.ui
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = make_home(tmp_path_factory.mktemp("ui_report_trap"))
-    from hydra_assets.db.engine import HydraDB
-
-    db = HydraDB(settings.db_url)
-    demo = populate(db, settings)
-    db.dispose()
-    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
-    served = start_pages(settings, "--credentials", str(credentials))
-    served.extra["demo"] = demo
+    served = serve_populated(tmp_path_factory.mktemp("ui_report_trap"))
     yield served
     stop_pages(served)
 
 
 def test_human_is_right_is_an_equal_choice_keeps_the_label_and_stays_recorded(browser, served):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    context, page = sign_in(browser, served, "expert")
     try:
-        page.goto(f"{served.url}/login")
-        page.fill("#username", "expert")
-        page.fill("#password", PASSWORDS["expert"])
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
         page.goto(f"{served.url}/report")
         page.get_by_text("where the model disagrees").first.wait_for(timeout=30000)
         model_right = page.get_by_role("button", name=re.compile(r"^Model is right"))

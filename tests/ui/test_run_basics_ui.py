@@ -5,10 +5,7 @@ failed on the code before."""
 from __future__ import annotations
 
 import pytest
-from pages_factory import PASSWORDS, populate
-from pages_server import make_home, start_pages, stop_pages
-
-from panel_app.auth import write_credentials
+from pages_server import serve_populated, sign_in, stop_pages
 
 pytestmark = pytest.mark.ui
 WAIT = 30000
@@ -17,28 +14,15 @@ DEFAULT_OPACITY = 0.8  # the Run page's default GradCAM opacity (RunPage.opacity
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    settings = make_home(tmp_path_factory.mktemp("ui_run_basics"))
-    from hydra_assets.db.engine import HydraDB
-
-    db = HydraDB(settings.db_url)
-    populate(db, settings)
-    db.dispose()
-    credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
-    served = start_pages(settings, "--credentials", str(credentials))
+    served = serve_populated(tmp_path_factory.mktemp("ui_run_basics"))
     yield served
     stop_pages(served)
 
 
 @pytest.fixture
 def page(browser, served):
-    context = browser.new_context(viewport={"width": 1500, "height": 1000})
-    page = context.new_page()
+    context, page = sign_in(browser, served, "viewer", width=1500)
     page.set_default_timeout(WAIT)
-    page.goto(f"{served.url}/login")
-    page.fill("#username", "viewer")
-    page.fill("#password", PASSWORDS["viewer"])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
     yield page
     context.close()
 
