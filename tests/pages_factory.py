@@ -498,16 +498,21 @@ def add_bad_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: int
             s, settings, plot_type, pt.id, label_ids, bad_names, run, chunk, weights, now - timedelta(seconds=20),
             model.id if model else None, model.key if model else "none", seed=seed, style=style,
         )
-        row = s.get(RunTime, pt.id)
-        if row is None:
-            s.add(RunTime(plot_type_id=pt.id, image_id=image.id, inference_id=inference.id, run_number=run,
-                          chunk=chunk, updated_at=now))
-        else:
-            row.image_id, row.inference_id, row.run_number, row.chunk, row.updated_at = (
-                image.id, inference.id, run, chunk, now)
+        _show_on_run_page(s, pt.id, image, inference, now)
         return image.id
 
     return db.write(work, what="add bad image")
+
+
+def _show_on_run_page(s, plot_type_id: int, image: Image, inference: Inference, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """The image becomes its plot type's Run card, as the Keeper's run-time row makes it."""
+    row = s.get(RunTime, plot_type_id)
+    if row is None:
+        s.add(RunTime(plot_type_id=plot_type_id, image_id=image.id, inference_id=inference.id,
+                      run_number=image.run_number, chunk=image.chunk, updated_at=now))
+    else:
+        row.image_id, row.inference_id, row.run_number, row.chunk, row.updated_at = (
+            image.id, inference.id, image.run_number, image.chunk, now)
 
 
 def make_users_only(db: HydraDB) -> dict[str, int]:
@@ -548,13 +553,7 @@ def add_novel_image(db: HydraDB, settings: HydraSettings, plot_type: str, run: i
         s.add(KeepDecision(inference_id=inference.id, image_id=image.id, keep=True, reason="novel",
                            kept_path=image.stored_path, decided_at=now))
         image.queue_priority = 0
-        row = s.get(RunTime, pt.id)
-        if row is None:
-            s.add(RunTime(plot_type_id=pt.id, image_id=image.id, inference_id=inference.id, run_number=run,
-                          chunk=chunk, updated_at=now))
-        else:
-            row.image_id, row.inference_id, row.run_number, row.chunk, row.updated_at = (
-                image.id, inference.id, run, chunk, now)
+        _show_on_run_page(s, pt.id, image, inference, now)
         return image.id
 
     return db.write(work, what="add novel image")
