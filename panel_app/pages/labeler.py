@@ -21,13 +21,23 @@ from hydra_assets.labeling import LabelChange
 from hydra_assets.rules import NOVEL, NOVEL_TEXT, UNCONFIRMED
 from panel_app.components import LabelerGrid
 from panel_app.images import gradcam_url, image_url
-from panel_app.pages.common import empty_state, esc, fmt_time, html_pane, request_args
+from panel_app.pages.common import (
+    empty_state,
+    esc,
+    fmt_time,
+    html_pane,
+    remember,
+    remembered,
+    request_args,
+    restore,
+)
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import Tile
 
 QUEUE, EDITOR = "Queue", "Editor"
 ANY = 0
 SUGGESTION_KINDS = {NOVEL: NOVEL_TEXT, UNCONFIRMED: "left unconfirmed"}  # ?reason= -> what the header says
+SETTINGS = ["plot_type", "page_size", "tile_width"]  # remembered per browser (cookie, as on the other pages)
 
 
 class LabelerPage(pn.viewable.Viewer):
@@ -42,6 +52,8 @@ class LabelerPage(pn.viewable.Viewer):
     def __init__(self, store: HydraStore, *, args: Mapping[str, str] | None = None, **params) -> None:
         self.store = store
         super().__init__(**params)
+        saved = remembered("hydra_labeler")
+        restore(self, saved, [n for n in ("page_size", "tile_width") if n not in params])
         self.suggestion: tuple[int, str, int, str] | None = None  # (plot type id, name, run, reason) from the URL
         self._suggested: list[Tile] = []
         self.queue_header = html_pane("", visible=False)
@@ -62,7 +74,8 @@ class LabelerPage(pn.viewable.Viewer):
             self.plot_type = self.suggestion[0]
         elif self.param.plot_type.objects:  # the first plot type with images to label; the watcher loads it
             ids = list(self.param.plot_type.names.values())
-            self.plot_type = next((i for i in ids if self.counts.get(i)), ids[0])
+            wanted = saved.get("plot_type")  # the plot type this browser labeled last, while it exists
+            self.plot_type = wanted if wanted in ids else next((i for i in ids if self.counts.get(i)), ids[0])
         else:
             self._on_plot_type()
         if problem:
@@ -298,6 +311,7 @@ class LabelerPage(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.page_size, width=110),
             pn.widgets.IntSlider.from_param(self.param.tile_width, width=150),
             editor_filters,
+            remember(self, "hydra_labeler", SETTINGS),
             sizing_mode="stretch_width",
         )
         actions = pn.Row(

@@ -201,3 +201,15 @@ def test_a_page_of_100_in_five_actions_then_500_labels_at_well_over_10000_per_ho
     assert rows == 500
     assert per_minute * 60 >= TARGET_PER_HOUR
     context.close()
+
+
+def test_plot_type_and_page_size_survive_a_reload(browser, served):
+    """Issue 18: settings a person sets survive a reload; the Labeler forgot its plot type and page size."""
+    context, page = login(browser, served)
+    page_size(page, 20)
+    page.wait_for_function("() => decodeURIComponent(document.cookie).includes('\"page_size\":20')")
+    page.reload()
+    page.get_by_text("20 images on this page").first.wait_for(timeout=30000)
+    chooser = page.locator("select").first
+    assert chooser.evaluate("s => s.options[s.selectedIndex].text").startswith(PLOT_TYPE + " ")
+    context.close()
