@@ -15,12 +15,13 @@ PAGE_INDEXES = {
     "images": {"ix_images_labeler_queue", "ix_images_editor", "ix_images_browser_run", "ix_images_received"},
     "inferences": {"ix_inferences_log", "ix_inferences_trend", "ix_inferences_run"},
     "stage_timings": {"ix_stage_timings_stage_time"},
+    "label_history": {"ix_label_history_image", "ix_label_history_user_time"},
 }
 
 
 def test_upgrade_from_empty_then_downgrade_and_again(db_url):
     upgrade(db_url)
-    assert current_revision(db_url) == "0002"
+    assert current_revision(db_url) == "0003"
     db = HydraDB(db_url)
     tables = set(inspect(db.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
@@ -34,7 +35,7 @@ def test_upgrade_from_empty_then_downgrade_and_again(db_url):
     db.dispose()
     upgrade(db_url)
     upgrade(db_url)  # idempotent
-    assert current_revision(db_url) == "0002"
+    assert current_revision(db_url) == "0003"
 
 
 def test_models_match_migration(db):

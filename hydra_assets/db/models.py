@@ -20,6 +20,7 @@ Indexes and the page query each one serves:
 - ``ix_stage_timings_stage_time`` (stage, finished_at) — Status page histograms and scatter.
 - ``ix_alarms_raised`` (raised_at) — Run page alarms newer than the last poll.
 - ``ix_label_history_image`` (image_id, labeled_at) — an image's labeling history.
+- ``ix_label_history_user_time`` (user_id, labeled_at) — Labeler: how many labels this user stored today.
 """
 
 from __future__ import annotations
@@ -231,7 +232,10 @@ class LabelHistory(Base):
     """Every human labeling action (label NULL = erased), with the label it replaced."""
 
     __tablename__ = "label_history"
-    __table_args__ = (Index("ix_label_history_image", "image_id", "labeled_at"),)
+    __table_args__ = (
+        Index("ix_label_history_image", "image_id", "labeled_at"),
+        Index("ix_label_history_user_time", "user_id", "labeled_at"),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
