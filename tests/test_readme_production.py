@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ui.pages_server import free_port, processes_of
+
 ROOT = Path(__file__).resolve().parents[1]
 HYDRA = str(Path(sys.executable).parent / "hydra")
 CHROMIUM = os.environ.get("HYDRA_CHROMIUM", "/usr/bin/chromium")
@@ -32,32 +34,6 @@ def readme_block(title: str = "## Point it at a real experiment") -> list[list[s
     section = (ROOT / "README.md").read_text(encoding="utf-8").split(title, 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     return [args for line in block.replace("\\\n", " ").splitlines() if (args := shlex.split(line, comments=True))]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def processes_of(home: Path) -> list[str]:
-    """Live processes that name this Hydra home (argument or environment)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if (proc / "stat").read_text().split(")")[-1].split()[0] == "Z":
-                continue
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (proc / "environ").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(home) in cmdline or f"HYDRA_HOME={home}\0" in environ:
-            found.append(f"{proc.name}: {cmdline[:160]}")
-    return found
 
 
 def test_readme_block_is_what_this_test_runs() -> None:

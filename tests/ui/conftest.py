@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pages_server import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
+from pages_server import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, processes_of
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "free_port"]  # other UI tests import these from here
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ROOT", "free_port", "processes_of"]  # other UI tests import these from here
 
 
 @pytest.fixture(scope="session")

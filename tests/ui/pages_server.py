@@ -43,6 +43,25 @@ class Served:
         return self.log.read_text(errors="replace")[-4000:]
 
 
+def processes_of(home: Path) -> list[str]:
+    """Command lines of live processes that mention this Hydra home (by argument or environment)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            if stat.split(")")[-1].split()[0] == "Z":
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(home) in cmdline or f"HYDRA_HOME={home}\0" in environ:
+            found.append(f"{proc.name}: {cmdline[:160]}")
+    return found
+
+
 def make_home(root: Path) -> HydraSettings:
     root.mkdir(parents=True, exist_ok=True)
     settings = load_settings(home=root, db_url=f"sqlite:///{root / 'hydra.db'}", images_dir=root / "images",

@@ -22,29 +22,10 @@ from sqlalchemy import func, select
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Inference, Model
-from tests.ui.conftest import ROOT, free_port
+from tests.ui.conftest import ROOT, free_port, processes_of
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 HYDRA = str(Path(sys.executable).parent / "hydra")
-
-
-def processes_of(home: Path) -> list[str]:
-    """Command lines of live processes that mention this Hydra home (by argument or environment)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            if stat.split(")")[-1].split()[0] == "Z":
-                continue
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            environ = (proc / "environ").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(home) in cmdline or f"HYDRA_HOME={home}\0" in environ:
-            found.append(f"{proc.name}: {cmdline[:160]}")
-    return found
 
 
 class Up:
