@@ -36,7 +36,8 @@ LABEL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .+-]{0,63}$")
 ROLES = {
     "viewer": (),
     "labeler": ("label",),
-    "expert": ("label", "edit_thresholds", "activate_models"),
+    "expert": ("label", "edit_thresholds", "activate_models", "edit_reference"),
+    "coordinator": ("label", "certify"),  # run coordinator: signs off run flags
     "admin": ("admin",),
 }
 TOPOLOGIES = ("compact", "vgg16", "inceptionv3")
@@ -210,16 +211,23 @@ def labels_of(session: Session, plot_type: PlotType | int) -> list[Label]:
 
 
 def ensure_roles(session: Session) -> dict[str, Role]:
-    """The built-in roles and their plot-type-independent permissions (idempotent)."""
+    """The built-in roles and their plot-type-independent permissions (idempotent; a permission added to a
+    built-in role in a later release is granted to that role in existing databases too)."""
     roles = {r.name: r for r in session.scalars(select(Role))}
     for name, permissions in ROLES.items():
         if name not in roles:
             role = Role(name=name, description=", ".join(permissions) or "read only")
             session.add(role)
             session.flush()
-            for permission in permissions:
-                session.add(Permission(role_id=role.id, permission=permission, granted_by="hydra init"))
             roles[name] = role
+        role = roles[name]
+        granted = set(session.scalars(
+            select(Permission.permission).where(Permission.role_id == role.id, Permission.plot_type_id.is_(None))
+        ))
+        for permission in permissions:
+            if permission not in granted:
+                session.add(Permission(role_id=role.id, permission=permission, granted_by="hydra init"))
+        role.description = ", ".join(permissions) or "read only"
     session.flush()
     return roles
 

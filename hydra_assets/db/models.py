@@ -21,6 +21,12 @@ Indexes and the page query each one serves:
 - ``ix_alarms_raised`` (raised_at) — Run page alarms newer than the last poll.
 - ``ix_label_history_image`` (image_id, labeled_at) — an image's labeling history.
 - ``ix_label_history_user_time`` (user_id, labeled_at) — Labeler: how many labels this user stored today.
+- ``ix_reference_scores_trend`` (plot_type_id, computed_at) — Trends: reference score over time;
+  ``ix_reference_scores_run`` (run_number, plot_type_id) — per-run listings; ``ix_reference_scores_flagged``
+  (flagged, computed_at) — Log and daily brief: images unlike their reference.
+- ``ix_run_flags_run`` (run_number, scope, group_name, first_chunk) — Runs page: flags of a page of runs.
+- ``ix_flag_signoffs_run`` (run_number, scope, group_name, signed_at) — the standing sign-off of a flag.
+- ``ix_notifications_pending`` (target_id, sent_at, created_at) — the notifier: what is still to send.
 """
 
 from __future__ import annotations
@@ -95,6 +101,12 @@ class PlotType(Base):
     precision_target: Mapped[float] = mapped_column(Float, default=0.95, server_default="0.95")
     # Whether an image unlike the model's training data ("novel") raises an alarm of its own.
     novel_alarm: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The label-free reference score (hydra_assets/references.py): alarm on it or not, the reference's own
+    # quantile its limit sits at (0.99 = "as unusual as the reference's own 1-in-100"), and whether the
+    # reference follows the most recent confirmed-Good run ("auto") or stays where an expert put it ("expert").
+    reference_alarm: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    reference_quantile: Mapped[float] = mapped_column(Float, default=0.99, server_default="0.99")
+    reference_rule: Mapped[str] = mapped_column(String(16), default="auto", server_default="auto")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     labels: Mapped[list["Label"]] = relationship(
@@ -149,7 +161,7 @@ class User(Base):
     role: Mapped[Role | None] = relationship()
 
 
-PERMISSIONS = ("label", "edit_thresholds", "activate_models", "admin")
+PERMISSIONS = ("label", "edit_thresholds", "activate_models", "edit_reference", "certify", "admin")
 
 
 class Permission(Base):
@@ -182,6 +194,12 @@ class Run(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     conditions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     image_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Run metadata imported from a run conditions source (`hydra runs import`), and per-run counts kept up
+    # to date by the flags step so the Runs page reads one row per run.
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alarm_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 IMAGE_STATUSES = ("registered", "quarantined", "labeled_import")
@@ -304,6 +322,10 @@ class Model(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     activated_at: Mapped[datetime | None] = mapped_column(DateTime)
     activated_by: Mapped[str] = mapped_column(String(NAME), default="")
+    # The mask (regions ignored) this version was trained with and applies to its input; None = no mask.
+    mask_id: Mapped[int | None] = mapped_column(
+        ForeignKey("plot_type_masks.id", ondelete="SET NULL", name="fk_models_mask_id")
+    )
     plot_type: Mapped[PlotType] = relationship()
 
     @property
@@ -421,11 +443,180 @@ class Alarm(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
     label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(16), default="bad", server_default="bad")  # bad | novel
+    kind: Mapped[str] = mapped_column(String(16), default="bad", server_default="bad")  # bad | novel | reference
     message: Mapped[str] = mapped_column(Text, default="")
     raised_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     acknowledged_by: Mapped[str | None] = mapped_column(String(NAME))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# ---- label-free reference comparison (issue 14) ---------------------------------------------------
+
+
+class PlotTypeMask(Base):
+    """A version of a plot type's mask: rectangles (fractions of width and height) that the classifier
+    input, the GradCAM display and the reference score ignore.  The newest version is the current one; each
+    model version records the one it was trained with (`models.mask_id`)."""
+
+    __tablename__ = "plot_type_masks"
+    __table_args__ = (UniqueConstraint("plot_type_id", "version", name="uq_plot_type_mask_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    regions: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[x0, y0, x1, y1], …] in 0..1
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(NAME), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class ReferenceSet(Base):
+    """A version of a plot type's reference: the runs whose images define "normal" for the reference score.
+
+    Every change is a new version (who, when, which rule), so the rows are the history; `active` marks the
+    one in use.  `score_limit` is calibrated on the reference's own images at `quantile`."""
+
+    __tablename__ = "reference_sets"
+    __table_args__ = (
+        UniqueConstraint("plot_type_id", "version", name="uq_reference_set_version"),
+        Index("ix_reference_sets_active", "plot_type_id", "active"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    runs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    rule: Mapped[str] = mapped_column(String(16), default="expert")  # expert | auto
+    method: Mapped[str] = mapped_column(String(32), default="")
+    chosen_by: Mapped[str] = mapped_column(String(NAME), default="")
+    chosen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    n_images: Mapped[int] = mapped_column(Integer, default=0)
+    image_height: Mapped[int | None] = mapped_column(Integer)
+    image_width: Mapped[int | None] = mapped_column(Integer)
+    quantile: Mapped[float] = mapped_column(Float, default=0.99)
+    score_limit: Mapped[float | None] = mapped_column(Float)
+    mask_id: Mapped[int | None] = mapped_column(ForeignKey("plot_type_masks.id", ondelete="SET NULL"))
+    artifact_path: Mapped[str] = mapped_column(String(PATH), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReferenceScore(Base):
+    """How far one image is from one reference version: stored once per (image, reference version).
+
+    `reference_version` is 0 and `status` is `missing` (with a `reason`) when no score could be computed:
+    no reference yet, an image of another size, an unreadable image."""
+
+    __tablename__ = "reference_scores"
+    __table_args__ = (
+        UniqueConstraint("image_id", "reference_version", name="uq_reference_score_image_version"),
+        Index("ix_reference_scores_trend", "plot_type_id", "computed_at"),
+        Index("ix_reference_scores_run", "run_number", "plot_type_id"),
+        Index("ix_reference_scores_flagged", "flagged", "computed_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
+    run_number: Mapped[int] = mapped_column(BigInteger)
+    chunk: Mapped[int] = mapped_column(Integer)
+    reference_id: Mapped[int | None] = mapped_column(ForeignKey("reference_sets.id", ondelete="SET NULL"))
+    reference_version: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="scored")  # scored | missing
+    reason: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)
+    score_limit: Mapped[float | None] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    score_ms: Mapped[float | None] = mapped_column(Float)
+    computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# ---- run quality flags and certification (issue 16) ----------------------------------------------
+
+FLAG_VALUES = ("Good", "Medium", "Bad", "Null")
+FLAG_SCOPES = ("group", "super_group")
+
+
+class FlagRule(Base):
+    """How one plot group's (or super group's) flag is computed from its plot types' chunk verdicts."""
+
+    __tablename__ = "flag_rules"
+    __table_args__ = (UniqueConstraint("scope", "group_name", name="uq_flag_rule_group"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), default="group")  # group | super_group
+    group_name: Mapped[str] = mapped_column(String(NAME))
+    rule: Mapped[str] = mapped_column(String(32), default="worst_of")  # worst_of | bad_share | consecutive
+    bad_share: Mapped[float] = mapped_column(Float, default=0.0)  # Bad above this share of Bad chunks
+    medium_share: Mapped[float] = mapped_column(Float, default=0.0)  # Medium above this share
+    consecutive: Mapped[int] = mapped_column(Integer, default=1)  # Bad only after N Bad chunks in a row
+    ignore_labels: Mapped[list[Any]] = mapped_column(JSON, default=list)  # e.g. ["NoData"]
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(NAME), default="")
+
+
+class RunFlag(Base):
+    """A computed flag for a chunk range of a run, for one plot group or super group, with its reasons."""
+
+    __tablename__ = "run_flags"
+    __table_args__ = (Index("ix_run_flags_run", "run_number", "scope", "group_name", "first_chunk"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_number: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(String(16), default="group")
+    group_name: Mapped[str] = mapped_column(String(NAME))
+    first_chunk: Mapped[int] = mapped_column(Integer)
+    last_chunk: Mapped[int] = mapped_column(Integer)
+    flag: Mapped[str] = mapped_column(String(8))  # Good | Medium | Bad | Null
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FlagSignoff(Base):
+    """A run coordinator's confirmation or override of a run's flag for a group: the audit trail (who, when,
+    before -> after, comment).  The newest one per (run, scope, group, range) stands; recomputation never
+    touches these rows."""
+
+    __tablename__ = "flag_signoffs"
+    __table_args__ = (Index("ix_flag_signoffs_run", "run_number", "scope", "group_name", "signed_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    run_number: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(String(16), default="group")
+    group_name: Mapped[str] = mapped_column(String(NAME))
+    first_chunk: Mapped[int | None] = mapped_column(Integer)  # None: the whole run
+    last_chunk: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))  # confirm | override
+    previous_flag: Mapped[str | None] = mapped_column(String(8))
+    flag: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    user_name: Mapped[str] = mapped_column(String(NAME))
+    signed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NotificationTarget(Base):
+    """Where alarms and Bad flags of a plot group (None: every group) are sent: a webhook or an e-mail."""
+
+    __tablename__ = "notification_targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_name: Mapped[str | None] = mapped_column(String(NAME))
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | email
+    address: Mapped[str] = mapped_column(String(PATH))
+    events: Mapped[str] = mapped_column(String(64), default="alarm,flag")
+    min_interval_s: Mapped[int] = mapped_column(Integer, default=300)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(NAME), default="")
+
+
+class Notification(Base):
+    """One event for one target: pending until sent; events within a target's interval go out as one message."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_pending", "target_id", "sent_at", "created_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("notification_targets.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))  # alarm | flag
+    text: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 # ---- pipeline health -----------------------------------------------------------------------------
