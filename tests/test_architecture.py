@@ -28,6 +28,7 @@ UI_LIBRARIES = ("panel", "bokeh", "param")
 # Everything else under hydra_assets is domain. The pure rules (no framework at all, not even TensorFlow):
 PURE = ("hydra_assets.rules", "hydra_assets.naming", "hydra_assets.ml.thresholds", "hydra_assets.ml.evaluation",
         "hydra_assets.ingest.scan", "hydra_assets.ingest.resubmit", "hydra_assets.masks",
+        "hydra_assets.flags.rules", "hydra_assets.flags.standing",
         "hydra_assets.scores")  # the room for scores beside the classifier (docs/architecture.md)
 
 
