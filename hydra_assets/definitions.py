@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dagster as dg
 
+from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.assets.training import TRAINING_ASSETS
+from hydra_assets.jobs.flags import recompute_flags
 from hydra_assets.jobs.ingest import ingest_chunk_job
 from hydra_assets.jobs.training import train_plot_type
 from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.resources.mlflow import MlflowResource
 from hydra_assets.resources.predictor import PredictorResource
 from hydra_assets.sensors.incoming import incoming_images
+from hydra_assets.sensors.labels import label_changes
 from hydra_assets.settings import HydraSettings, load_settings
 
 
@@ -36,8 +39,8 @@ def resources_for(settings: HydraSettings | None = None) -> dict[str, dg.Configu
 
 
 defs = dg.Definitions(
-    assets=[*INGEST_ASSETS, *TRAINING_ASSETS],
-    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type],
-    sensors=[incoming_images],
+    assets=[*INGEST_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS],
+    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags],
+    sensors=[incoming_images, label_changes],
     resources=resources_for(),
 )

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.assets.ingest import INGEST_ASSETS
+from hydra_assets.assets.reference import REFERENCE_ASSETS
 from hydra_assets.partitions import run_number
 
 if TYPE_CHECKING:  # what define_asset_job returns; dagster does not export the name
@@ -37,8 +39,9 @@ def ingest_chunk_job(executor: str = "in_process") -> UnresolvedAssetJobDefiniti
     """The chunk job with the executor of the `executor` setting."""
     return dg.define_asset_job(
         INGEST_CHUNK,
-        selection=dg.AssetSelection.assets(*INGEST_ASSETS),
+        selection=dg.AssetSelection.assets(*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS),  # flags: the run's, after every chunk
         partitions_def=run_number,
         executor_def=chunk_executor(executor),
-        description="Feeder → Predict → Keeper for the files of one run number's chunks (or the whole run).",
+        description="Feeder → Predict → Keeper for the files of one run number's chunks (or the whole run), "
+                    "then the run's flags.",
     )
