@@ -29,7 +29,8 @@ GOOD, PENDING = "good", "pending"  # Run grid states beside the keep reasons BAD
 LOG_KINDS = {BAD: "confirmed Bad", UNCONFIRMED: "unconfirmed", NOVEL: NOVEL_TEXT}
 NOT_CONFIRMED = (UNCONFIRMED, NOVEL)  # keep reasons of an image the model withheld its verdict on
 # Plot Browser orders (the SQL of each is in `queries.browser`)
-SORT_NAMES = ("newest first", "oldest first", "run, chunk (descending)", "run, chunk (ascending)")
+REFERENCE_SORT = "reference score (highest first)"  # unscored images last
+SORT_NAMES = ("newest first", "oldest first", "run, chunk (descending)", "run, chunk (ascending)", REFERENCE_SORT)
 
 
 def window(hours: float, *, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -91,6 +92,9 @@ class Card:
     threshold: float | None = None  # the model version's threshold of the top label
     novelty: float | None = None
     novelty_limit: float | None = None
+    reference_score: float | None = None  # the newest reference version's score of this image (issue 14)
+    reference_limit: float | None = None
+    reference_flagged: bool = False  # as stored with the score: unlike its reference
 
     @property
     def state(self) -> str:
@@ -364,6 +368,9 @@ class Tile:
     model_weight: float | None = None
     keep_reason: str | None = None  # of its latest classification, as the Keeper stored it
     gradcam: bool = False
+    reference_score: float | None = None  # the newest reference version's score (issue 14)
+    reference_limit: float | None = None
+    reference_flagged: bool = False
 
     @property
     def unconfirmed(self) -> bool:
@@ -391,6 +398,8 @@ class BrowseFilter:
     label_name: str | None = None  # None = any; "(unlabeled)" for human = no label yet
     since: datetime | None = None
     until: datetime | None = None
+    reference_min: float | None = None  # reference score at least this (newest reference version)
+    reference_above_limit: bool = False  # only images whose reference score is above its limit
 
 
 # ---- Trends and Training report -------------------------------------------------------------------
@@ -405,6 +414,78 @@ class TrendPoint:
     run: int
     novelty: float | None = None
     novelty_limit: float | None = None
+
+
+@dataclass(slots=True)
+class ReferencePoint:
+    """One reference score of a plot type's image (Trends), with the limit of its reference version."""
+
+    at: datetime
+    score: float
+    limit: float | None
+    run: int
+    version: int
+    flagged: bool
+
+
+@dataclass(slots=True)
+class ReferenceFlag:
+    """An image its reference score flagged (Log, daily brief): the newest reference version's verdict."""
+
+    image_id: int
+    plot_type_id: int
+    plot_type: str
+    run: int
+    chunk: int
+    computed_at: datetime
+    score: float | None
+    limit: float | None
+    version: int
+    group: str = UNGROUPED
+
+
+@dataclass(slots=True)
+class ReferenceInfo:
+    """A version of a plot type's reference (Library): which runs, chosen how, by whom, when."""
+
+    id: int
+    version: int
+    runs: list[int]
+    rule: str  # expert | auto
+    chosen_by: str
+    chosen_at: datetime
+    comment: str
+    n_images: int
+    quantile: float
+    score_limit: float | None
+    active: bool
+
+
+@dataclass
+class Comparison:
+    """An image beside its reference (the compare view): arrays as `hydra_assets.references.compare_pictures`
+    gives them, or a reason why there is nothing to compare."""
+
+    image_id: int
+    plot_type: str = ""
+    run: int | None = None
+    chunk: int | None = None
+    image: Any = None  # 2-D or 3-D array, as compared (resized and masked like the reference)
+    reference: Any = None  # the reference's mean image
+    difference: Any = None  # image - reference
+    score: float | None = None
+    limit: float | None = None
+    version: int | None = None
+    runs: list[int] = field(default_factory=list)
+    reason: str = ""  # why a picture or the score is missing
+    flagged: bool | None = None  # as stored with the score (None: not stored)
+
+    @property
+    def unlike(self) -> bool:
+        """Unlike its reference: as stored with the score, else its score above the limit."""
+        if self.flagged is not None:
+            return self.flagged
+        return self.score is not None and self.limit is not None and self.score > self.limit
 
 
 @dataclass(slots=True)

@@ -81,6 +81,7 @@ EMPTY_MESSAGES = {
     "browser": "No images yet",
     "trends": "No plot types yet",
     "report": "No plot types yet",
+    "compare": "No images to compare yet",
 }
 
 
@@ -605,3 +606,27 @@ def add_novel_run(db: HydraDB, settings: HydraSettings, plot_type: str, run: int
 
     db.write(fix, what="novel run")
     return novel_ids
+
+
+# ---- the reference comparison (issue 14) ------------------------------------------------------------
+
+
+def add_reference(db: HydraDB, settings: HydraSettings, plot_type: str, runs: list[int], *, by: str = "expert"
+                  ) -> dict[str, Any]:
+    """A reference for `plot_type` made of `runs` as an expert would choose it, and every image of the plot type
+    scored against it, as the pipeline's reference step leaves them (`hydra_assets.references`).
+
+    Returns {"version", "limit", "scores": {image id: (score, flagged)}}."""
+    from hydra_assets import references
+    from hydra_assets.db.models import PlotType
+
+    def work(s) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        change = references.choose_reference(s, settings.images_dir, plot_type, runs, by=by,
+                                             comment="test reference")
+        pt = s.scalar(select(PlotType).where(PlotType.name == plot_type))
+        images = list(s.scalars(select(Image).where(Image.plot_type_id == pt.id, Image.status == "registered")))
+        rows = references.score_images(s, images)
+        return {"version": change.version, "limit": change.limit,
+                "scores": {r.image_id: (r.score, bool(r.flagged)) for r in rows if r.status == "scored"}}
+
+    return db.write(work, what="add reference")

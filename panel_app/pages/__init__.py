@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import panel as pn
 
 from panel_app.pages.browser import BrowserPage
+from panel_app.pages.compare import ComparePage
 from panel_app.pages.labeler import LabelerPage
 from panel_app.pages.library import LibraryPage
 from panel_app.pages.log import LogPage
@@ -39,6 +40,7 @@ PAGES: dict[str, Page] = {page.slug: page for page in (
     Page("browser", "Plot Browser", "filter and sort every image", BrowserPage),
     Page("trends", "Trends", "label weights over time", TrendsPage),
     Page("report", "Training report", "where model and human disagree", ReportPage),
+    Page("compare", "Compare", "an image beside its reference and their difference", ComparePage),
 )}
 
 __all__ = ["PAGES", "Page"]

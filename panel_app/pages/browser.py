@@ -19,7 +19,8 @@ from panel_app.pages.common import (
     remembered,
     restore,
 )
-from panel_app.store import HydraStore
+from panel_app.pages.compare import reference_line
+from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import SORT_NAMES, UNLABELED, BrowseFilter, Tile
 from panel_app.when import FORMS, parse_number, parse_when
 
@@ -28,6 +29,7 @@ COUNT_CAP = 10_000  # "of more than 10,000": a broad filter never counts a milli
 RUN_MAX = 2**31 - 1  # the database's run column
 SETTINGS = ["run_min", "run_max", "plot_types", "group", "super_group", "label_source", "label_name", "sort",
             "page_size", "since_text", "until_text"]  # remembered per browser; times as typed ("-24h" stays relative)
+SETTINGS += ["reference_min", "reference_above"]  # the reference score's filters (issue 14)
 DATE_HINT = "2026-11-28, -24h, yesterday"
 
 BROWSER_CSS = """
@@ -53,6 +55,8 @@ class BrowserPage(pn.viewable.Viewer):
     page_size = param.Selector(default=60, objects=[30, 60, 120], label="Per page")
     page = param.Integer(default=0, bounds=(0, None))
     since_text = param.String(default="", doc="The 'Received from' field as typed")
+    reference_min = param.Number(default=None, allow_None=True, label="Reference score at least")
+    reference_above = param.Boolean(default=False, label="Unlike the reference (score above its limit)")
     until_text = param.String(default="", doc="The 'Received until' field as typed")
 
     def __init__(self, store: HydraStore, **params) -> None:
@@ -78,6 +82,7 @@ class BrowserPage(pn.viewable.Viewer):
         self.has_more = False
         self.results = html_pane("", stylesheets=[BROWSER_CSS])
         self.pager = html_pane("")
+        self.reference_note = html_pane("", width=420, margin=(30, 10, 10, 10))
         self.search()
 
     def current_filter(self) -> BrowseFilter:
@@ -99,9 +104,54 @@ class BrowserPage(pn.viewable.Viewer):
         else:
             self.search()
 
+    @param.depends("reference_min", "reference_above", watch=True)
+    def _on_reference_filter(self) -> None:
+        self._on_filter()
+
+    def with_reference(self, f: BrowseFilter) -> BrowseFilter:
+        """The filter with the reference score's bounds (issue 14)."""
+        f.reference_min, f.reference_above_limit = self.reference_min, self.reference_above
+        return f
+
+    def viewed_run(self) -> tuple[int, int] | None:
+        """(plot type id, run) when the filter shows one run of one plot type: what "use as reference" takes."""
+        ids = self.current_filter().plot_type_ids
+        if self.run_min is None or self.run_min != self.run_max or not ids or len(ids) != 1:
+            return None
+        return ids[0], self.run_min
+
+    def use_as_reference(self, _event=None) -> str:
+        """Callback of "Use run N as reference": the store checks `edit_reference` and the run's images."""
+        viewed = self.viewed_run()
+        if viewed is None:
+            text = "Show one run (Run from = Run to) of one plot type first: nothing was changed."
+        else:
+            try:
+                change = self.store.choose_reference(viewed[0], [viewed[1]], comment="Plot Browser")
+                text = f"{change.message or f'Reference version {change.version}'}."
+            except PermissionDenied as refusal:
+                text = f"Refused: {refusal}. Nothing was changed."
+            except CatalogError as error:
+                text = str(error)
+        self.reference_note.object = f"<span class=muted>{esc(text)}</span>"
+        return text
+
+    def reference_controls(self) -> pn.Row:
+        """The reference score's filters and the "use run N as reference" action."""
+        low = Field("Reference score at least", "" if self.reference_min is None else f"{self.reference_min:g}",
+                    lambda text: parse_number(text, low=0, high=1e9), lambda v: setattr(self, "reference_min", v),
+                    width=170, placeholder="any",
+                    in_force=lambda: "any" if self.reference_min is None else f"{self.reference_min:g}")
+        above = pn.widgets.Checkbox.from_param(self.param.reference_above, margin=(30, 10, 10, 10))
+        use = pn.widgets.Button(label="Use this run as reference", margin=(24, 10, 10, 10),
+                                description="Show one run (Run from = Run to) of one plot type, then make it the "
+                                            "plot type's reference (needs edit_reference)")
+        use.on_click(self.use_as_reference)
+        return pn.Row(low, above, use, self.reference_note)
+
     @param.depends("page", watch=True)
     def search(self) -> None:
-        current = self.current_filter()
+        current = self.with_reference(self.current_filter())
         self.tiles, self.has_more = self.store.browse(current, sort=self.sort, limit=self.page_size,
                                                       offset=self.page * self.page_size)
         self.total = self.store.browse_count(current, cap=COUNT_CAP)
@@ -139,7 +189,9 @@ class BrowserPage(pn.viewable.Viewer):
                 f"<div class=row><span>human {chip(human.name if human else None, human.colour if human else None)}"
                 f"</span><span>model {chip(model.name if model else None, model.colour if model else None, hollow=t.unconfirmed)}"
                 f" {fmt_weight(t.model_weight)}</span></div>"
-                f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}</span></div></div>"
+                f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}</span></div>"
+                f"<div class=row>{reference_line(t.reference_score, t.reference_limit, t.reference_flagged, t.image_id)}"
+                "</div></div>"
             )
         return f'<div class="tiles">{"".join(cells)}</div>'
 
@@ -199,6 +251,7 @@ class BrowserPage(pn.viewable.Viewer):
                 pn.widgets.Select.from_param(self.param.sort, width=200),
                 pn.widgets.Select.from_param(self.param.page_size, width=90),
             ),
+            self.reference_controls(),
             remember(self, "hydra_browser", SETTINGS),
         )
         return pn.Column(filters, pn.Row(prev_button, next_button, self.pager), self.results,

@@ -17,7 +17,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from panel_app.views_data import Confusion, LabelInfo, TrendPoint
+from panel_app.views_data import Confusion, LabelInfo, ReferencePoint, TrendPoint
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 STAGE_COLOURS = {"feeder": "#0072B2", "predict": "#D55E00", "keeper": "#009E73"}
@@ -138,6 +138,31 @@ def novelty_figure(points: Sequence[TrendPoint], title: str, x_range=None):  # t
     fig.add_tools(HoverTool(renderers=[points_renderer], tooltips=[
         ("time", "@at{%F %T}"), ("novelty", "@score{0.00}"), ("limit", "@limit{0.00}"), ("run", "@run"),
         ("model", "@model")], formatters={"@at": "datetime"}))
+    return fig
+
+
+def reference_figure(points: Sequence[ReferencePoint], title: str, x_range=None):  # type: ignore[no-untyped-def]
+    """Each image's reference score over time with its reference version's limit as a dashed step line (a new
+    reference brings a new limit); points stored as unlike their reference in orange.  Pass the weights
+    figure's `x_range` so the charts pan together."""
+    extra = {"x_range": x_range} if x_range is not None else {}
+    fig = figure(height=280, sizing_mode="stretch_width", x_axis_type="datetime", title=title,
+                 y_axis_label="reference score", tools="pan,xwheel_zoom,box_zoom,reset,save", **extra)
+    source = ColumnDataSource({"at": [p.at for p in points], "score": [p.score for p in points],
+                               "limit": [p.limit for p in points], "run": [p.run for p in points],
+                               "version": [p.version for p in points],
+                               "colour": ["#b54708" if p.flagged else "#0072B2" for p in points]})
+    scatter = fig.scatter("at", "score", source=source, size=5, color="colour", alpha=0.8)
+    limits = [p for p in points if p.limit is not None]
+    if limits:
+        fig.step([p.at for p in limits], [p.limit for p in limits], mode="after", line_dash="dashed",
+                 line_color="#b42318", line_width=2, legend_label="limit (above: unlike the reference)")
+        fig.add_layout(Span(location=limits[-1].limit, dimension="width", line_color="#b42318", line_dash="dashed",
+                            line_width=2))
+        fig.legend.location = "top_left"
+    fig.add_tools(HoverTool(renderers=[scatter], tooltips=[
+        ("time", "@at{%F %T}"), ("score", "@score{0.00}"), ("limit", "@limit{0.00}"), ("run", "@run"),
+        ("reference", "v@version")], formatters={"@at": "datetime"}))
     return fig
 
 

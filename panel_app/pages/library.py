@@ -14,6 +14,7 @@ import param
 
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
+from panel_app.pages.library_reference import ReferenceSection
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import (
     ModelInfo,
@@ -133,6 +134,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.label_select.param.watch(self._show_threshold, "value")
         self.threshold_input.param.watch(self._check_value, ["value", "value_input"])
         self.permission_note = html_pane("")
+        self.reference = ReferenceSection(store)  # the Reference tab (issue 14)
         if options:
             self.plot_type = next(iter(options.values()))
         self._load_models()
@@ -142,6 +144,7 @@ class LibraryPage(pn.viewable.Viewer):
     @param.depends("plot_type", watch=True)
     def _load_models(self) -> None:
         self.models = self.store.models_of(self.plot_type) if self.plot_type is not None else []
+        self.reference.show(self.plot_type)
         names = {f"{'★ ' if m.active else ''}v{m.version} · {m.topology} · {fmt_time(m.created_at)[:16]}": m.id
                  for m in self.models}
         self.param.model_id.objects = names
@@ -330,7 +333,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name, since=recent)) if info else ""
         if model is None or info is None:
             self.details_pane.object = self.warnings_pane.object = ""
-            self.tabs[:] = []
+            self.tabs[:] = [("Reference", self.reference)] if info is not None else []  # works without a model
             for widget in (self.save_threshold, self.activate_button, self.label_select, self.threshold_input):
                 widget.visible = False
             return
@@ -387,6 +390,7 @@ class LibraryPage(pn.viewable.Viewer):
                                      pn.Row(self.label_select, self.threshold_input, self.save_threshold,
                                             self.threshold_note),
                                      sizing_mode="stretch_width")),
+            ("Reference", self.reference),
         ]
 
     def _render_thresholds(self, model: ModelInfo, *, reset: bool = False) -> None:

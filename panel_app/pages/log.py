@@ -29,10 +29,11 @@ from panel_app.pages.common import (
     tick,
 )
 from panel_app.store import HydraStore
-from panel_app.views_data import LOG_KINDS, LogEntry, group_log, window
+from panel_app.views_data import LOG_KINDS, LogEntry, ReferenceFlag, fmt_score, group_log, window
 from panel_app.when import parse_number
 
 SHOW_MAX = 400  # entries rendered on the page (the brief holds them all)
+REFERENCE_KIND = "unlike its reference"  # the reference score's flags (issue 14), beside the classifier's kinds
 SETTINGS = ["hours", "kind", "gradcam"]  # remembered per browser
 
 LOG_CSS = """
@@ -43,6 +44,7 @@ h3.group small { color: #5b6878; font-weight: 400; }
   padding: 6px; background: #fff; }
 .entry.unconfirmed, .entry.novel { border-left-style: dashed; }
 .entry.novel { border-color: #6f42c1; }
+.entry.reference { border-color: #b54708; }
 .entry .why { color: #3d4a5a; }
 .entry .pics { display: flex; gap: 4px; flex: 0 0 auto; }
 .entry .pics img { width: 110px; border-radius: 3px; background: #f6f8fa; }
@@ -66,12 +68,38 @@ def entry_html(e: LogEntry, *, gradcam: bool) -> str:
     )
 
 
+def reference_entry_html(f: ReferenceFlag) -> str:
+    """An image its reference score flagged: score against the limit, the reference version, compare link."""
+    return (
+        f'<div class="entry reference" style="--c:#b54708">'
+        f'<div class="pics"><a href="./compare?image={f.image_id}" target="_blank" title="compare with the reference">'
+        f'<img src="{image_url(f.image_id, "small")}" alt="{esc(f.plot_type)}" loading="lazy"></a></div>'
+        f'<div class="info"><b>{esc(f.plot_type)}</b><br>run {f.run} · chunk {f.chunk}<br>'
+        f"{fmt_time(f.computed_at)} UTC<br><span class=why>reference score {fmt_score(f.score)} &gt; limit "
+        f"{fmt_score(f.limit)}</span> <span class=muted>(v{f.version})</span><br>"
+        f'<a href="./compare?image={f.image_id}" target="_blank">compare</a></div></div>'
+    )
+
+
+def reference_markdown(flags: list[ReferenceFlag], md) -> list[str]:  # type: ignore[no-untyped-def]
+    """The daily brief's section of images unlike their reference."""
+    if not flags:
+        return []
+    lines = [f"## Unlike their reference — {len(flags)} image(s)", "",
+             "| time (UTC) | plot type | run | chunk | reference score | limit | reference version |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {fmt_time(f.computed_at)} | {md(f.plot_type)} | {f.run} | {f.chunk} | {fmt_score(f.score)} | "
+              f"{fmt_score(f.limit)} | v{f.version} |" for f in flags]
+    return [*lines, ""]
+
+
 def counts(entries: list[LogEntry]) -> tuple[int, int]:
     """(confirmed Bad, unlike the training data) among entries; the rest are unconfirmed."""
     return sum(e.keep_reason == BAD for e in entries), sum(e.keep_reason == NOVEL for e in entries)
 
 
-def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime) -> str:
+def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime,
+                   reference: list[ReferenceFlag] | None = None) -> str:
     """The daily brief for the run-coordination meeting, as Markdown (user text escaped for Markdown/HTML)."""
 
     def md(text: object) -> str:
@@ -88,6 +116,8 @@ def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: d
          f"**{novel}** · runs: {', '.join(map(str, runs)) if runs else '—'}"),
         "",
     ]
+    if reference is not None:
+        lines[-1:-1] = ["", f"Unlike their reference (reference score above its limit): **{len(reference)}**"]
     if not entries:
         lines += ["Nothing to report: no confirmed Bad and no unconfirmed classification in this window.", ""]
     for group, items in grouped.items():
@@ -102,7 +132,7 @@ def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: d
             for e in items
         ]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + reference_markdown(reference or [], md))
 
 
 def brief_html(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime,
@@ -145,7 +175,7 @@ class LogPage(pn.viewable.Viewer):
     """Confirmed Bad and unconfirmed classifications in a trailing window, grouped by plot group."""
 
     hours = param.Number(default=24.0, bounds=(0.25, 24 * 31), step=1, label="Window (hours)")
-    kind = param.Selector(default="all", objects=["all", *LOG_KINDS.values()], label="Show")
+    kind = param.Selector(default="all", objects=["all", *LOG_KINDS.values(), REFERENCE_KIND], label="Show")
     gradcam = param.Boolean(default=True, label="GradCAM next to Bad images")
 
     def __init__(self, store: HydraStore, **params) -> None:
@@ -155,6 +185,7 @@ class LogPage(pn.viewable.Viewer):
         self.body = html_pane("", stylesheets=[LOG_CSS])
         self.suggestions_pane = html_pane("")
         self.grouped: dict[str, list[LogEntry]] = {}
+        self.reference: list[ReferenceFlag] = []
         self._shown: tuple = ()
         self.since, self.until = window(self.hours)
         self.refresh()
@@ -165,6 +196,8 @@ class LogPage(pn.viewable.Viewer):
         if self.kind != "all":
             entries = [e for e in entries if e.kind == self.kind]
         self.grouped = group_log(entries, self.store.groups_of())
+        shown = self.kind in ("all", REFERENCE_KIND)
+        self.reference = self.store.flagged_by_reference(self.since, self.until) if shown else []
         return self.grouped
 
     @param.depends("hours", "kind", "gradcam", watch=True)
@@ -181,10 +214,13 @@ class LogPage(pn.viewable.Viewer):
             self.refresh()
 
     def _signature(self) -> tuple:
-        return tuple((e.image_id, e.kind, e.human_label, e.gradcam) for items in self.grouped.values() for e in items)
+        return (tuple((e.image_id, e.kind, e.human_label, e.gradcam) for items in self.grouped.values() for e in items),
+                tuple((f.image_id, f.version) for f in self.reference))
 
     def render(self) -> str:
         entries = [e for items in self.grouped.values() for e in items]
+        if not entries and self.reference:
+            return self.reference_html()
         if not entries:
             return empty_state(
                 f"Nothing flagged in the last {self.hours:g} hours",
@@ -209,11 +245,22 @@ class LogPage(pn.viewable.Viewer):
                        + "</div>")
         if shown < len(entries):
             out.append(f"<p class=muted>Showing the newest {shown} of {len(entries)}; the daily brief lists all.</p>")
-        return "".join(out)
+        return "".join(out) + self.reference_html()
+
+    def reference_html(self) -> str:
+        """Images their reference score flagged (issue 14), newest first, after the classifier's."""
+        if not self.reference:
+            return ""
+        visible = self.reference[:SHOW_MAX]
+        more = (f"<p class=muted>Showing the newest {len(visible)} of {len(self.reference)}; the daily brief lists "
+                "all.</p>" if len(visible) < len(self.reference) else "")
+        return (f'<h3 class="group">Unlike their reference <small>{len(self.reference)} image(s): reference score '
+                "above the limit of their reference version</small></h3>"
+                f'<div class="entries">{"".join(reference_entry_html(f) for f in visible)}</div>{more}')
 
     def markdown_brief(self) -> io.StringIO:
         self.load()
-        return io.StringIO(brief_markdown(self.grouped, self.since, self.until))
+        return io.StringIO(brief_markdown(self.grouped, self.since, self.until, self.reference))
 
     def html_brief(self) -> io.StringIO:
         self.load()

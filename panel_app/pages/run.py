@@ -27,6 +27,7 @@ from panel_app.store import HydraStore
 from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card, fmt_score
 
 ALL = "All plot types"
+REFERENCE_TEXT = "unlike its reference"
 OPEN_ALARMS_WINDOW = timedelta(hours=24)  # unacknowledged alarms this recent are shown on a page opened later
 SETTINGS = ["group", "only_flagged", "gradcam", "opacity", "card_width", "muted"]  # remembered per browser
 
@@ -63,6 +64,10 @@ GRID_CSS = """
   text-shadow: none; font-weight: 600; }
 .badge.novel { background: #6f42c1; color: #fff; }
 .card.novel { border-color: #6f42c1; }
+.card .foot { font-size: 0.78em; padding: 2px 8px; display: flex; justify-content: space-between; gap: 6px;
+  color: #2d3a4a; white-space: nowrap; }
+.card .foot .compare { font-weight: 600; }
+.badge.ref { background: #b54708; color: #fff; }
 .card .why { font-size: 0.78em; padding: 2px 8px; background: #f6f8fa; color: #2d3a4a; border-bottom: 1px solid #e3e7ec;
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 """
@@ -80,6 +85,21 @@ ALARM_CSS = """
   font-weight: 600; }
 .alarm ul { margin: 4px 0 0; padding-left: 20px; font-weight: 400; }
 """
+
+
+def reference_html(card: Card) -> str:
+    """The card's foot: its reference score against the limit, badged when stored as unlike its reference
+    (`reference_scores.flagged`, never re-derived here), and the link to the compare view."""
+    link = (f'<a class="compare" href="./compare?image={card.image_id}" target="_blank" '
+            'title="the image beside its reference and their difference, with GradCAM">compare</a>')
+    score, limit = fmt_score(card.reference_score), fmt_score(card.reference_limit)
+    if card.reference_score is None:
+        text = '<span class="muted">no reference score</span>'
+    elif card.reference_flagged:
+        text = f'<span><span class="badge ref">{REFERENCE_TEXT}</span> score {score} &gt; limit {limit}</span>'
+    else:
+        text = f"<span>reference score {score} / limit {limit}</span>"
+    return f'<div class="foot">{text}{link}</div>'
 
 
 def card_html(card: Card, *, gradcam: bool, opacity: float, now: datetime) -> str:
@@ -107,7 +127,7 @@ def card_html(card: Card, *, gradcam: bool, opacity: float, now: datetime) -> st
         f'<span title="{fmt_time(card.updated_at)} UTC">{fmt_time(card.updated_at)[5:]}</span></div></header>{why}'
         f'<a class="imgwrap" href="{image_url(card.image_id, "full")}" target="_blank" style="display:block">'
         f'<img src="{image_url(card.image_id)}" alt="{esc(card.plot_type)} run {card.run} chunk {card.chunk}">'
-        f"{cam}</a></div>"
+        f"{cam}</a>{reference_html(card)}</div>"
     )
 
 
@@ -178,7 +198,8 @@ class RunPage(pn.viewable.Viewer):
 
     def _render(self) -> None:
         now = self.refreshed_at or utcnow()
-        signature = (tuple((c.image_id, c.inference_id, c.updated_at) for c in self.cards), self.gradcam,
+        signature = (tuple((c.image_id, c.inference_id, c.updated_at, c.reference_score, c.reference_flagged)
+                           for c in self.cards), self.gradcam,
                      round(self.opacity, 2), self.card_width)
         if signature != self._signature:
             self._signature = signature

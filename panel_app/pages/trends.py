@@ -6,10 +6,10 @@ from __future__ import annotations
 import panel as pn
 import param
 
-from panel_app.pages.charts import novelty_figure, trend_figure
+from panel_app.pages.charts import novelty_figure, reference_figure, trend_figure
 from panel_app.pages.common import Field, empty_state, esc, fmt_time, html_pane, needed, remember, remembered, restore
 from panel_app.store import HydraStore
-from panel_app.views_data import TrendPoint, window
+from panel_app.views_data import ReferencePoint, TrendPoint, window
 from panel_app.when import parse_number
 
 SETTINGS = ["plot_type", "hours"]  # remembered per browser
@@ -45,11 +45,16 @@ class TrendsPage(pn.viewable.Viewer):
             return
         since, until = window(self.hours)
         self.points = self.store.trend(info.id, since, until)
+        self.reference_points: list[ReferencePoint] = self.store.reference_trend(info.id, since, until)
         active = self.store.active_model(info.id)
         self.thresholds = {}
         if active is not None:
             rows = self.store.thresholds_of(active.id, info.id)
             self.thresholds = {r.label: r.value for r in rows if r.value is not None}
+        if not self.points and self.reference_points:  # a plot type with no model: the reference score only
+            self.note.object = f"<p class=muted>No classification of {esc(info.name)} in this window.</p>"
+            self.chart[:] = self.reference_charts(info.name, None)
+            return
         if not self.points:
             self.note.object = empty_state(
                 f"No classification of {info.name} in the last {self.hours:g} hours",
@@ -76,7 +81,20 @@ class TrendsPage(pn.viewable.Viewer):
                                              x_range=weights.x_range),
                               sizing_mode="stretch_width"),
             ]
-        self.chart[:] = charts
+        self.chart[:] = charts + self.reference_charts(info.name, weights.x_range)
+
+    def reference_charts(self, name: str, x_range) -> list:  # type: ignore[no-untyped-def]
+        """The reference score over time with its limit (issue 14), when the plot type has scores."""
+        points = self.reference_points
+        if not points:
+            return []
+        flagged = sum(p.flagged for p in points)
+        return [
+            html_pane(f"<p class=muted>Reference score: {len(points)} scored images, <b>{flagged}</b> unlike their "
+                      "reference (score above the limit of their reference version).</p>"),
+            pn.pane.Bokeh(reference_figure(points, f"{name}: reference score (how unlike the reference)",
+                                           x_range=x_range), sizing_mode="stretch_width"),
+        ]
 
     def __panel__(self) -> pn.viewable.Viewable:
         low, high = self.param.hours.bounds

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from hydra_assets.db.models import Image, Inference, Label
+from hydra_assets.db.models import Image, Inference, Label, ReferenceScore
+from panel_app.queries.reference import SCORED, attach_reference_scores, superseded
 from panel_app.queries.tiles import TILE_COLUMNS, as_tiles, attach_inferences
-from panel_app.views_data import SORT_NAMES, UNLABELED, BrowseFilter, Tile
+from panel_app.views_data import REFERENCE_SORT, SORT_NAMES, UNLABELED, BrowseFilter, Tile
 
 # the ORDER BY of each name in SORT_NAMES; ids grow as images are registered (received_at is set then), so id
 # order is arrival order
@@ -18,7 +19,17 @@ SORTS = dict(zip(SORT_NAMES, (
     (Image.id.asc(),),
     (Image.run_number.desc(), Image.chunk.desc(), Image.id.desc()),
     (Image.run_number.asc(), Image.chunk.asc(), Image.id.asc()),
+    (ReferenceScore.score.is_(None), ReferenceScore.score.desc(), Image.id.desc()),  # see _with_reference
 ), strict=True))
+
+
+def _with_reference(query, f: BrowseFilter, sort: str):  # type: ignore[no-untyped-def]
+    """Join each image's current reference score (its newest reference version, when scored) where the sort
+    or a reference filter needs it; an outer join, so unscored images stay (last) when only sorting."""
+    if sort != REFERENCE_SORT and f.reference_min is None and not f.reference_above_limit:
+        return query
+    current = and_(ReferenceScore.image_id == Image.id, ReferenceScore.status == SCORED, ~superseded())
+    return query.outerjoin(ReferenceScore, current)
 
 
 def _browse_where(f: BrowseFilter, label_ids: list[int]) -> list[Any]:
@@ -37,6 +48,10 @@ def _browse_where(f: BrowseFilter, label_ids: list[int]) -> list[Any]:
         where.append(Image.received_at >= f.since)
     if f.until is not None:
         where.append(Image.received_at <= f.until)
+    if f.reference_min is not None:  # the reference score's filters (joined by _with_reference)
+        where.append(ReferenceScore.score >= f.reference_min)
+    if f.reference_above_limit:
+        where.append(ReferenceScore.score > ReferenceScore.score_limit)
     if f.label_name:
         if f.label_source == "human":
             if f.label_name == UNLABELED:
@@ -62,10 +77,12 @@ def browse(
     """One page of images matching the filter, and whether another page follows."""
     where = _browse_where(f, _label_ids(session, f))
     rows = session.execute(
-        select(*TILE_COLUMNS).where(*where).order_by(*SORTS.get(sort, SORTS[SORT_NAMES[0]])).limit(limit + 1)
-        .offset(offset)
+        _with_reference(select(*TILE_COLUMNS), f, sort).where(*where)
+        .order_by(*SORTS.get(sort, SORTS[SORT_NAMES[0]])).limit(limit + 1).offset(offset)
     ).all()
-    return attach_inferences(session, as_tiles(rows[:limit])), len(rows) > limit
+    tiles = attach_inferences(session, as_tiles(rows[:limit]))
+    attach_reference_scores(session, tiles)
+    return tiles, len(rows) > limit
 
 
 def browse_count(session: Session, f: BrowseFilter, *, cap: int = 1000) -> int | None:
@@ -73,7 +90,8 @@ def browse_count(session: Session, f: BrowseFilter, *, cap: int = 1000) -> int |
     scan of the run history (a model-label filter): the pager then says only whether more pages follow."""
     if f.label_name and f.label_source == "model":
         return None
-    capped = select(Image.id).where(*_browse_where(f, _label_ids(session, f))).limit(cap + 1).subquery()
+    capped = (_with_reference(select(Image.id), f, "").where(*_browse_where(f, _label_ids(session, f)))
+              .limit(cap + 1).subquery())
     return session.scalar(select(func.count()).select_from(capped)) or 0
 
 

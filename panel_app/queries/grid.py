@@ -21,6 +21,7 @@ from hydra_assets.db.models import (
     Threshold,
 )
 from panel_app.queries.catalogue import label_colour
+from panel_app.queries.reference import attach_reference_scores
 from panel_app.views_data import AlarmInfo, Card
 
 
@@ -52,6 +53,7 @@ def run_grid(session: Session, plot_type_ids: Sequence[int] | None = None) -> li
         )
         for r in session.execute(query)
     ]
+    attach_reference_scores(session, cards)  # one indexed read for the ~100 cards
     return sorted(cards, key=lambda c: c.rank)
 
 

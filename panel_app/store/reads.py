@@ -13,6 +13,7 @@ from hydra_assets import suggestions as hydra_suggestions
 from hydra_assets.db.models import Model
 from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
+from panel_app.queries import reference as reference_q
 from panel_app.store.cache import SHARED
 from panel_app.views_data import (
     SORT_NAMES,
@@ -151,6 +152,28 @@ class PageReads:
 
     def trend(self, plot_type_id: int, since: datetime, until: datetime | None = None) -> list[TrendPoint]:
         return self._read(q.trend, plot_type_id, since, until)
+
+    # ---- the reference comparison (issue 14; SQL in queries/reference.py) ---------------------------
+
+    def reference_trend(self, plot_type_id: int, since: datetime, until: datetime | None = None
+                        ) -> list[reference_q.ReferencePoint]:
+        return self._read(reference_q.reference_trend, plot_type_id, since, until)
+
+    def flagged_by_reference(self, since: datetime, until: datetime | None = None) -> list[reference_q.ReferenceFlag]:
+        return self._read(reference_q.flagged_by_reference, since, until)
+
+    def reference_sets(self, plot_type_id: int) -> list[reference_q.ReferenceInfo]:
+        return self._read(reference_q.reference_sets, plot_type_id)
+
+    def reference_settings(self, plot_type_id: int) -> tuple[bool, float, str] | None:
+        return self._read(reference_q.reference_settings, plot_type_id)
+
+    def run_images(self, plot_type_id: int, runs: Sequence[int]) -> dict[int, tuple[bool, int]]:
+        return self._read(reference_q.run_images, plot_type_id, runs)
+
+    def compare(self, image_id: int) -> reference_q.Comparison:
+        """An image beside its reference and the difference (`hydra_assets.references.compare_pictures`)."""
+        return self._read(reference_q.compare, image_id)
 
     # ---- Labeler and Plot Browser -------------------------------------------------------------------
 

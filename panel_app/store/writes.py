@@ -17,6 +17,7 @@ from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError, PermissionDenied
 from hydra_assets.db.models import Alarm, Image, LabelHistory, User, utcnow
 from hydra_assets.labeling import LabelChange, apply_labels, labels_since, undo_labels
+from panel_app.queries import reference as reference_q
 from panel_app.queries.report import CONFIRMED_SOURCE
 from panel_app.store.cache import SHARED
 from panel_app.store.reads import PageReads
@@ -189,6 +190,98 @@ class PageWrites(PageReads):
         count = self.db.write(work, what="acknowledge alarms")
         self._changed()
         return count
+
+    # ---- the reference comparison (issue 14) ---------------------------------------------------------
+
+    def choose_reference(self, plot_type_id: int, runs: Sequence[int], *, comment: str = "") -> Any:
+        """Make `runs` the plot type's reference: a new version, kept in the history with who and when, and the
+        plot type's rule "expert" (`hydra_assets.references.choose_reference`); needs `edit_reference`.
+        Returns its `ReferenceChange` (version, images, limit, images excluded and why).
+
+        A run Hydra does not know, or one without images of this plot type, is refused with nothing written."""
+        from hydra_assets import references
+        from hydra_assets.db.models import PlotType
+
+        wanted = sorted({int(r) for r in runs})
+        info = self.plot_type(plot_type_id)
+        name = info.name if info else plot_type_id
+
+        def work(session: Session) -> Any:
+            if not wanted:
+                raise CatalogError("Name at least one run.")
+            plot_type = session.get(PlotType, plot_type_id)
+            if plot_type is None:
+                raise CatalogError(f"unknown plot type {plot_type_id}")
+            found = reference_q.run_images(session, plot_type_id, wanted)
+            unknown = [r for r, (known, _n) in found.items() if not known]
+            empty = [r for r, (known, n) in found.items() if known and not n]
+            problems = ([f"run {', '.join(map(str, unknown))} {'is' if len(unknown) == 1 else 'are'} unknown to Hydra"]
+                        if unknown else [])
+            problems += [f"run {r} has no image of {plot_type.name}" for r in empty]
+            if problems:
+                raise CatalogError("; ".join(problems) + ": nothing was changed.")
+            try:
+                return references.choose_reference(session, self.config.settings.images_dir, plot_type, wanted,
+                                                   by=self.user or "", comment=comment)
+            except ValueError as error:  # the reference's own checks (ReferenceError: no usable image, …)
+                raise CatalogError(f"{error}: nothing was changed.") from error
+
+        return self._guarded("edit_reference", plot_type_id, "choose reference", work,
+                             detail=f"plot type {name}: runs {', '.join(map(str, wanted))}")
+
+    def follow_latest_good_runs(self, plot_type_id: int) -> Any:
+        """Switch the plot type to the auto rule and follow its latest good runs now (a new version when they
+        changed; `hydra_assets.references.auto_reference`); needs `edit_reference`.  Returns its `ReferenceChange`."""
+        from hydra_assets import references
+        from hydra_assets.db.models import PlotType
+
+        def work(session: Session) -> Any:
+            plot_type = session.get(PlotType, plot_type_id)
+            if plot_type is None:
+                raise CatalogError(f"unknown plot type {plot_type_id}")
+            try:
+                return references.auto_reference(session, self.config.settings.images_dir, plot_type,
+                                                 by=self.user or "auto")
+            except ValueError as error:
+                raise CatalogError(f"{error}: nothing was changed.") from error
+
+        info = self.plot_type(plot_type_id)
+        return self._guarded("edit_reference", plot_type_id, "reference rule auto", work,
+                             detail=f"plot type {info.name if info else plot_type_id}")
+
+    def set_reference_settings(self, plot_type_id: int, *, alarm: bool | None = None, quantile: float | None = None,
+                               rule: str | None = None) -> list[str]:
+        """Change what the user changed of a plot type's reference settings (None = leave as it is): the
+        reference alarm switch, the quantile its limit is calibrated at, the rule (auto | expert).  Needs
+        `edit_reference`; returns what changed, in words."""
+        from hydra_assets.db.models import PlotType
+
+        if rule is not None and rule not in ("auto", "expert"):
+            raise CatalogError(f"unknown rule {rule!r}: auto or expert")
+        if quantile is not None and not 0.5 <= quantile < 1.0:
+            raise CatalogError(f"quantile {quantile} is outside 0.5 – 0.9999")
+
+        def work(session: Session) -> list[str]:
+            plot_type = session.get(PlotType, plot_type_id)
+            if plot_type is None:
+                raise CatalogError(f"unknown plot type {plot_type_id}")
+            changed = []
+            if alarm is not None and bool(alarm) != bool(plot_type.reference_alarm):
+                plot_type.reference_alarm = bool(alarm)
+                changed.append(f"reference alarm {'on' if alarm else 'off'}")
+            if quantile is not None and float(quantile) != float(plot_type.reference_quantile):
+                changed.append(f"quantile {plot_type.reference_quantile:g} → {quantile:g}")
+                plot_type.reference_quantile = float(quantile)
+            if rule is not None and rule != plot_type.reference_rule:
+                changed.append(f"rule {plot_type.reference_rule} → {rule}")
+                plot_type.reference_rule = rule
+            return changed
+
+        info = self.plot_type(plot_type_id)
+        parts = [f"alarm={alarm}" if alarm is not None else "", f"quantile={quantile}" if quantile is not None else "",
+                 f"rule={rule}" if rule is not None else ""]
+        return self._guarded("edit_reference", plot_type_id, "reference settings", work,
+                             detail=f"plot type {info.name if info else plot_type_id}: {' '.join(p for p in parts if p)}")
 
     def _changed(self) -> None:
         SHARED.clear()
