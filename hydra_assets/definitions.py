@@ -21,6 +21,7 @@ from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.resources.mlflow import MlflowResource
 from hydra_assets.resources.predictor import PredictorResource
 from hydra_assets.sensors.incoming import incoming_images
+from hydra_assets.sensors.notify import notifications
 from hydra_assets.sensors.labels import label_changes
 from hydra_assets.settings import HydraSettings, load_settings
 
@@ -41,6 +42,6 @@ def resources_for(settings: HydraSettings | None = None) -> dict[str, dg.Configu
 defs = dg.Definitions(
     assets=[*INGEST_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS],
     jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags],
-    sensors=[incoming_images, label_changes],
+    sensors=[incoming_images, label_changes, notifications],
     resources=resources_for(),
 )

@@ -74,13 +74,25 @@ class HydraSettings(BaseSettings):
     mlflow_url: str = Field(default="http://127.0.0.1:5000", description="MLflow UI, linked from the pages.")
     run_refresh_ms: int = Field(default=1000, ge=100, description="Run page refresh period.")
     status_refresh_ms: int = Field(default=10000, ge=100, description="Status page refresh period.")
+    # --- notifications and run conditions (docs/notifications.md, docs/run-conditions.md) ---------------
+    smtp_host: str | None = Field(default=None, description="SMTP server for e-mail notifications.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="Its port (587 with STARTTLS).")
+    smtp_from: str = Field(default="hydra@localhost", description="Sender address of notification e-mails.")
+    smtp_user: str | None = Field(default=None, description="SMTP login, when the server wants one.")
+    smtp_password: str | None = Field(default=None, description="Password of that login.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
+    notify_timeout_seconds: float = Field(default=5.0, gt=0, le=15,
+                                          description="Longest wait for one webhook or SMTP answer.")
+    run_conditions_file: Path | None = Field(default=None, description="CSV/JSON file of run conditions watched "
+                                                                       "by the run_conditions sensor.")
 
     @field_validator("executor", mode="before")
     @classmethod
     def _executor_spelling(cls, value: object) -> object:
         return value.strip().lower().replace("-", "_") if isinstance(value, str) else value
 
-    @field_validator("pages_user", "cookie_secret", mode="before")
+    @field_validator("pages_user", "cookie_secret", "smtp_host", "smtp_user", "smtp_password", "run_conditions_file",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None

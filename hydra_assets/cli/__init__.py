@@ -32,6 +32,7 @@ COMMANDS = {
     "demo-feed": "hydra_assets.cli.demo:demo_feed",
     "demo-setup": "hydra_assets.cli.demo:demo_setup",
     "doctor": "hydra_assets.cli.doctor:doctor",
+    "notify": "hydra_assets.cli.notify:notify",
     "flags": "hydra_assets.cli.flags:flags",
 }
 
