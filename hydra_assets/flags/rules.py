@@ -110,10 +110,10 @@ def image_verdict(image: ImageEvidence, ignore_labels: Collection[str] = ()) -> 
     if image.model_label is not None and image.model_label in ignore_labels:
         return NULL, f"classified {image.model_label} (ignored)"
     kinds = {kind for _, kind in image.alarms}
-    if kinds & set(ALARM_KINDS_BAD):
-        return BAD, ("alarm: " + ", ".join(sorted(kinds & set(ALARM_KINDS_BAD))))
     if image.judged and image.confirmed and image.model_bad:
         return BAD, f"confirmed {image.model_label}"
+    if kinds & set(ALARM_KINDS_BAD):
+        return BAD, ("alarm: " + ", ".join(sorted(kinds & set(ALARM_KINDS_BAD))))
     if image.judged and not image.confirmed:
         return MEDIUM, "unlike the training data" if "novel" in kinds else "unconfirmed"
     if image.reference_flagged:
@@ -230,7 +230,7 @@ def _reasons(flag: str, members: Mapping[str, Mapping[int, ChunkVerdict | str]],
     for note in dict.fromkeys(n for n in notes if n):
         reasons.append({"rule": note})
     if flag == GOOD and not reasons:
-        reasons.append({"text": f"all {len(members)} {member_kind.replace('_', ' ')}s Good or without data"})
+        reasons.append({"text": f"every {member_kind.replace('_', ' ')} Good or without data"})
     if flag == NULL and not any("rule" in r for r in reasons):
         reasons = [{"text": "no images, or only labels the rule ignores"}]
     return tuple(reasons)
