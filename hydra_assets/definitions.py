@@ -13,9 +13,11 @@ import dagster as dg
 
 from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.assets.ingest import INGEST_ASSETS
+from hydra_assets.assets.reference import REFERENCE_ASSETS
 from hydra_assets.assets.training import TRAINING_ASSETS
 from hydra_assets.jobs.flags import recompute_flags
 from hydra_assets.jobs.ingest import ingest_chunk_job
+from hydra_assets.jobs.reference import reference_refresh, reference_refresh_schedule
 from hydra_assets.jobs.training import train_plot_type
 from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.resources.mlflow import MlflowResource
@@ -40,8 +42,9 @@ def resources_for(settings: HydraSettings | None = None) -> dict[str, dg.Configu
 
 
 defs = dg.Definitions(
-    assets=[*INGEST_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS],
-    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags],
+    assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS],
+    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags, reference_refresh],
+    schedules=[reference_refresh_schedule],
     sensors=[incoming_images, label_changes, notifications],
     resources=resources_for(),
 )

@@ -282,8 +282,8 @@ def active_reference(session: Session, plot_type_id: int) -> ReferenceSet | None
 
 def auto_reference(session: Session, images_dir: Path, plot_type: str | PlotType, *, by: str = "auto",
                    quiet: timedelta = AUTO_QUIET) -> ReferenceChange:
-    """Follow the plot type's latest good runs: a new version when the qualifying runs (or the mask) changed,
-    otherwise nothing.  Sets the plot type's rule to "auto"."""
+    """Follow the plot type's latest good runs: a new version when the qualifying runs, the mask or the plot
+    type's reference quantile changed, otherwise nothing.  Sets the plot type's rule to "auto"."""
     row = _plot_type(session, plot_type)
     row.reference_rule = "auto"
     runs = sorted(auto_runs(session, row.id, quiet=quiet))
@@ -295,7 +295,8 @@ def auto_reference(session: Session, images_dir: Path, plot_type: str | PlotType
             + (f"version {current.version} stays" if current else "stays none") + "; or choose one: hydra reference "
             f"set {row.name} --runs N"))
     mask_id, _ = _mask_cells(session, row.id)
-    if current is not None and sorted(current.runs) == runs and current.mask_id == mask_id:
+    if (current is not None and sorted(current.runs) == runs and current.mask_id == mask_id
+            and current.quantile == row.reference_quantile):
         return ReferenceChange(row.name, None, runs, current.n_images, current.score_limit,
                                message=f"{row.name}: reference version {current.version} (runs "
                                        f"{', '.join(map(str, runs))}) is already the latest good runs")
@@ -309,9 +310,8 @@ def refresh_references(session: Session, images_dir: Path) -> list[ReferenceChan
     changes = []
     for row in session.scalars(select(PlotType).where(PlotType.enabled.is_(True), PlotType.reference_rule == "auto")
                                .order_by(PlotType.name)):
-        try:
-            with session.begin_nested():
-                changes.append(auto_reference(session, images_dir, row))
+        try:  # a refusal is raised before anything is written (rule aside), so the others go on
+            changes.append(auto_reference(session, images_dir, row))
         except ReferenceError as error:
             changes.append(ReferenceChange(row.name, None, [], message=f"{row.name}: {error}"))
     return changes

@@ -8,7 +8,8 @@ Vocabulary (stored as `keep_reason` on each keep decision and shown by the pages
 - *confirmed*: the top label's weight reaches that label's threshold (`confirmed_top`) **and** the image is
   not novel (`is_novel`: its novelty score above the model's calibrated limit, "unlike the training data").
 - keep reasons: `bad` (confirmed Bad), `novel` (unlike the training data: not confirmed, whatever the
-  weights say), `unconfirmed` (no label confirmed), `collect` (kept at the plot type's collect %), None
+  weights say), `reference` (unlike its reference: the reference score above its calibrated limit, with or
+  without a model), `unconfirmed` (no label confirmed), `collect` (kept at the plot type's collect %), None
   (not kept).
 """
 
@@ -23,10 +24,12 @@ import numpy as np
 
 DEFAULT_THRESHOLD = 0.5  # a label without a stored threshold
 BAD, NOVEL, UNCONFIRMED, COLLECT = "bad", "novel", "unconfirmed", "collect"
-KEEP_REASONS = (BAD, NOVEL, UNCONFIRMED, COLLECT)
-# Labeler queue order: Bad, novel and unconfirmed first (0), collected Good after them (1), others not queued.
-QUEUE_PRIORITY: dict[str, int] = {BAD: 0, NOVEL: 0, UNCONFIRMED: 0, COLLECT: 1}
+REFERENCE = "reference"  # unlike its reference (hydra_assets/references.py)
+KEEP_REASONS = (BAD, NOVEL, REFERENCE, UNCONFIRMED, COLLECT)
+# Labeler queue order: Bad, novel, unlike the reference and unconfirmed first (0), collected Good after them (1).
+QUEUE_PRIORITY: dict[str, int] = {BAD: 0, NOVEL: 0, REFERENCE: 0, UNCONFIRMED: 0, COLLECT: 1}
 NOVEL_TEXT = "unlike the training data"  # what pages and messages call a novel image
+REFERENCE_TEXT = "unlike its reference"  # what pages and messages call an image above its reference limit
 NO_MODEL_KEY = "none"
 
 
@@ -133,12 +136,14 @@ def collect_draw(digest: str, seed: int) -> float:
 
 
 def keep_reason(
-    status: str, *, confirmed: bool, is_bad: bool, collect_percent: float, draw: float, novel: bool = False
+    status: str, *, confirmed: bool, is_bad: bool, collect_percent: float, draw: float, novel: bool = False,
+    unlike_reference: bool = False,
 ) -> str | None:
-    """Why the image is kept for labeling — bad | novel | unconfirmed | collect — or None (not kept).
+    """Why the image is kept for labeling — bad | novel | reference | unconfirmed | collect — or None.
 
     A novel image is never confirmed (`classify_weights`), so it is kept as `novel`, which tells the
-    expert why the model withheld its verdict.
+    expert why the model withheld its verdict.  An image unlike its reference (`unlike_reference`) is kept
+    as `reference` unless the model already confirmed it Bad or called it novel, with or without a model.
 
     Images without a usable model (`no_model`, `error`) are only collected at the plot type's rate: they
     stay visible and labelable, but do not flood the Labeler queue.
@@ -148,8 +153,10 @@ def keep_reason(
             return BAD
         if novel:
             return NOVEL
-        if not confirmed:
-            return UNCONFIRMED
+    if unlike_reference:
+        return REFERENCE
+    if status == "classified" and not confirmed:
+        return UNCONFIRMED
     return COLLECT if draw < collect_percent else None
 
 

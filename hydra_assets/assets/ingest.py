@@ -1,4 +1,5 @@
-"""Live ingestion assets, partitioned by run number: image (Feeder) → inference (Predict) → keep (Keeper).
+"""Live ingestion assets, partitioned by run number: image (Feeder) → inference (Predict) → keep (Keeper);
+the reference score (`assets/reference.py`) runs between Predict and the Keeper.
 
 A sensor run carries its chunk's files in the `image` op config; the two later steps read that list from
 the run config, so all three work on exactly the chunk.  A run without files — a backfill selected in the
@@ -188,7 +189,7 @@ def model_in_its_depth(run: int, suggestions: list[Suggestion]) -> dg.AssetCheck
 
 
 @dg.asset(
-    deps=[inference],
+    deps=[inference, dg.AssetKey("reference_score")],  # assets/reference.py: kept and alarmed when unlike it
     partitions_def=run_number,
     group_name=GROUP,
     kinds={"python"},

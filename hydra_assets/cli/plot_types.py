@@ -68,22 +68,39 @@ def plot_type_add(name, labels, bad, groups, super_group, collect_percent, topol
               help="Whether images unlike the training data raise an alarm (from the next chunk).")
 @click.option("--collect-percent", type=float, default=None, help="Share of confidently Good images kept anyway.")
 @click.option("--description", default=None)
+@click.option("--reference-alarm/--no-reference-alarm", default=None,
+              help="Whether images unlike their reference raise an alarm (from the next chunk; docs/reference.md).")
+@click.option("--reference-quantile", type=float, default=None,
+              help="The reference limit: this quantile of the reference's own scores, e.g. 0.99 (its 1-in-100); "
+                   "applies from the next reference version (hydra reference auto/set).")
 @friendly_errors
-def plot_type_edit(name, precision_target, novel_alarm, collect_percent, description):  # type: ignore[no-untyped-def]
+def plot_type_edit(name, precision_target, novel_alarm, collect_percent, description,  # type: ignore[no-untyped-def]
+                   reference_alarm, reference_quantile):
     """Change settings of plot type NAME; options not given stay as they are."""
-    if precision_target is None and novel_alarm is None and collect_percent is None and description is None:
+    if (precision_target is None and novel_alarm is None and collect_percent is None and description is None
+            and reference_alarm is None and reference_quantile is None):
         raise click.UsageError("nothing to change: give --precision-target, --novel-alarm/--no-novel-alarm, "
-                               "--collect-percent or --description")
+                               "--collect-percent, --description, --reference-alarm/--no-reference-alarm or "
+                               "--reference-quantile")
+    if reference_quantile is not None and not 0.0 < reference_quantile < 1.0:
+        raise click.BadParameter(f"must be between 0 and 1 (e.g. 0.99), not {reference_quantile:g}",
+                                 param_hint="--reference-quantile")
     db = database()
 
     def edit(s):  # type: ignore[no-untyped-def]
         plot = catalog.edit_plot_type(s, name, precision_target=precision_target, novel_alarm=novel_alarm,
                                       collect_percent=collect_percent, description=description)
-        return plot.name, plot.precision_target, plot.novel_alarm, plot.collect_percent
+        if reference_alarm is not None:
+            plot.reference_alarm = bool(reference_alarm)
+        if reference_quantile is not None:
+            plot.reference_quantile = float(reference_quantile)
+        return (plot.name, plot.precision_target, plot.novel_alarm, plot.collect_percent, plot.reference_alarm,
+                plot.reference_quantile)
 
-    plot_name, target, alarm, collect = db.write(edit, what="edit plot type")
+    plot_name, target, alarm, collect, ref_alarm, quantile = db.write(edit, what="edit plot type")
     click.echo(f"plot type {plot_name}: precision target {target:g}, novel alarm {'on' if alarm else 'off'}, "
-               f"collect {collect:g} %")
+               f"collect {collect:g} %, reference alarm {'on' if ref_alarm else 'off'}, reference quantile "
+               f"{quantile:g}")
 
 
 @plot_type.command("list")

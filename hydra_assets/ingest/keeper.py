@@ -5,7 +5,10 @@ with a copy in the kept folder and the image's place in the Labeler queue; the R
 each plot type moved to its newest image; an alarm for each confirmed Bad of a live chunk (a backfill of
 old runs must not wake the shift crew).  A novel image (unlike the model's training data) is kept for
 labeling but raises an alarm only where its plot type enables the novel alarm (`PlotType.novel_alarm`):
-by default the model's doubt goes to the experts, not to the shift crew.
+by default the model's doubt goes to the experts, not to the shift crew.  Likewise an image unlike its
+reference (its reference score, `hydra_assets/references.py`, above the active reference's limit) is kept
+as `reference`, with or without a model, and alarms only where `PlotType.reference_alarm` is on; a
+confirmed Bad that is also unlike its reference gets one alarm saying both (one alarm per inference).
 """
 
 from __future__ import annotations
@@ -16,15 +19,35 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.models import Alarm, Image, Inference, KeepDecision, Label, PlotType, RunTime, Threshold, utcnow
+from hydra_assets.db.models import (
+    Alarm,
+    Image,
+    Inference,
+    KeepDecision,
+    Label,
+    PlotType,
+    ReferenceScore,
+    ReferenceSet,
+    RunTime,
+    Threshold,
+    utcnow,
+)
 from hydra_assets.images import store_file
 from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import write_resolving_conflicts
-from hydra_assets.rules import DEFAULT_THRESHOLD, NOVEL_TEXT, collect_draw, is_novel, keep_reason, queue_priority
+from hydra_assets.rules import (
+    DEFAULT_THRESHOLD,
+    NOVEL_TEXT,
+    REFERENCE_TEXT,
+    collect_draw,
+    is_novel,
+    keep_reason,
+    queue_priority,
+)
 
 
 @dataclass
@@ -59,6 +82,10 @@ class _Pending:
     novelty: float | None
     novelty_limit: float | None
     novel_alarm: bool
+    reference_score: float | None = None  # against the plot type's active reference
+    reference_limit: float | None = None
+    unlike_reference: bool = False
+    reference_alarm: bool = False
 
     @property
     def novel(self) -> bool:
@@ -75,10 +102,24 @@ def alarm_message(item: _Pending, kind: str) -> str:
     where = f"{item.plot_type} run {item.run} chunk {item.chunk}"
     if kind == "novel":
         return (f"{where}: {NOVEL_TEXT} (novelty {item.novelty:.2f} > limit {item.novelty_limit:.2f}), "
-                f"the model said {item.top_label or '?'}")
+                f"the model said {item.top_label or '?'}") + _also_reference(item)
+    if kind == "reference":
+        said = f", the model said {item.top_label}" if item.status == "classified" and item.top_label else ""
+        return f"{where}: {_reference_fact(item)}{said}"
     threshold = DEFAULT_THRESHOLD if item.threshold is None else item.threshold
     weight = "?" if item.top_weight is None else f"{item.top_weight:.2f}"
-    return f"{where}: {item.top_label or 'Bad'}, weight {weight} ≥ threshold {threshold:.2f}"
+    return f"{where}: {item.top_label or 'Bad'}, weight {weight} ≥ threshold {threshold:.2f}" + _also_reference(item)
+
+
+def _reference_fact(item: _Pending) -> str:
+    score = "?" if item.reference_score is None else f"{item.reference_score:.2f}"
+    limit = "?" if item.reference_limit is None else f"{item.reference_limit:.2f}"
+    return f"{REFERENCE_TEXT} (reference score {score} > limit {limit})"
+
+
+def _also_reference(item: _Pending) -> str:
+    """The reference's word in another kind's alarm (one alarm per inference says every reason)."""
+    return f"; also {_reference_fact(item)}" if item.unlike_reference and item.reference_alarm else ""
 
 
 def pending_decisions(session: Session, run: int, digests: Collection[str] | None) -> list[_Pending]:
@@ -88,12 +129,17 @@ def pending_decisions(session: Session, run: int, digests: Collection[str] | Non
         select(Inference.id, Image.id, Image.plot_type_id, PlotType.name, PlotType.collect_percent, Image.run_number,
                Image.chunk, Image.digest, Image.stored_path, Inference.status, Inference.confirmed, Inference.is_bad,
                Inference.top_label_id, top.name, Inference.top_weight, Threshold.value, Inference.novelty,
-               Inference.novelty_limit, PlotType.novel_alarm)
+               Inference.novelty_limit, PlotType.novel_alarm, ReferenceScore.score, ReferenceScore.score_limit,
+               func.coalesce(ReferenceScore.flagged, False), PlotType.reference_alarm)
         .join(Image, Image.id == Inference.image_id)
         .join(PlotType, PlotType.id == Image.plot_type_id)
         .outerjoin(top, top.id == Inference.top_label_id)
         .outerjoin(Threshold, (Threshold.model_id == Inference.model_id)
                    & (Threshold.label_id == Inference.top_label_id))
+        # the score against the plot type's active reference (one active version per plot type)
+        .outerjoin(ReferenceSet, (ReferenceSet.plot_type_id == Image.plot_type_id) & ReferenceSet.active.is_(True))
+        .outerjoin(ReferenceScore, (ReferenceScore.image_id == Image.id)
+                   & (ReferenceScore.reference_id == ReferenceSet.id) & (ReferenceScore.status == "scored"))
         .outerjoin(KeepDecision, KeepDecision.inference_id == Inference.id)
         .where(Inference.run_number == run, KeepDecision.id.is_(None), Image.status.in_(USABLE))
         .order_by(Inference.id)
@@ -102,17 +148,19 @@ def pending_decisions(session: Session, run: int, digests: Collection[str] | Non
         if not digests:
             return []
         query = query.where(Image.digest.in_(list(set(digests))))
-    return [_Pending(*row) for row in session.execute(query)]
+    return [_Pending(*row[:-1], reference_alarm=bool(row[-1])) for row in session.execute(query)]
 
 
 def alarm_kind(item: _Pending) -> str | None:
-    """"bad" for a confirmed Bad, "novel" for a novel image where the plot type asks for it, else None."""
-    if item.status != "classified":
-        return None
-    if item.is_bad and item.confirmed:
-        return "bad"
-    if item.novel and item.novel_alarm:
-        return "novel"
+    """"bad" for a confirmed Bad, "novel" for a novel image where the plot type asks for it, "reference" for
+    an image unlike its reference where the plot type asks for it (with or without a model), else None."""
+    if item.status == "classified":
+        if item.is_bad and item.confirmed:
+            return "bad"
+        if item.novel and item.novel_alarm:
+            return "novel"
+    if item.unlike_reference and item.reference_alarm:
+        return "reference"
     return None
 
 
@@ -139,7 +187,7 @@ def keep_run(
     for item in pending:
         reason = keep_reason(item.status, confirmed=item.confirmed, is_bad=item.is_bad,
                              collect_percent=item.collect_percent, draw=collect_draw(item.digest, seed),
-                             novel=item.novel)
+                             novel=item.novel, unlike_reference=bool(item.unlike_reference))
         kept_path = None
         if reason is not None:
             try:
