@@ -8,12 +8,19 @@ with the next trained model version.  The rectangles themselves and how they are
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hydra_assets import catalog
 from hydra_assets.db.models import Model, PlotType, PlotTypeMask
-from hydra_assets.masks import Region, validate_regions
+from hydra_assets.masks import Region, region_text, validate_regions
+
+if TYPE_CHECKING:
+    from hydra_assets.db.engine import HydraDB
+
+PERMISSIONS = ("edit_reference", "edit_thresholds")  # either may change a plot type's mask
 
 
 def current_mask(session: Session, plot_type_id: int) -> PlotTypeMask | None:
@@ -60,3 +67,23 @@ def mask_regions(session: Session, mask_id: int | None) -> list[Region]:
 def model_regions(session: Session, model_id: int) -> list[Region]:
     """The rectangles a model version was trained with and applies to its input."""
     return mask_regions(session, session.scalar(select(Model.mask_id).where(Model.id == model_id)))
+
+
+def save_mask(db: HydraDB, plot_type: str, regions: Iterable[object] | None, user: str | None,
+              comment: str = "") -> PlotTypeMask:
+    """`set_mask` as a person does it (CLI, Library): checked first (MaskError, nothing written), then only
+    with `edit_reference` or `edit_thresholds` for the plot type; every attempt lands in the audit log."""
+    checked = validate_regions(regions)
+    with db.read() as s:
+        plot_id = catalog.get_plot_type(s, plot_type).id
+        permission = next((p for p in PERMISSIONS if catalog.has_permission(s, user, p, plot_id)), None)
+    text = "; ".join(region_text(r) for r in checked) or "none (cleared)"
+    action = f"set mask of {plot_type}"
+    if permission is None:
+        refusal = catalog.PermissionDenied(f"user {user or 'anonymous'!r} may not {action} "
+                                           f"(needs {PERMISSIONS[0]!r} or {PERMISSIONS[1]!r})")
+        db.write(lambda s: catalog.record_audit(s, user or "", action, allowed=False, detail=f"{refusal}; {text}"))
+        raise refusal
+    return catalog.guarded_write(
+        db, user, permission, plot_id, action,
+        lambda s: set_mask(s, s.get(PlotType, plot_id), checked, user or "", comment), detail=text)

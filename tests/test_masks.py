@@ -125,3 +125,81 @@ def test_a_bad_mask_writes_nothing(db):
         db.write(lambda s: set_mask(s, s.get(PlotType, plot_id), [[0, 0, 1, 1]], "alice", ""))
     with db.read() as s:
         assert mask_history(s, plot_id) == []
+
+
+def test_save_mask_needs_edit_reference_or_edit_thresholds(sqlite_db):
+    from sqlalchemy import select
+
+    from hydra_assets.catalog import PermissionDenied
+    from hydra_assets.db.models import AuditLog
+    from hydra_assets.mask_versions import save_mask
+
+    _plot_type(sqlite_db)
+    sqlite_db.write(lambda s: catalog.ensure_roles(s))
+    for name, role in (("vera", "viewer"), ("lena", "labeler"), ("eric", "expert")):
+        sqlite_db.write(lambda s, n=name, r=role: catalog.add_user(s, n, role=r))
+    with pytest.raises(PermissionDenied, match="needs 'edit_reference' or 'edit_thresholds'"):
+        save_mask(sqlite_db, "BCAL_eta_phi", [[0, 0, 0.1, 1]], "vera", "")
+    sqlite_db.write(lambda s: catalog.grant(s, "lena", "edit_thresholds", plot_type="BCAL_eta_phi"))
+    assert save_mask(sqlite_db, "BCAL_eta_phi", [[0, 0, 0.1, 1]], "lena", "dead channel").version == 1
+    assert save_mask(sqlite_db, "BCAL_eta_phi", [], "eric", "repaired").version == 2
+    with pytest.raises(MaskError):
+        save_mask(sqlite_db, "BCAL_eta_phi", [[0, 0, 2, 1]], "eric", "")
+    with sqlite_db.read() as s:
+        assert [m.version for m in mask_history(s, s.scalar(select(PlotType.id)))] == [2, 1]
+        audit = [(a.user_name, a.allowed) for a in s.scalars(select(AuditLog).where(AuditLog.action.like("set mask%"))
+                                                            .order_by(AuditLog.id))]
+    assert audit == [("vera", False), ("lena", True), ("eric", True)]
+
+
+# ---- the command line ------------------------------------------------------------------------------------
+
+def _run(*args: str, code: int = 0):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from hydra_assets.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_cli_set_show_clear(hydra_home):
+    import json
+
+    _run("init")
+    _run("plot-type", "add", "FDC_occupancy", "--labels", "Good,Bad", "--bad", "Bad")
+    assert "has no mask" in _run("mask", "show", "FDC_occupancy").output
+    out = _run("mask", "set", "FDC_occupancy", "--region", "0,0,1,0.1", "--region", "0.5,0.2,0.55,1",
+               "--comment", "title and dead channel 48").output
+    assert "mask version 1 of FDC_occupancy: 0,0,1,0.1; 0.5,0.2,0.55,1" in out
+    assert "models trained from now on" in out
+    assert "mask version 2 of FDC_occupancy: no rectangles (cleared)" in _run("mask", "clear", "FDC_occupancy").output
+    shown = _run("mask", "show", "FDC_occupancy").output.splitlines()
+    assert shown[0].startswith("* v2") and "cleared" in shown[0]
+    assert "0,0,1,0.1; 0.5,0.2,0.55,1" in shown[1] and "# title and dead channel 48" in shown[1]
+    rows = json.loads(_run("mask", "show", "FDC_occupancy", "--format", "json").output)
+    assert [r["version"] for r in rows] == [2, 1] and rows[1]["regions"][1] == [0.5, 0.2, 0.55, 1.0]
+
+
+@pytest.mark.parametrize(("region", "message"), [
+    ("0.5,0,0.2,1", "reversed corners"),
+    ("0,0,1.5,1", "outside the image"),
+    ("0,0,1,1", "covers all of the image"),
+    ("0,0,1", "four numbers"),
+])
+def test_cli_bad_rectangle_is_refused_and_nothing_written(hydra_home, region, message):
+    _run("init")
+    _run("plot-type", "add", "FDC_occupancy", "--labels", "Good,Bad", "--bad", "Bad")
+    result = _run("mask", "set", "FDC_occupancy", "--region", region, code=2)
+    assert message in result.output
+    assert "has no mask" in _run("mask", "show", "FDC_occupancy").output
+
+
+def test_cli_refuses_a_user_without_permission(hydra_home):
+    _run("init")
+    _run("plot-type", "add", "FDC_occupancy", "--labels", "Good,Bad", "--bad", "Bad")
+    _run("user", "add", "vera", "--role", "viewer")
+    result = _run("mask", "set", "FDC_occupancy", "--region", "0,0,0.1,1", "--user", "vera", code=3)
+    assert "needs 'edit_reference' or 'edit_thresholds'" in result.output
+    assert "unknown plot type" in _run("mask", "show", "NOPE", code=2).output

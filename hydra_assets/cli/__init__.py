@@ -34,6 +34,7 @@ COMMANDS = {
     "doctor": "hydra_assets.cli.doctor:doctor",
     "notify": "hydra_assets.cli.notify:notify",
     "flags": "hydra_assets.cli.flags:flags",
+    "mask": "hydra_assets.cli.masks:mask",
     "reference": "hydra_assets.cli.reference:reference",
 }
 

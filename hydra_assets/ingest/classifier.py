@@ -212,10 +212,11 @@ class InProcessClassifier:
                 return None
             if tuple(images.shape[1:3]) != tuple(active.input_size):
                 raise InputSizeMismatch(active.input_size)
-            floats = np.asarray(images, dtype=np.float32) / 255.0
+            pixels = np.asarray(images, dtype=np.float32) / 255.0
+            floats = active.masked(pixels)  # the version's mask, as in its training (docs/masks.md)
             weights, novelty, novelty_ms = predict_scored(active, floats, self.batch)
             inferred = time.perf_counter()
-            gradcams = self._explain(active, floats, weights, gradcam_paths)
+            gradcams = self._explain(active, floats, weights, gradcam_paths, shown=pixels)
             done = time.perf_counter()
         return BatchPrediction(
             model_id=active.model_id, model_key=active.key, label_names=list(active.label_names),
@@ -227,8 +228,9 @@ class InProcessClassifier:
         )
 
     def _explain(self, active: Any, floats: np.ndarray, weights: np.ndarray,
-                 paths: Sequence[str | None]) -> dict[int, str]:
-        """GradCAM overlays for images whose top label is a Bad one: one gradient pass per batch."""
+                 paths: Sequence[str | None], *, shown: np.ndarray) -> dict[int, str]:
+        """GradCAM overlays for images whose top label is a Bad one: one gradient pass per batch, on the
+        masked input the model saw, drawn over the plot as it came (`shown`) with the mask shaded."""
         top = weights.argmax(axis=1) if len(weights) else np.zeros(0, dtype=int)
         bad = {i for i, name in enumerate(active.label_names) if name in set(active.bad_labels)}
         chosen = [i for i in range(len(weights)) if int(top[i]) in bad and paths[i]]
@@ -241,5 +243,5 @@ class InProcessClassifier:
             part = chosen[start : start + self.batch]
             heatmaps = gradcam_batch(active.keras_model, floats[part], top[part])
             for i, heatmap in zip(part, heatmaps, strict=True):
-                out[i] = str(save_overlay(floats[i], heatmap, Path(str(paths[i]))))
+                out[i] = str(save_overlay(shown[i], heatmap, Path(str(paths[i])), mask=active.mask))
         return out

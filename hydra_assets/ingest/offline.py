@@ -79,7 +79,8 @@ def classify_files(
             part = good[start : start + BATCH]
             if not part:
                 continue
-            batch = np.stack([load_rgb(path, active.input_size) for _, path, _ in part])
+            shown = np.stack([load_rgb(path, active.input_size) for _, path, _ in part])
+            batch = active.masked(shown)  # the version's mask, as Predict applies it
             weights, novelty, _ms = predict_scored(active, batch)  # the pipeline's own forward pass
             for row, (index, path, digest) in enumerate(part):
                 score = None if novelty is None else float(novelty[row])
@@ -87,7 +88,8 @@ def classify_files(
                                           novelty=score, novelty_limit=limit if score is not None else None)
                 gradcam = None
                 if judged.is_bad and gradcam_dir is not None:
-                    gradcam = _write_gradcam(active, batch[row], judged.top_label, Path(gradcam_dir), path, written)
+                    gradcam = _write_gradcam(active, batch[row], judged.top_label, Path(gradcam_dir), path, written,
+                                             shown=shown[row])
                 run, chunk = _name_parts(path, config)
                 records[index] = inference_record(
                     file_name=path.name, plot_type=plot_type, run=run, chunk=chunk, received_at=_mtime(path),
@@ -101,9 +103,10 @@ def classify_files(
     return [r for r in records if r is not None]
 
 
-def _write_gradcam(active: Any, image: np.ndarray, label: str, folder: Path, source: Path, written: set[Path]
-                   ) -> str:
-    """The overlay of `image` for `label`, written into `folder`; its absolute path, for the record.
+def _write_gradcam(active: Any, image: np.ndarray, label: str, folder: Path, source: Path, written: set[Path],
+                   *, shown: np.ndarray) -> str:
+    """The overlay of `image` (the masked input) for `label`, drawn over `shown` (the plot as it came) with the
+    model's mask shaded, written into `folder`; its absolute path, for the record.
 
     `<stem>-gradcam.png`, or `<stem>-<n>-gradcam.png` when this call already wrote that name.
     """
@@ -116,4 +119,5 @@ def _write_gradcam(active: Any, image: np.ndarray, label: str, folder: Path, sou
         n += 1
         target = folder / f"{source.stem}-{n}-gradcam.png"
     written.add(target)
-    return str(save_overlay(image, heat(active.keras_model, image, active.label_names.index(label)), target))
+    heatmap = heat(active.keras_model, image, active.label_names.index(label))
+    return str(save_overlay(shown, heatmap, target, mask=active.mask))

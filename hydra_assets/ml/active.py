@@ -35,6 +35,8 @@ from sqlalchemy.orm import Session
 from hydra_assets import catalog
 from hydra_assets.catalog import CatalogError
 from hydra_assets.db.models import Label, Model, PlotType, Threshold, utcnow
+from hydra_assets.mask_versions import mask_regions
+from hydra_assets.masks import Region, apply_mask
 from hydra_assets.rules import DEFAULT_THRESHOLD, label_thresholds
 from hydra_assets.scores import novelty as novelty_scores
 from hydra_assets.scores.novelty import NoveltyReference
@@ -70,6 +72,11 @@ class ActiveModel:
     topology: str = ""
     bad_labels: list[str] = field(default_factory=list)
     novelty: NoveltyReference | None = field(default=None, repr=False)  # None: no novelty scores
+    mask: list[Region] = field(default_factory=list)  # rectangles this version was trained without (masks.py)
+
+    def masked(self, batch: np.ndarray) -> np.ndarray:
+        """The batch as this version sees it: its mask's rectangles blanked, as they were in training."""
+        return apply_mask(batch, self.mask)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Weights (N, n_labels) for a batch (N, H, W, 3) of float32 RGB in [0, 1] at `input_size`."""
@@ -83,7 +90,7 @@ class ActiveModel:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         # Direct call, not .predict(): no per-call data pipeline set-up, much faster for the small
         # batches a chunk brings.
-        return np.asarray(self.keras_model(batch, training=False), dtype=np.float32)
+        return np.asarray(self.keras_model(self.masked(batch), training=False), dtype=np.float32)
 
     def confirmed(self, weights: np.ndarray) -> np.ndarray:
         """Boolean (N, n_labels): each label's weight at or above its threshold."""
@@ -264,6 +271,7 @@ def load_model_version(db: HydraDB, config: HydraSettings, model_id: int) -> Act
         plot = s.get(PlotType, row.plot_type_id)
         thresholds = thresholds_of(s, row.id)
         bad = [lab.name for lab in catalog.labels_of(s, plot) if lab.is_bad]
+        mask = mask_regions(s, row.mask_id)
         s.expunge(row)
     what = f"plot type {plot.name} model {row.key}"
     path = _model_file_for(config, row, plot.name)
@@ -273,7 +281,7 @@ def load_model_version(db: HydraDB, config: HydraSettings, model_id: int) -> Act
         model_id=row.id, key=row.key, plot_type=plot.name, label_names=list(row.label_names),
         input_size=(row.input_height, row.input_width), thresholds=thresholds, keras_model=keras_model,
         topology=row.topology, bad_labels=[n for n in row.label_names if n in bad],
-        novelty=load_novelty(config, row),
+        novelty=load_novelty(config, row), mask=mask,
     )
 
 
@@ -317,6 +325,7 @@ def register_local_model(
     topology: str = "compact",
     input_size: tuple[int, int] | None = None,
     created_by: str = "local",
+    mask_id: int | None = None,
 ) -> Model:
     """Mirror a local `.keras` file into the `models` table without MLflow (tests and offline use).
 
@@ -343,7 +352,7 @@ def register_local_model(
         model = Model(
             plot_type_id=plot.id, mlflow_name=name, mlflow_version=version, model_uri=str(path), topology=topology,
             input_height=input_size[0], input_width=input_size[1], input_channels=3, label_names=list(label_names),
-            training_set_size=0, sampling="", metrics={}, created_by=created_by,
+            training_set_size=0, sampling="", metrics={}, created_by=created_by, mask_id=mask_id,
         )
         session.add(model)
         session.flush()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hydra_assets.masks import Region, apply_mask
 from hydra_assets.ml.steps import TrainingRefused, emit
 from hydra_assets.settings import load_settings
 
@@ -39,8 +40,9 @@ def configure_tensorflow(threads: int | None = None) -> None:
 # ---- pixels --------------------------------------------------------------------------------------
 
 
-def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
-    """Float32 RGB in [0, 1] at (height, width), refusing a missing or unreadable file by name."""
+def load_images(paths: Sequence[str], size: tuple[int, int], mask: Sequence[Region] = ()) -> np.ndarray:
+    """Float32 RGB in [0, 1] at (height, width), refusing a missing or unreadable file by name; the
+    rectangles of `mask` blanked (the plot type's mask, `hydra_assets.masks`)."""
     from hydra_assets.images import load_rgb
 
     out = np.empty((len(paths), size[0], size[1], 3), dtype=np.float32)
@@ -49,7 +51,7 @@ def load_images(paths: Sequence[str], size: tuple[int, int]) -> np.ndarray:
             out[k] = load_rgb(Path(path), size)
         except (OSError, ValueError) as error:
             raise TrainingRefused(f"cannot read training image {path}: {error}") from error
-    return out
+    return apply_mask(out, mask)
 
 
 def augmenter(seed: int) -> Any:
@@ -69,9 +71,10 @@ def augmenter(seed: int) -> Any:
 
 
 def _batches(images: np.ndarray | Sequence[str], targets: np.ndarray, size: tuple[int, int], batch_size: int, *,
-             shuffle: bool, seed: int, augment: Any = None) -> Any:
+             shuffle: bool, seed: int, augment: Any = None, mask: Sequence[Region] = ()) -> Any:
     """Batches of an array or of image files read from disk batch by batch (training sets too large to hold
-    in memory), each changed by `augment` (a Keras layer, training mode) when given."""
+    in memory), each changed by `augment` (a Keras layer, training mode) when given, then masked: a shift
+    must not move pixels into the rectangles the model never sees at inference."""
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -87,9 +90,10 @@ def _batches(images: np.ndarray | Sequence[str], targets: np.ndarray, size: tupl
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
             in_memory = isinstance(images, np.ndarray)
-            batch = images[chosen] if in_memory else load_images([images[i] for i in chosen], size)
+            batch = images[chosen] if in_memory else load_images([images[i] for i in chosen], size, mask)
             if augment is not None:
                 batch = np.clip(np.asarray(augment(batch, training=True)), 0.0, 1.0).astype(np.float32)
+                batch = apply_mask(batch, mask)
             return batch, targets[chosen]
 
         def on_epoch_end(self) -> None:
@@ -157,8 +161,10 @@ def fit(
     augment: bool = False,
     metric_prefix: str = "",
     logger: Any = log,
+    mask: Sequence[Region] = (),
 ) -> tuple[keras.Model, dict[str, Any]]:
-    """Build the topology and fit it; inputs are arrays or, for large sets, lists of image paths.
+    """Build the topology and fit it; inputs are arrays (masked already) or, for large sets, lists of image
+    paths (masked with `mask` as they are read, like augmented batches).
 
     The learning rate decays along a cosine to 5 % by the last epoch, and (`keep_best`) the weights of the
     epoch with the lowest validation loss are kept (`history["best_epoch"]`): on a few hundred images the
@@ -187,10 +193,11 @@ def fit(
                             class_weight=weights)
     else:
         history = model.fit(_batches(x_train, y_train, input_size, batch_size, shuffle=True, seed=seed,
-                                     augment=augmenter(seed) if augment else None),
+                                     augment=augmenter(seed) if augment else None, mask=mask),
                             validation_data=None if validation is None else (
                                 (x_val, y_val) if isinstance(x_val, np.ndarray)
-                                else _batches(x_val, y_val, input_size, batch_size, shuffle=False, seed=seed)),
+                                else _batches(x_val, y_val, input_size, batch_size, shuffle=False, seed=seed,
+                                              mask=mask)),
                             epochs=epochs, verbose=0, callbacks=callbacks, class_weight=weights)
     out: dict[str, Any] = {k: [float(v) for v in values] for k, values in history.history.items()}
     out["best_epoch"] = best.epoch
@@ -223,8 +230,9 @@ class _BestWeights:
 
 
 def embed_all(model: keras.Model, images: np.ndarray | Sequence[str], input_size: tuple[int, int], *,
-              batch_size: int = 256) -> tuple[np.ndarray | None, np.ndarray]:
-    """(embeddings or None, weights) for arrays or paths, in batches (one forward pass gives both)."""
+              batch_size: int = 256, mask: Sequence[Region] = ()) -> tuple[np.ndarray | None, np.ndarray]:
+    """(embeddings or None, weights) for arrays (masked already) or paths (masked with `mask` as read), in
+    batches (one forward pass gives both)."""
     from hydra_assets.ml.embedding import embed
 
     features: list[np.ndarray] = []
@@ -232,7 +240,7 @@ def embed_all(model: keras.Model, images: np.ndarray | Sequence[str], input_size
     has_embedding = True
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        batch = chunk if isinstance(chunk, np.ndarray) else load_images(list(chunk), input_size)
+        batch = chunk if isinstance(chunk, np.ndarray) else load_images(list(chunk), input_size, mask)
         f, w = embed(model, batch)
         weights.append(w)
         if f is None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hydra_assets.masks import Region, mask_array
+
 if TYPE_CHECKING:
     import keras
 
@@ -166,9 +168,29 @@ def outlined(rgb: np.ndarray, heat: np.ndarray, *, level: float = OUTLINE_LEVEL)
     return out
 
 
-def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path) -> Path:
+MASK_GREY = 150  # ignored rectangles are drawn washed out towards this grey, with a dashed two-tone edge
+MASK_WASH = 0.7
+
+
+def shade_mask(rgb: np.ndarray, ignored: np.ndarray) -> np.ndarray:
+    """`rgb` (uint8) with the ignored pixels washed out to grey and their edge dashed black and white, so a
+    crew sees which rectangles the model was not shown (docs/masks.md); unchanged when nothing is ignored."""
+    if not ignored.any():
+        return rgb
+    out = rgb.copy()
+    out[ignored] = ((1 - MASK_WASH) * out[ignored] + MASK_WASH * MASK_GREY).round().astype(np.uint8)
+    edge = ignored & _grow(~ignored, 1)
+    rows, cols = np.indices(ignored.shape)
+    dash = ((rows + cols) // 3) % 2 == 0
+    out[edge & dash] = 0
+    out[edge & ~dash] = 255
+    return out
+
+
+def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path, *, mask: Sequence[Region] = ()) -> Path:
     """Write the heatmap over the image as a PNG at `path` (atomically: complete or absent): the 'turbo'
-    colour map, stronger where hotter, and an outline of the hot region (see OVERLAY_CMAP)."""
+    colour map, stronger where hotter, and an outline of the hot region (see OVERLAY_CMAP).  The rectangles
+    of `mask` (what the model ignored) carry no heat and are shaded (`shade_mask`)."""
     from PIL import Image as PILImage
 
     image = np.asarray(image)
@@ -176,7 +198,9 @@ def save_overlay(image: np.ndarray, heatmap: np.ndarray, path: Path) -> Path:
     if heat.shape != image.shape[:2]:  # the last convolution's grid, stretched over the plot
         stretched = PILImage.fromarray(heat).resize((image.shape[1], image.shape[0]), PILImage.BILINEAR)
         heat = np.asarray(stretched, dtype=np.float32)
-    picture = outlined(overlay(image, heat, alpha=OVERLAY_ALPHA, cmap=OVERLAY_CMAP), heat)
+    ignored = mask_array(image.shape[0], image.shape[1], mask) if mask else np.zeros(image.shape[:2], bool)
+    heat = np.where(ignored, 0.0, heat).astype(np.float32)  # a convolution spreads heat into what it never saw
+    picture = shade_mask(outlined(overlay(image, heat, alpha=OVERLAY_ALPHA, cmap=OVERLAY_CMAP), heat), ignored)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -201,4 +225,5 @@ def peak_in_box(heatmap: np.ndarray, box: tuple[float, float, float, float], *, 
     return x0 * sx <= x + 0.5 <= x1 * sx and y0 * sy <= y + 0.5 <= y1 * sy
 
 
-__all__ = ["gradcam", "gradcam_batch", "gradcam_layers", "outlined", "overlay", "peak_in_box", "save_overlay"]
+__all__ = ["gradcam", "gradcam_batch", "gradcam_layers", "outlined", "overlay", "peak_in_box", "save_overlay",
+           "shade_mask"]

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from hydra_assets import catalog
 from hydra_assets.db.models import Model
+from hydra_assets.mask_versions import current_mask
+from hydra_assets.masks import Region, validate_regions
 from hydra_assets.ml import evaluation
 from hydra_assets.ml.fit import embed_all, fit, load_images
 from hydra_assets.ml.predictions import PREDICTIONS_FILE, Predictions, save_predictions
@@ -95,13 +97,17 @@ def train_model_step(
             raise TrainingRefused(f"plot type {plot_type} has no training set yet; materialise training_set first")
         items = training_set_items(s, training_set.id)
         label_names = list(training_set.label_counts.get("label_names") or [])
+        # The plot type's mask now: applied to every training and validation input, recorded on the version.
+        mask_row = current_mask(s, plot.id)
+        mask_id, mask = (mask_row.id, validate_regions(mask_row.regions)) if mask_row else (None, [])
     topology = options.topology or plot.topology
     default_epochs, default_batch, default_rate = training_defaults(topology)
     settings = _FitSettings(topology=topology, epochs=options.epochs or default_epochs,
                             batch_size=options.batch_size or default_batch,
                             learning_rate=options.learning_rate or default_rate,
                             input_size=tuple(options.input_size or (plot.input_height, plot.input_width)),
-                            weights_path=options.weights_path, seed=options.seed, augment=options.augment)
+                            weights_path=options.weights_path, seed=options.seed, augment=options.augment,
+                            mask=tuple(mask))
     epochs, batch_size, learning_rate, input_size = (settings.epochs, settings.batch_size, settings.learning_rate,
                                                      settings.input_size)
     check_topology(topology, input_size)
@@ -117,7 +123,7 @@ def train_model_step(
     in_memory = len(items) * input_size[0] * input_size[1] * 3 * 4 <= IN_MEMORY_LIMIT_BYTES
     emit("loading", images=len(items))
     paths = [p for _, p, *_ in items]
-    data = load_images(paths, input_size) if in_memory else paths
+    data = load_images(paths, input_size, mask) if in_memory else paths  # paths: masked as read
     # The registered model trains on the train split, or on every image under cross-validation / one run.
     train_at = np.flatnonzero(splits == "train") if not folds else np.arange(len(items))
     validation_at = np.flatnonzero(splits == "validation")
@@ -133,6 +139,7 @@ def train_model_step(
             "labels": ",".join(label_names), "training_set_id": training_set.id, "seed": options.seed,
             "weights_path": options.weights_path or "none", "augment": options.augment,
             "split": training_set.label_counts.get("split", "runs"), "folds": len(folds),
+            "mask_version": mask_row.version if mask_row else 0, "mask_regions": len(mask),
         })
         out_of_fold, fold_novel = None, None
         if folds:
@@ -146,10 +153,10 @@ def train_model_step(
         model, history = fit((_subset(data, train_at), targets[train_at]), validation, label_names,
                              topology=topology, input_size=input_size, epochs=epochs, batch_size=batch_size,
                              learning_rate=learning_rate, weights_path=options.weights_path, seed=options.seed,
-                             augment=options.augment, logger=logger)
+                             augment=options.augment, logger=logger, mask=mask)
         training_seconds = time.perf_counter() - started
         emit("predicting", images=len(items))
-        features, all_weights = embed_all(model, data, input_size)
+        features, all_weights = embed_all(model, data, input_size, mask=mask)
         if out_of_fold is not None:
             val_weights, val_targets = out_of_fold, targets
         else:
@@ -214,7 +221,7 @@ def train_model_step(
             model_uri=f"models:/{name}/{version}", topology=topology, input_height=input_size[0],
             input_width=input_size[1], input_channels=3, label_names=label_names, training_set_id=training_set.id,
             training_set_size=len(items), sampling=training_set.sampling, metrics=metrics,
-            created_by=created_by or "training",
+            created_by=created_by or "training", mask_id=mask_id,
         )
         session.add(row)
         session.flush()
@@ -236,6 +243,7 @@ class _FitSettings:
     weights_path: str | None
     seed: int
     augment: bool
+    mask: tuple[Region, ...] = ()
 
 
 def _subset(data: np.ndarray | list[str], at: np.ndarray) -> np.ndarray | list[str]:
@@ -263,10 +271,10 @@ def _cross_validate(data: np.ndarray | list[str], targets: np.ndarray, splits: n
                              topology=settings.topology, input_size=settings.input_size, epochs=settings.epochs,
                              batch_size=settings.batch_size, learning_rate=settings.learning_rate,
                              weights_path=settings.weights_path, seed=settings.seed, keep_best=False,
-                             augment=settings.augment, metric_prefix=f"{fold}_", logger=logger)
+                             augment=settings.augment, metric_prefix=f"{fold}_", logger=logger, mask=settings.mask)
         histories[fold] = history
-        held_features, out[held] = embed_all(model, _subset(data, held), settings.input_size)
-        kept_features, _ = embed_all(model, _subset(data, kept), settings.input_size)
+        held_features, out[held] = embed_all(model, _subset(data, held), settings.input_size, mask=settings.mask)
+        kept_features, _ = embed_all(model, _subset(data, kept), settings.input_size, mask=settings.mask)
         if held_features is None or kept_features is None or len(kept) < 2:
             has_embedding = False
             continue

@@ -272,7 +272,7 @@ def _beats_active(db: HydraDB, config: HydraSettings, plot_type: str, model: Mod
         return False, "already active"
     with db.read() as s:
         paths = dict(s.execute(select(Image.id, Image.stored_path).where(Image.id.in_(val.image_id.tolist()))).all())
-    images = load_images([paths[int(i)] for i in val.image_id], active.input_size)
+    images = load_images([paths[int(i)] for i in val.image_id], active.input_size, active.mask)  # its own mask
     theirs = predict(active.keras_model, images, active.input_size)
     # Re-index the human labels into the active model's output order; labels it lacks count as misses.
     mapping = {k: (active.label_names.index(n) if n in active.label_names else -1)
