@@ -389,6 +389,19 @@ class Tile:
         return (self.labeled_at or datetime.min, self.image_id)
 
 
+@dataclass(slots=True)
+class MapPoint:
+    """An image on the similarity map (page Map): what it can be coloured by, and where its file is."""
+
+    image_id: int
+    run: int | None
+    chunk: int | None
+    label_id: int | None = None
+    novelty: float | None = None  # of its latest classification
+    reference_score: float | None = None  # the newest reference score (issue 14); None when not scored
+    stored_path: str = ""
+
+
 @dataclass
 class BrowseFilter:
     run_min: int | None = None

@@ -77,6 +77,7 @@ EMPTY_MESSAGES = {
     "log": "Nothing flagged",
     "library": "No plot types yet",
     "labeler": "No plot types yet",
+    "map": "No plot types yet",
     "status": "No pipeline activity",
     "browser": "No images yet",
     "trends": "No plot types yet",

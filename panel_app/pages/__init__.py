@@ -19,6 +19,7 @@ from panel_app.pages.library import LibraryPage
 from panel_app.pages.log import LogPage
 from panel_app.pages.report import ReportPage
 from panel_app.pages.run import RunPage
+from panel_app.pages.similarity import MapPage
 from panel_app.pages.status import StatusPage
 from panel_app.pages.trends import TrendsPage
 
@@ -36,6 +37,7 @@ PAGES: dict[str, Page] = {page.slug: page for page in (
     Page("log", "Log", "confirmed Bad and unconfirmed images of the last hours", LogPage),
     Page("library", "Library", "model versions, confusion matrices, thresholds", LibraryPage),
     Page("labeler", "Labeler", "paint labels on images", LabelerPage),
+    Page("map", "Map", "a similarity map of images: paint whole clusters with a label", MapPage),
     Page("status", "Status", "pipeline timings and heartbeats", StatusPage),
     Page("browser", "Plot Browser", "filter and sort every image", BrowserPage),
     Page("trends", "Trends", "label weights over time", TrendsPage),

@@ -13,6 +13,7 @@ from hydra_assets import suggestions as hydra_suggestions
 from hydra_assets.db.models import Model
 from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
+from panel_app.queries import similarity as similarity_q
 from panel_app.queries import reference as reference_q
 from panel_app.store.cache import SHARED
 from panel_app.views_data import (
@@ -36,6 +37,7 @@ from panel_app.views_data import (
 
 if TYPE_CHECKING:
     from hydra_assets.db.engine import HydraDB
+    from hydra_assets.similarity import SimilarityMap
     from panel_app.config import PagesConfig
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,27 @@ class PageReads:
 
     def browse_count(self, f: BrowseFilter, *, cap: int = 1000) -> int | None:
         return self._read(q.browse_count, f, cap=cap)
+
+    # ---- similarity map (page Map; features and projection in hydra_assets/similarity.py) -----------
+
+    def map_points(self, plot_type_id: int, *, limit: int) -> list[similarity_q.MapPoint]:
+        return self._read(similarity_q.map_points, plot_type_id, limit=limit)
+
+    def similarity_map(self, plot_type_id: int, points: Sequence[similarity_q.MapPoint], *, method: str
+                       ) -> SimilarityMap:
+        """The map (`hydra_assets.similarity.SimilarityMap`) of `points`: the active model's embedding when it
+        loads, else pixels; features and projection cached under `<home>/similarity/`."""
+        from hydra_assets import similarity
+        from panel_app.images import safe_path
+
+        info = self.plot_type(plot_type_id)
+        source, embedder, note = similarity.model_embedder(self.db, self.config.settings, info.name if info else "")
+        paths = [safe_path(p.stored_path, self.locator.roots) for p in points]
+        built = similarity.build_map(folder=Path(self.config.settings.home) / "similarity", plot_type_id=plot_type_id,
+                                     image_ids=[p.image_id for p in points], paths=paths, method=method,
+                                     source=source, embedder=embedder)
+        built.notes.insert(0, note)
+        return built
 
     # ---- retraining suggestions --------------------------------------------------------------------
 
