@@ -23,8 +23,9 @@ from hydra_assets.resources.hydra import HydraResource
 from hydra_assets.resources.mlflow import MlflowResource
 from hydra_assets.resources.predictor import PredictorResource
 from hydra_assets.sensors.incoming import incoming_images
-from hydra_assets.sensors.notify import notifications
 from hydra_assets.sensors.labels import label_changes
+from hydra_assets.sensors.notify import notifications
+from hydra_assets.sensors.run_conditions import run_conditions
 from hydra_assets.settings import HydraSettings, load_settings
 
 
@@ -45,6 +46,6 @@ defs = dg.Definitions(
     assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS],
     jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags, reference_refresh],
     schedules=[reference_refresh_schedule],
-    sensors=[incoming_images, label_changes, notifications],
+    sensors=[incoming_images, label_changes, notifications, run_conditions],
     resources=resources_for(),
 )

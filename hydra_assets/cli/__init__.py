@@ -33,6 +33,7 @@ COMMANDS = {
     "demo-setup": "hydra_assets.cli.demo:demo_setup",
     "doctor": "hydra_assets.cli.doctor:doctor",
     "notify": "hydra_assets.cli.notify:notify",
+    "runs": "hydra_assets.cli.runs:runs",
     "flags": "hydra_assets.cli.flags:flags",
     "mask": "hydra_assets.cli.masks:mask",
     "reference": "hydra_assets.cli.reference:reference",
