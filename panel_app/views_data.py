@@ -3,6 +3,9 @@
 Pages import these names (and `panel_app.store`), never `panel_app.queries`, which fills them.  An image's
 state uses the keep-reason vocabulary of `hydra_assets.rules` and comes from the keep decision the Keeper
 stored, never from the weights again, so a page and the Labeler queue always agree.
+
+Long module: one vocabulary of what every page shows (cards, tiles, runs and their flags, alarms), kept in
+one place so a page and the query that fills it cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 from hydra_assets.db.models import utcnow
+from hydra_assets.flags.standing import StandingFlag
 from hydra_assets.ingest.health import STAGES
 from hydra_assets.ml.thresholds import evaluate_at_thresholds
 from hydra_assets.rules import BAD, DEFAULT_THRESHOLD, NOVEL, NOVEL_TEXT, UNCONFIRMED, is_novel
@@ -413,7 +417,8 @@ class BrowseFilter:
     until: datetime | None = None
     reference_min: float | None = None  # reference score at least this (newest reference version)
     reference_above_limit: bool = False  # only images whose reference score is above its limit
-
+    condition_key: str | None = None  # a run condition (Run.conditions) the image's run must have ...
+    condition_value: str | None = None  # ... with this value (as text; 11.6 matches a number 11.6)
 
 # ---- Trends and Training report -------------------------------------------------------------------
 
@@ -530,3 +535,86 @@ class Disagreement:
     @property
     def fixed(self) -> bool:
         return self.current_label_id is not None and self.current_label_id == self.model_label_id
+
+
+# ---- Runs page and alarm history ------------------------------------------------------------------
+
+# Okabe-Ito (colour-blind safe, as catalog.GOOD_COLOUR/BAD_COLOURS), each with the letter the cell also shows
+FLAG_STYLE = {"Good": ("#009E73", "G"), "Medium": ("#E69F00", "M"), "Bad": ("#D55E00", "B"), "Null": ("#999999", "N")}
+
+
+def needs_signoff(flag: StandingFlag) -> bool:
+    """Some chunk of the flag has no sign-off made since the flag was last computed."""
+    return any(r.signed_at is None or (flag.computed_at is not None and r.signed_at < flag.computed_at)
+               for r in flag.ranges)
+
+
+@dataclass(slots=True)
+class Signoff:
+    """One confirm or override of a flag (the audit trail a run coordinator leaves)."""
+
+    run: int
+    scope: str
+    group: str
+    first_chunk: int | None  # None: the whole run
+    last_chunk: int | None
+    action: str  # confirm | override
+    previous_flag: str | None
+    flag: str
+    comment: str
+    user: str
+    signed_at: datetime
+
+
+@dataclass(slots=True)
+class RunRow:
+    """A row of the Runs page: run metadata and its flag cells keyed by (scope, group name)."""
+
+    number: int
+    first_seen: datetime
+    last_seen: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    chunk_count: int
+    image_count: int
+    alarm_count: int
+    conditions: dict[str, Any]
+    cells: dict[tuple[str, str], StandingFlag] = field(default_factory=dict)  # (scope, group) -> its flag
+
+
+@dataclass
+class RunsFilter:
+    run_min: int | None = None
+    run_max: int | None = None
+    flag: str | None = None  # a standing flag some range of the run has (in `group` when set)
+    scope: str = "group"
+    group: str | None = None
+    condition_key: str | None = None
+    condition_value: str | None = None
+    needs_signoff: bool = False  # only runs with a flag not signed off since it was computed
+
+
+@dataclass(slots=True)
+class AlarmRow:
+    """An alarm as the alarm history lists it."""
+
+    id: int
+    kind: str
+    plot_type: str
+    run: int | None
+    chunk: int | None
+    label: str | None
+    message: str
+    raised_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    image_id: int
+
+
+@dataclass
+class AlarmFilter:
+    kind: str | None = None  # bad | novel | reference
+    plot_type_id: int | None = None
+    acknowledged: bool | None = None  # None: either
+    since: datetime | None = None
+    until: datetime | None = None

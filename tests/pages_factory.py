@@ -83,6 +83,8 @@ EMPTY_MESSAGES = {
     "trends": "No plot types yet",
     "report": "No plot types yet",
     "compare": "No images to compare yet",
+    "runs": "No runs yet",
+    "alarms": "No alarm matches these filters",
 }
 
 

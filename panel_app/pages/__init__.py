@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import panel as pn
 
+from panel_app.pages.alarms import AlarmsPage
 from panel_app.pages.browser import BrowserPage
 from panel_app.pages.compare import ComparePage
 from panel_app.pages.labeler import LabelerPage
@@ -19,6 +20,7 @@ from panel_app.pages.library import LibraryPage
 from panel_app.pages.log import LogPage
 from panel_app.pages.report import ReportPage
 from panel_app.pages.run import RunPage
+from panel_app.pages.runs import RunsPage
 from panel_app.pages.similarity import MapPage
 from panel_app.pages.status import StatusPage
 from panel_app.pages.trends import TrendsPage
@@ -35,6 +37,8 @@ class Page:
 PAGES: dict[str, Page] = {page.slug: page for page in (
     Page("run", "Run", "live grid of the latest image of every plot type", RunPage),
     Page("log", "Log", "confirmed Bad and unconfirmed images of the last hours", LogPage),
+    Page("runs", "Runs", "runs by plot group, coloured by flag; sign-off and certification files", RunsPage),
+    Page("alarms", "Alarms", "every alarm raised, and who acknowledged it", AlarmsPage),
     Page("library", "Library", "model versions, confusion matrices, thresholds", LibraryPage),
     Page("labeler", "Labeler", "paint labels on images", LabelerPage),
     Page("map", "Map", "a similarity map of images: paint whole clusters with a label", MapPage),

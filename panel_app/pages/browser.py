@@ -17,6 +17,7 @@ from panel_app.pages.common import (
     html_pane,
     remember,
     remembered,
+    request_args,
     restore,
 )
 from panel_app.pages.compare import reference_line
@@ -30,6 +31,7 @@ RUN_MAX = 2**31 - 1  # the database's run column
 SETTINGS = ["run_min", "run_max", "plot_types", "group", "super_group", "label_source", "label_name", "sort",
             "page_size", "since_text", "until_text"]  # remembered per browser; times as typed ("-24h" stays relative)
 SETTINGS += ["reference_min", "reference_above"]  # the reference score's filters (issue 14)
+SETTINGS += ["condition_key", "condition_value"]  # a run condition the image's run has (issue 16)
 DATE_HINT = "2026-11-28, -24h, yesterday"
 
 BROWSER_CSS = """
@@ -58,6 +60,8 @@ class BrowserPage(pn.viewable.Viewer):
     reference_min = param.Number(default=None, allow_None=True, label="Reference score at least")
     reference_above = param.Boolean(default=False, label="Unlike the reference (score above its limit)")
     until_text = param.String(default="", doc="The 'Received until' field as typed")
+    condition_key = param.Selector(default=ANY, objects=[ANY], label="Run condition")
+    condition_value = param.String(default="", label="equals")
 
     def __init__(self, store: HydraStore, **params) -> None:
         self.store = store
@@ -69,6 +73,7 @@ class BrowserPage(pn.viewable.Viewer):
         self.param.super_group.objects = {"any": ANY, **{g: g for g in store.super_group_names()}}
         names = sorted({lab.name for pt in catalogue.values() for lab in pt.labels}, key=str.lower)
         self.param.label_name.objects = {"any": ANY, UNLABELED: UNLABELED, **{n: n for n in names}}
+        self.param.condition_key.objects = {"any": ANY, **{k: k for k in store.condition_keys()}}
         saved = remembered("hydra_browser")
         restore(self, saved, [n for n in SETTINGS if n not in params])
         with param.parameterized.discard_events(self):
@@ -77,6 +82,7 @@ class BrowserPage(pn.viewable.Viewer):
                     setattr(self, name, parse_when(getattr(self, f"{name}_text"), utcnow()))
                 except ValueError:
                     setattr(self, f"{name}_text", "")
+        self.from_link(request_args())
         self.tiles: list[Tile] = []
         self.total: int | None = 0  # None: not counted (model-label filters)
         self.has_more = False
@@ -94,7 +100,23 @@ class BrowserPage(pn.viewable.Viewer):
         if label == UNLABELED and self.label_source == "model":
             label = None
         return BrowseFilter(run_min=self.run_min, run_max=self.run_max, plot_type_ids=ids,
-                              label_source=self.label_source, label_name=label, since=self.since, until=self.until)
+                              label_source=self.label_source, label_name=label, since=self.since, until=self.until,
+                              condition_key=self.condition_key or None, condition_value=self.condition_value.strip())
+
+    def from_link(self, args: dict[str, str]) -> None:
+        """A link from another page (the Runs page: `?run=N&group=G`) sets those filters, over remembered ones."""
+        with param.parameterized.discard_events(self):
+            if args.get("run", "").strip().isdigit():
+                self.run_min = self.run_max = int(args["run"])
+            for name in ("group", "super_group", "condition_key"):
+                if args.get(name) in self.param[name].objects.values():
+                    setattr(self, name, args[name])
+            if "condition_value" in args:
+                self.condition_value = args["condition_value"]
+
+    @param.depends("condition_key", "condition_value", watch=True)
+    def _on_condition(self) -> None:
+        self._on_filter()
 
     @param.depends("run_min", "run_max", "plot_types", "group", "super_group", "label_source", "label_name", "since",
                    "until", "sort", "page_size", watch=True)
@@ -252,6 +274,8 @@ class BrowserPage(pn.viewable.Viewer):
                 pn.widgets.Select.from_param(self.param.page_size, width=90),
             ),
             self.reference_controls(),
+            pn.Row(pn.widgets.Select.from_param(self.param.condition_key, width=170),
+                   pn.widgets.TextInput.from_param(self.param.condition_value, width=150, placeholder="value")),
             remember(self, "hydra_browser", SETTINGS),
         )
         return pn.Column(filters, pn.Row(prev_button, next_button, self.pager), self.results,

@@ -23,6 +23,7 @@ from panel_app.pages.common import (
     restore,
     tick,
 )
+from panel_app.pages.run_flags import RunFlagsStrip
 from panel_app.store import HydraStore
 from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card, fmt_score
 
@@ -161,6 +162,7 @@ class RunPage(pn.viewable.Viewer):
         self.sound = AlarmSound(muted=self.muted, height=0, width=0, margin=0)
         self.grid_pane = html_pane("", stylesheets=[GRID_CSS])
         self.status_pane = html_pane("", stylesheets=[STATUS_CSS])
+        self.flags_strip = RunFlagsStrip(store)  # the live run's flag per group, above the grid
         self.alarm_pane = html_pane("", stylesheets=[ALARM_CSS], visible=False)
         self.acknowledge = pn.widgets.Button(label="Acknowledge alarm", color="danger", visible=False,
                                              description="Marks these alarms as seen, with your name, on every "
@@ -186,6 +188,7 @@ class RunPage(pn.viewable.Viewer):
         if self.only_flagged:
             cards = [c for c in cards if c.state in (BAD, UNCONFIRMED)]
         self.cards, self.total = cards, len(everything)
+        self.flags_strip.show(max((c.run for c in everything), default=None))
         if self.alarms:  # acknowledged on another Run page meanwhile: off this one too
             seen = self.store.acknowledged_among([a.id for a in self.alarms])
             self.alarms = [a for a in self.alarms if a.id not in seen]
@@ -290,5 +293,5 @@ class RunPage(pn.viewable.Viewer):
             remember(self, "hydra_run", SETTINGS),
             sizing_mode="stretch_width",
         )
-        return pn.Column(controls, self.status_pane, pn.Row(self.alarm_pane, self.acknowledge, sizing_mode="stretch_width"),
+        return pn.Column(self.flags_strip, controls, self.status_pane, pn.Row(self.alarm_pane, self.acknowledge, sizing_mode="stretch_width"),
                          self.grid_pane, sizing_mode="stretch_width")

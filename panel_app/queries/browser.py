@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from hydra_assets.db.models import Image, Inference, Label, ReferenceScore
+from hydra_assets.db.models import Image, Inference, Label, ReferenceScore, Run
 from panel_app.queries.reference import SCORED, attach_reference_scores, superseded
+from panel_app.queries.runs import condition_matches
 from panel_app.queries.tiles import TILE_COLUMNS, as_tiles, attach_inferences
 from panel_app.views_data import REFERENCE_SORT, SORT_NAMES, UNLABELED, BrowseFilter, Tile
 
@@ -48,6 +49,9 @@ def _browse_where(f: BrowseFilter, label_ids: list[int]) -> list[Any]:
         where.append(Image.received_at >= f.since)
     if f.until is not None:
         where.append(Image.received_at <= f.until)
+    if f.condition_key:  # runs with that condition, then their images (ix_images_run)
+        runs = select(Run.number).where(condition_matches(Run.conditions, f.condition_key, f.condition_value or ""))
+        where.append(Image.run_number.in_(runs))
     if f.reference_min is not None:  # the reference score's filters (joined by _with_reference)
         where.append(ReferenceScore.score >= f.reference_min)
     if f.reference_above_limit:

@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hydra_assets import catalog
 from hydra_assets import suggestions as hydra_suggestions
 from hydra_assets.db.models import Model
+from hydra_assets.flags.standing import StandingFlag
 from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
+from panel_app.queries import alarms as alarms_q
 from panel_app.queries import reference as reference_q
+from panel_app.queries import runs as runs_q
 from panel_app.queries import similarity as similarity_q
 from panel_app.store.cache import SHARED
 from panel_app.views_data import (
     SORT_NAMES,
+    AlarmFilter,
     AlarmInfo,
+    AlarmRow,
     BrowseFilter,
     Card,
     Confusion,
@@ -27,6 +32,9 @@ from panel_app.views_data import (
     ModelInfo,
     PlotTypeInfo,
     ReportInfo,
+    RunRow,
+    RunsFilter,
+    Signoff,
     ThresholdInfo,
     Tile,
     TrendPoint,
@@ -224,6 +232,44 @@ class PageReads:
                                      source=source, embedder=embedder)
         built.notes.insert(0, note)
         return built
+
+    # ---- Runs page, flags strip and alarm history ---------------------------------------------------
+
+    def runs_page(self, f: RunsFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRow], bool]:
+        return self._read(runs_q.runs_page, f, limit=limit, offset=offset)
+
+    def runs_count(self, f: RunsFilter, *, cap: int = 10_000) -> int:
+        return self._read(runs_q.runs_count, f, cap=cap)
+
+    def flag_cell(self, run: int, scope: str, group: str) -> tuple[StandingFlag | None, list[Signoff]]:
+        return self._read(runs_q.flag_cell, run, scope, group)
+
+    def run_flags(self, run: int) -> dict[tuple[str, str], StandingFlag]:
+        """The flags of one run (the Run page's strip), shared by all sessions for 2 s."""
+        return self._shared(("run_flags", run), 2.0, runs_q.flag_cells, [run]).get(run, {})
+
+    def condition_keys(self) -> list[str]:
+        return self._shared("condition_keys", 30.0, runs_q.condition_keys)
+
+    def images_behind(self, run: int, plot_type_ids: Sequence[int], first_chunk: int | None = None,
+                      last_chunk: int | None = None, *, limit: int = 48) -> list[Tile]:
+        return self._read(runs_q.images_behind, run, plot_type_ids, first_chunk, last_chunk, limit=limit)
+
+    def alarm_history(self, f: AlarmFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[AlarmRow], bool]:
+        return self._read(alarms_q.alarm_history, f, limit=limit, offset=offset)
+
+    def export_flags(self, fmt: str, *, run_min: int | None = None, run_max: int | None = None,
+                     group: str | None = None, scope: str = "group") -> str:
+        """A certification file (Runs page downloads): golden JSON of the Good ranges of `group` (of every plot
+        group when none is chosen), or the CSV of every flag, reason and sign-off."""
+        from hydra_assets.flags.export import flags_csv, golden_json
+
+        first, last = run_min if run_min is not None else 0, run_max if run_max is not None else 2**63 - 1
+        if fmt == "csv":
+            return self._read(flags_csv, first, last, groups=[group] if group else None,
+                              scope=scope if group else None)
+        groups = [group] if group else self.group_names()
+        return self._read(golden_json, groups, first, last, scope=scope if group else "group") if groups else "{}\n"
 
     # ---- retraining suggestions --------------------------------------------------------------------
 

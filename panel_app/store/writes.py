@@ -283,6 +283,18 @@ class PageWrites(PageReads):
         return self._guarded("edit_reference", plot_type_id, "reference settings", work,
                              detail=f"plot type {info.name if info else plot_type_id}: {' '.join(p for p in parts if p)}")
 
+    def sign_off_flag(self, run: int, scope: str, group: str, first_chunk: int | None, last_chunk: int | None, *,
+                      action: str, flag: str | None, comment: str) -> None:
+        """Confirm or override a run's flag for a group (Runs page): `flags.signoff.record_signoff` checks
+        `certify`, refuses a malformed sign-off (FlagError) and audits the attempt, refused or done."""
+        from hydra_assets.flags.signoff import record_signoff
+
+        try:
+            record_signoff(self.db, run, scope, group, action, flag, comment, self.user or "", first_chunk,
+                           last_chunk)
+        finally:
+            self._changed()
+
     def _changed(self) -> None:
         SHARED.clear()
         self.version += 1

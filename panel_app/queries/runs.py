@@ -1,0 +1,160 @@
+"""The Runs page: a page of runs (newest first), then the flags and sign-offs of just those runs.
+
+Two steps, so 100,000 runs cost no more than a hundred: the page of runs walks the `runs` primary key
+backwards (filters are evaluated per run, stopping at the page's end), then `ix_run_flags_run` and
+`ix_flag_signoffs_run` give the standing flags of those runs only (`hydra_assets.flags.signoff.standing_flags`:
+the newest sign-off covering a chunk stands, else the computed flag).  The flag filter applies the same rule
+in SQL: a computed range stands unless a newer sign-off covers it whole, and a sign-off that no newer one
+covers stands on its own chunks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import InstrumentedAttribute
+
+from hydra_assets.db.models import FlagSignoff, Image, RunFlag
+from hydra_assets.db.models import Run as RunModel
+from hydra_assets.flags.signoff import signoffs_of, standing_flags
+from hydra_assets.flags.standing import StandingFlag
+from panel_app.queries.tiles import TILE_COLUMNS, as_tiles, attach_inferences
+from panel_app.views_data import RunRow, RunsFilter, Signoff, Tile
+
+RUN_COLUMNS = (RunModel.number, RunModel.first_seen, RunModel.last_seen, RunModel.started_at, RunModel.ended_at,
+               RunModel.chunk_count, RunModel.image_count, RunModel.alarm_count, RunModel.conditions)
+
+
+def condition_matches(conditions: InstrumentedAttribute, key: str, value: str) -> Any:
+    """SQL: the run condition `key` has `value` (as text; "11.6" also matches the number 11.6), on SQLite and
+    MariaDB alike (the JSON path is a bound parameter, so any key is safe)."""
+    item = conditions[key]
+    text = value.strip()
+    matches = [item.as_string() == text]
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        matches.append(item.as_float() == number)
+    return or_(*matches)
+
+
+def _covers(signoff: type[FlagSignoff], flag: type[RunFlag]) -> Any:
+    """SQL: the sign-off is about this flag's run, group and (a range containing) its chunks."""
+    return and_(
+        signoff.run_number == flag.run_number, signoff.scope == flag.scope, signoff.group_name == flag.group_name,
+        or_(signoff.first_chunk.is_(None),
+            and_(signoff.first_chunk <= flag.first_chunk, signoff.last_chunk >= flag.last_chunk)),
+    )
+
+
+def _flag_where(f: RunsFilter) -> list[Any]:
+    where: list[Any] = [RunFlag.run_number == RunModel.number]
+    if f.group:
+        where += [RunFlag.scope == f.scope, RunFlag.group_name == f.group]
+    if f.flag:
+        standing = (select(FlagSignoff.flag).where(_covers(FlagSignoff, RunFlag))
+                    .order_by(FlagSignoff.signed_at.desc(), FlagSignoff.id.desc()).limit(1).scalar_subquery())
+        where.append(func.coalesce(standing, RunFlag.flag) == f.flag)
+    if f.needs_signoff:
+        where.append(~exists().where(_covers(FlagSignoff, RunFlag), FlagSignoff.signed_at >= RunFlag.computed_at))
+    return where
+
+
+def _signed_where(f: RunsFilter) -> list[Any]:
+    """A sign-off of the run setting the filter's flag that no newer sign-off covers (it stands on its chunks)."""
+    newer = aliased(FlagSignoff)
+    where: list[Any] = [FlagSignoff.run_number == RunModel.number, FlagSignoff.flag == f.flag, ~exists().where(
+        newer.run_number == FlagSignoff.run_number, newer.scope == FlagSignoff.scope,
+        newer.group_name == FlagSignoff.group_name,
+        or_(newer.signed_at > FlagSignoff.signed_at,  # MariaDB keeps seconds: the later id breaks a tie
+            and_(newer.signed_at == FlagSignoff.signed_at, newer.id > FlagSignoff.id)),
+        or_(newer.first_chunk.is_(None), and_(FlagSignoff.first_chunk.is_not(None),
+                                              newer.first_chunk <= FlagSignoff.first_chunk,
+                                              newer.last_chunk >= FlagSignoff.last_chunk)))]
+    if f.group:
+        where += [FlagSignoff.scope == f.scope, FlagSignoff.group_name == f.group]
+    return where
+
+
+def runs_where(f: RunsFilter) -> list[Any]:
+    """The filter as conditions on `runs`; flag filters are EXISTS over the run's own flags (its index range)."""
+    where: list[Any] = []
+    if f.run_min is not None:
+        where.append(RunModel.number >= f.run_min)
+    if f.run_max is not None:
+        where.append(RunModel.number <= f.run_max)
+    if f.condition_key:
+        where.append(condition_matches(RunModel.conditions, f.condition_key, f.condition_value or ""))
+    if f.flag and not f.needs_signoff:
+        where.append(or_(exists().where(*_flag_where(f)), exists().where(*_signed_where(f))))
+    elif f.flag or f.needs_signoff or f.group:
+        where.append(exists().where(*_flag_where(f)))
+    return where
+
+
+def runs_page(session: Session, f: RunsFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRow], bool]:
+    """One page of runs matching the filter, newest first, with their flag cells; and whether more follow."""
+    rows = session.execute(
+        select(*RUN_COLUMNS).where(*runs_where(f)).order_by(RunModel.number.desc()).limit(limit + 1).offset(offset)
+    ).all()
+    runs = [RunRow(int(r[0]), r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0, dict(r[8] or {}))
+            for r in rows[:limit]]
+    cells = flag_cells(session, [r.number for r in runs])
+    for run in runs:
+        run.cells = cells.get(run.number, {})
+    return runs, len(rows) > limit
+
+
+def runs_count(session: Session, f: RunsFilter, *, cap: int = 10_000) -> int:
+    """How many runs match, counted up to `cap` (cap + 1 means "more")."""
+    capped = select(RunModel.number).where(*runs_where(f)).limit(cap + 1).subquery()
+    return int(session.scalar(select(func.count()).select_from(capped)) or 0)
+
+
+def flag_cells(session: Session, runs: Sequence[int]) -> dict[int, dict[tuple[str, str], StandingFlag]]:
+    """The standing flag of every (scope, group) of these runs (`flags.signoff.standing_flags`: two index
+    ranges, `ix_run_flags_run` and `ix_flag_signoffs_run`, over just these runs)."""
+    cells: dict[int, dict[tuple[str, str], StandingFlag]] = defaultdict(dict)
+    for flag in standing_flags(session, runs):
+        cells[int(flag.run_number)][(flag.scope, flag.group_name)] = flag
+    return dict(cells)
+
+
+def flag_cell(session: Session, run: int, scope: str, group: str) -> tuple[StandingFlag | None, list[Signoff]]:
+    """One run's flag for one group (None when it has none) and its whole sign-off history, oldest first."""
+    found = standing_flags(session, [run], scope=scope, groups=[group])
+    history = [Signoff(int(s.run_number), s.scope, s.group_name, s.first_chunk, s.last_chunk, s.action,
+                       s.previous_flag, s.flag, s.comment or "", s.user_name, s.signed_at)
+               for s in signoffs_of(session, run, scope, group)]
+    return (found[0] if found else None), history
+
+
+def condition_keys(session: Session, *, recent: int = 500) -> list[str]:
+    """Run-condition keys used by the most recent runs (what the condition filter offers)."""
+    rows = session.scalars(select(RunModel.conditions).order_by(RunModel.number.desc()).limit(recent))
+    return sorted({str(k) for conditions in rows if isinstance(conditions, dict) for k in conditions}, key=str.lower)
+
+
+def images_behind(session: Session, run: int, plot_type_ids: Sequence[int], first_chunk: int | None = None,
+                  last_chunk: int | None = None, *, limit: int = 48) -> list[Tile]:
+    """Images of a run's plot types in a chunk range (`ix_images_browser_run`): those the Keeper queued as
+    Bad or unconfirmed first, then by chunk."""
+    if not plot_type_ids:
+        return []
+    where = [Image.plot_type_id.in_(list(plot_type_ids)), Image.run_number == run, Image.status != "quarantined"]
+    if first_chunk is not None:
+        where.append(Image.chunk >= first_chunk)
+    if last_chunk is not None:
+        where.append(Image.chunk <= last_chunk)
+    rows = session.execute(
+        select(*TILE_COLUMNS).where(*where)
+        .order_by(Image.queue_priority.is_(None), Image.queue_priority, Image.chunk, Image.plot_type_id)
+        .limit(limit)
+    )
+    return attach_inferences(session, as_tiles(rows))
