@@ -117,10 +117,9 @@ def model_embedder(db: HydraDB, settings: HydraSettings, plot_type: str) -> tupl
     try:
         model = load_active_model(db, settings, plot_type)
     except Exception as error:  # any failure to load (MLflow, file, Keras) means: use pixels
-        if not isinstance(error, ModelLoadError | OSError | ValueError):
-            log.warning("similarity map: the active model %s of %s did not load: %r", key, plot_type, error)
-        why = str(error).split(" (Background on this error")[0][:200]
-        _UNUSABLE[memo] = f"the active model {key} did not load ({why}); the map uses image pixels"
+        log.warning("similarity map: the active model %s of %s did not load: %r", key, plot_type, error)
+        why = f" ({str(error)[:200]})" if isinstance(error, ModelLoadError) else " (the server log says why)"
+        _UNUSABLE[memo] = f"the active model {key} did not load{why}; the map uses image pixels"
         return PIXELS, None, _UNUSABLE[memo]
     if model is None:
         return PIXELS, None, "no active model: the map uses image pixels"

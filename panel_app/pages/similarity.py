@@ -183,8 +183,8 @@ class MapPage(pn.viewable.Viewer):
             style="display:block"><div>run @run · chunk @chunk · image @id</div><div>@group</div></div>"""))
         fig.scatter("x", "y", source=self.source, color="colour", legend_field="group", size=8, alpha=0.8,
                     selection_line_color="#000000", selection_alpha=1.0, nonselection_alpha=0.25)
-        fig.legend.location = "top_left"
         fig.legend.click_policy = "none"
+        fig.add_layout(fig.legend[0], "right")  # beside the points, where it never covers one or a lasso
         fig.xaxis.visible = fig.yaxis.visible = False
         fig.grid.visible = False
         return fig
