@@ -21,6 +21,7 @@ from panel_app.pages.common import (
     restore,
 )
 from panel_app.pages.compare import reference_line
+from panel_app.pages.similarity import map_link
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import SORT_NAMES, UNLABELED, BrowseFilter, Tile
 from panel_app.when import FORMS, parse_number, parse_when
@@ -204,6 +205,7 @@ class BrowserPage(pn.viewable.Viewer):
             human = pt.label(t.label_id) if pt else None
             model = pt.label(t.model_label_id) if pt else None
             cam = (f' · <a href="{gradcam_url(t.image_id, "full")}" target="_blank">GradCAM</a>' if t.gradcam else "")
+            like = f' · <a href="{esc(map_link(pt.name, t.image_id))}">more like this</a>' if pt else ""
             cells.append(
                 f'<div class="tile"><a href="{image_url(t.image_id, "full")}" target="_blank">'
                 f'<img src="{image_url(t.image_id)}" loading="lazy" alt=""></a>'
@@ -211,7 +213,7 @@ class BrowserPage(pn.viewable.Viewer):
                 f"<div class=row><span>human {chip(human.name if human else None, human.colour if human else None)}"
                 f"</span><span>model {chip(model.name if model else None, model.colour if model else None, hollow=t.unconfirmed)}"
                 f" {fmt_weight(t.model_weight)}</span></div>"
-                f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}</span></div>"
+                f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}{like}</span></div>"
                 f"<div class=row>{reference_line(t.reference_score, t.reference_limit, t.reference_flagged, t.image_id)}"
                 "</div></div>"
             )

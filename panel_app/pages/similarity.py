@@ -35,6 +35,11 @@ SOURCE = "map"  # the label history's source of a paint
 NEIGHBOURS = 12
 
 
+def map_link(plot_type: str, image_id: int) -> str:
+    """Relative URL of "more like this" for an image (other pages' tiles link here)."""
+    return "./map?" + urlencode({"plot_type": plot_type, "image": int(image_id)})
+
+
 def colour_groups(points: Sequence[MapPoint], by: str, labels: Mapping[int, tuple[str, str]]
                   ) -> tuple[list[str], list[str]]:
     """(legend group, colour) per point: a label's own colour, or five quantile bins of a number (grey: none)."""
@@ -260,7 +265,7 @@ class MapPage(pn.viewable.Viewer):
             point = by_id.get(image_id)
             caption = f"run {point.run} · chunk {point.chunk}" if point else f"image {image_id}"
             label = self._label_name(point.label_id) if point and point.label_id is not None else UNLABELED
-            link = "./map?" + urlencode({"plot_type": info.name if info else "", "image": image_id})
+            link = map_link(info.name if info else "", image_id)
             cells.append(f'<div class="tile" data-id="{image_id}"><img src="{image_url(image_id)}" width="150">'
                          f'<div>{esc(caption)} · {esc(label)}</div><a href="{esc(link)}">more like this</a></div>')
         return (f"<div><b>{esc(heading)}</b> ({len(image_ids)})</div>"

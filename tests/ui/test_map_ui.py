@@ -106,3 +106,19 @@ def test_more_like_this_shows_the_neighbours_as_tiles(browser, served):
         page.get_by_text(re.compile(rf"Selected image {ids[1]} and the 12")).first.wait_for(timeout=30000)
     finally:
         context.close()
+
+
+def test_plot_browser_tile_links_to_more_like_this_on_the_map(browser, served):
+    context, page = sign_in(browser, served, "labeler")
+    try:
+        page.goto(f"{served.url}/browser")
+        link = page.locator(".tile a", has_text="more like this").first
+        link.wait_for(timeout=60000)
+        href = link.get_attribute("href") or ""
+        image = int(re.search(r"image=(\d+)", href).group(1))  # type: ignore[union-attr]
+        link.click()
+        page.get_by_text(re.compile(rf"Selected image {image} and the \d+ images most like it")).first.wait_for(
+            timeout=60000)
+        assert "/map?" in page.url and number(page, "b.map-selected") > 1
+    finally:
+        context.close()
