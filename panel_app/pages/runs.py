@@ -146,7 +146,7 @@ class RunsPage(pn.viewable.Viewer):
             self.shown_conditions = keys[:3]
         restore(self, remembered("hydra_runs"), [n for n in SETTINGS if n not in params])
         self.has_more = False
-        self.total = 0
+        self.total: int | None = 0  # None: not counted (flag and condition filters)
         self.matrix = FlagMatrix(sizing_mode="stretch_width")
         self.matrix.param.watch(self._on_pick, "picked")
         self.pager = html_pane("")
@@ -214,7 +214,10 @@ class RunsPage(pn.viewable.Viewer):
             "Runs appear as the pipeline registers their images; flags once the flags step has run for them.",
             "Widen the run range or clear a filter.")
         first = self.page * self.page_size + 1
-        total = f" of {self.total:,}" if self.total <= COUNT_CAP else f" of more than {COUNT_CAP:,}"
+        if self.total is None:
+            total = " (more on the next page)" if self.has_more else " (last page)"
+        else:
+            total = f" of {self.total:,}" if self.total <= COUNT_CAP else f" of more than {COUNT_CAP:,}"
         self.pager.object = (f"<span class=muted>runs {first:,}–{first + len(self.runs) - 1:,}{total}, newest first"
                              " · click a cell for the images behind its flag</span>" if self.runs else "")
 

@@ -14,14 +14,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
 from hydra_assets.db.models import FlagSignoff, Image, RunFlag
 from hydra_assets.db.models import Run as RunModel
+from hydra_assets.flags.rules import FlagRange
 from hydra_assets.flags.signoff import signoffs_of, standing_flags
-from hydra_assets.flags.standing import StandingFlag
+from hydra_assets.flags.standing import SignoffView, StandingFlag, standing_flag
 from panel_app.queries.tiles import TILE_COLUMNS, as_tiles, attach_inferences
 from panel_app.views_data import RunRow, RunsFilter, Signoff, Tile
 
@@ -53,37 +54,51 @@ def _covers(signoff: type[FlagSignoff], flag: type[RunFlag]) -> Any:
     )
 
 
+def _found(query: Any) -> Any:
+    """SQL: `query` finds a row, as a correlated lookup per candidate run that stops at its first row: as
+    EXISTS, MariaDB would turn it into a semi-join that reads every flag of every run (as in queries.browser)."""
+    return query.limit(1).scalar_subquery().is_not(None)
+
+
+def _absent(query: Any) -> Any:
+    return query.limit(1).scalar_subquery().is_(None)
+
+
 def _flag_where(f: RunsFilter) -> list[Any]:
+    """A flag row of the run (in the group) that the filter wants: its computed flag is `f.flag` and no newer
+    sign-off covering it says otherwise (the cheap test on the row first); not signed off since computed."""
     where: list[Any] = [RunFlag.run_number == RunModel.number]
     if f.group:
         where += [RunFlag.scope == f.scope, RunFlag.group_name == f.group]
     if f.flag:
         standing = (select(FlagSignoff.flag).where(_covers(FlagSignoff, RunFlag))
                     .order_by(FlagSignoff.signed_at.desc(), FlagSignoff.id.desc()).limit(1).scalar_subquery())
-        where.append(func.coalesce(standing, RunFlag.flag) == f.flag)
+        where += [RunFlag.flag == f.flag, func.coalesce(standing, RunFlag.flag) == f.flag]
     if f.needs_signoff:
-        where.append(~exists().where(_covers(FlagSignoff, RunFlag), FlagSignoff.signed_at >= RunFlag.computed_at))
+        where.append(_absent(select(FlagSignoff.id).where(_covers(FlagSignoff, RunFlag),
+                                                          FlagSignoff.signed_at >= RunFlag.computed_at)))
     return where
 
 
 def _signed_where(f: RunsFilter) -> list[Any]:
     """A sign-off of the run setting the filter's flag that no newer sign-off covers (it stands on its chunks)."""
     newer = aliased(FlagSignoff)
-    where: list[Any] = [FlagSignoff.run_number == RunModel.number, FlagSignoff.flag == f.flag, ~exists().where(
+    where: list[Any] = [FlagSignoff.run_number == RunModel.number, FlagSignoff.flag == f.flag, _absent(select(
+        newer.id).where(
         newer.run_number == FlagSignoff.run_number, newer.scope == FlagSignoff.scope,
         newer.group_name == FlagSignoff.group_name,
         or_(newer.signed_at > FlagSignoff.signed_at,  # MariaDB keeps seconds: the later id breaks a tie
             and_(newer.signed_at == FlagSignoff.signed_at, newer.id > FlagSignoff.id)),
         or_(newer.first_chunk.is_(None), and_(FlagSignoff.first_chunk.is_not(None),
                                               newer.first_chunk <= FlagSignoff.first_chunk,
-                                              newer.last_chunk >= FlagSignoff.last_chunk)))]
+                                              newer.last_chunk >= FlagSignoff.last_chunk))))]
     if f.group:
         where += [FlagSignoff.scope == f.scope, FlagSignoff.group_name == f.group]
     return where
 
 
 def runs_where(f: RunsFilter) -> list[Any]:
-    """The filter as conditions on `runs`; flag filters are EXISTS over the run's own flags (its index range)."""
+    """The filter as conditions on `runs`; flag filters look up the run's own flags (its index range)."""
     where: list[Any] = []
     if f.run_min is not None:
         where.append(RunModel.number >= f.run_min)
@@ -91,10 +106,11 @@ def runs_where(f: RunsFilter) -> list[Any]:
         where.append(RunModel.number <= f.run_max)
     if f.condition_key:
         where.append(condition_matches(RunModel.conditions, f.condition_key, f.condition_value or ""))
-    if f.flag and not f.needs_signoff:
-        where.append(or_(exists().where(*_flag_where(f)), exists().where(*_signed_where(f))))
+    if f.flag and not f.needs_signoff:  # computed so and standing, or set so by a sign-off that stands
+        where.append(or_(_found(select(RunFlag.id).where(*_flag_where(f))),
+                         _found(select(FlagSignoff.id).where(*_signed_where(f)))))
     elif f.flag or f.needs_signoff or f.group:
-        where.append(exists().where(*_flag_where(f)))
+        where.append(_found(select(RunFlag.id).where(*_flag_where(f))))
     return where
 
 
@@ -111,18 +127,45 @@ def runs_page(session: Session, f: RunsFilter, *, limit: int = 50, offset: int =
     return runs, len(rows) > limit
 
 
-def runs_count(session: Session, f: RunsFilter, *, cap: int = 10_000) -> int:
-    """How many runs match, counted up to `cap` (cap + 1 means "more")."""
+def runs_count(session: Session, f: RunsFilter, *, cap: int = 10_000) -> int | None:
+    """How many runs match, counted up to `cap` (cap + 1 means "more"); None when a count would evaluate the
+    filter on every run (flags, conditions): the pager then says only whether more pages follow."""
+    if f.flag or f.group or f.needs_signoff or f.condition_key:
+        return None
     capped = select(RunModel.number).where(*runs_where(f)).limit(cap + 1).subquery()
     return int(session.scalar(select(func.count()).select_from(capped)) or 0)
 
 
 def flag_cells(session: Session, runs: Sequence[int]) -> dict[int, dict[tuple[str, str], StandingFlag]]:
-    """The standing flag of every (scope, group) of these runs (`flags.signoff.standing_flags`: two index
-    ranges, `ix_run_flags_run` and `ix_flag_signoffs_run`, over just these runs)."""
+    """The standing flag of every (scope, group) of these runs: two index ranges over just these runs
+    (`ix_run_flags_run`, `ix_flag_signoffs_run`) read as plain rows, then `flags.standing.standing_flag` (the
+    rule `flags.signoff.standing_flags` applies; a test holds them equal)."""
+    if not runs:
+        return {}
+    runs = sorted(set(runs))
+    signed: dict[tuple[int, str, str], list[SignoffView]] = defaultdict(list)
+    for run, scope, group, first, last, action, flag, user, at, comment, previous in session.execute(
+        select(FlagSignoff.run_number, FlagSignoff.scope, FlagSignoff.group_name, FlagSignoff.first_chunk,
+               FlagSignoff.last_chunk, FlagSignoff.action, FlagSignoff.flag, FlagSignoff.user_name,
+               FlagSignoff.signed_at, FlagSignoff.comment, FlagSignoff.previous_flag)
+        .where(FlagSignoff.run_number.in_(runs)).order_by(FlagSignoff.signed_at, FlagSignoff.id)
+    ):
+        signed[(int(run), scope, group)].append(SignoffView(first, last, action, flag, user, at, comment or "",
+                                                            previous))
+    computed: dict[tuple[int, str, str], list[FlagRange]] = defaultdict(list)
+    newest: dict[tuple[int, str, str], Any] = {}
+    for run, scope, group, first, last, flag, reasons, at in session.execute(
+        select(RunFlag.run_number, RunFlag.scope, RunFlag.group_name, RunFlag.first_chunk, RunFlag.last_chunk,
+               RunFlag.flag, RunFlag.reasons, RunFlag.computed_at)
+        .where(RunFlag.run_number.in_(runs))
+        .order_by(RunFlag.run_number, RunFlag.scope, RunFlag.group_name, RunFlag.first_chunk)
+    ):
+        key = (int(run), scope, group)
+        computed[key].append(FlagRange(first, last, flag, tuple(reasons or ())))
+        newest[key] = max(newest.get(key) or at, at)
     cells: dict[int, dict[tuple[str, str], StandingFlag]] = defaultdict(dict)
-    for flag in standing_flags(session, runs):
-        cells[int(flag.run_number)][(flag.scope, flag.group_name)] = flag
+    for key, ranges in computed.items():
+        cells[key[0]][key[1:]] = standing_flag(*key, ranges, signed.get(key, []), newest[key])
     return dict(cells)
 
 

@@ -238,7 +238,7 @@ class PageReads:
     def runs_page(self, f: RunsFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRow], bool]:
         return self._read(runs_q.runs_page, f, limit=limit, offset=offset)
 
-    def runs_count(self, f: RunsFilter, *, cap: int = 10_000) -> int:
+    def runs_count(self, f: RunsFilter, *, cap: int = 10_000) -> int | None:
         return self._read(runs_q.runs_count, f, cap=cap)
 
     def flag_cell(self, run: int, scope: str, group: str) -> tuple[StandingFlag | None, list[Signoff]]:
