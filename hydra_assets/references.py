@@ -118,6 +118,16 @@ def read_rgb(path: str | Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def read_image(path: str | Path, *, colour: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The stored image's grey levels (H, W) uint8 — the decoder's luma, what the score compares: a quarter
+    of the time of colour pixels (bench/reference.py) — and, with `colour`, its (H, W, 3) uint8 pixels."""
+    with PILImage.open(path) as image:
+        if not colour:
+            return np.asarray(image.convert("L"), dtype=np.uint8), None
+        rgb = image.convert("RGB")
+        return np.asarray(rgb.convert("L"), dtype=np.uint8), np.asarray(rgb, dtype=np.uint8)
+
+
 def _mask_cells(session: Session, plot_type_id: int) -> tuple[int | None, np.ndarray | None]:
     """The plot type's current mask (id, and its cells on the score's grid, True = ignored)."""
     from hydra_assets.mask_versions import current_mask
@@ -165,26 +175,27 @@ def _where(image: Image) -> str:
 def build_profile(images: Sequence[Image], *, quantile: float, mask: np.ndarray | None
                   ) -> tuple[ReferenceProfile, list[str]]:
     """Profile of the stored images; images of another size than most, or unreadable, excluded with a message."""
-    decoded: list[tuple[Image, np.ndarray]] = []
+    decoded: list[tuple[Image, tuple[np.ndarray, np.ndarray | None]]] = []
     excluded: list[str] = []
     for image in images:
         try:
-            decoded.append((image, read_rgb(image.stored_path)))
+            grey, rgb = read_image(image.stored_path, colour=True)
+            decoded.append((image, (grey, rgb)))
         except (OSError, ValueError) as error:
             excluded.append(f"{_where(image)}: unreadable ({type(error).__name__}: {str(error)[:120]})")
-    sizes = Counter(rgb.shape[:2] for _, rgb in decoded)
+    sizes = Counter(grey.shape for _, (grey, _rgb) in decoded)
     if not sizes:
         raise ReferenceError("none of the reference images could be read" + (f": {excluded[0]}" if excluded else ""))
     size = sizes.most_common(1)[0][0]
     kept = []
-    for image, rgb in decoded:
-        if rgb.shape[:2] != size:
-            excluded.append(f"{_where(image)}: {rgb.shape[1]}x{rgb.shape[0]} pixels, not {size[1]}x{size[0]} "
+    for image, (grey, rgb) in decoded:
+        if grey.shape != size:
+            excluded.append(f"{_where(image)}: {grey.shape[1]}x{grey.shape[0]} pixels, not {size[1]}x{size[0]} "
                             "like the other reference images")
         else:
-            kept.append(rgb)
-    grids = np.stack([scoring.grey_grid(rgb) for rgb in kept])
-    mean_image = np.mean(np.stack(kept), axis=0).round().astype(np.uint8) if kept else None
+            kept.append((grey, rgb))
+    grids = np.stack([scoring.grey_grid(grey) for grey, _ in kept])
+    mean_image = np.mean(np.stack([rgb for _, rgb in kept]), axis=0).round().astype(np.uint8)
     profile = scoring.build(grids, quantile=quantile, image_size=size, mask=mask, mean_image=mean_image)
     return profile, excluded
 
@@ -366,20 +377,20 @@ class Scored:
     rgb: np.ndarray | None = None
 
 
-def score_one(profile: ReferenceProfile | None, stored_path: str, *, no_reference: str = "no reference yet"
-              ) -> Scored:
-    """One stored image against a profile, or why it cannot be scored."""
+def score_one(profile: ReferenceProfile | None, stored_path: str, *, no_reference: str = "no reference yet",
+              colour: bool = False) -> Scored:
+    """One stored image against a profile, or why it cannot be scored (`colour`: also keep its pixels)."""
     if profile is None:
         return Scored("missing", no_reference, None, False)
     try:
-        rgb = read_rgb(stored_path)
+        grey, rgb = read_image(stored_path, colour=colour)
     except (OSError, ValueError) as error:
         return Scored("missing", f"unreadable image ({type(error).__name__}: {str(error)[:160]})", None, False)
-    height, width = rgb.shape[:2]
+    height, width = grey.shape
     if (height, width) != (profile.image_height, profile.image_width):
         return Scored("missing", f"image of {width}x{height} pixels, the reference's are "
                                  f"{profile.image_width}x{profile.image_height}", None, False, rgb=rgb)
-    grid = scoring.grey_grid(rgb)
+    grid = scoring.grey_grid(grey)
     score = float(profile.scores(grid[None])[0])
     return Scored("scored", None, score, profile.flagged(score), grid, rgb)
 
@@ -480,7 +491,7 @@ def compare_pictures(session: Session, image_id: int) -> ComparePictures:
         return ComparePictures(**empty, image=None, reference=None, difference=None, score=None,
                                limit=reference.score_limit, flagged=False, **about,
                                reason=f"reference version {reference.version} unusable: {error}")
-    result = score_one(profile, image.stored_path)
+    result = score_one(profile, image.stored_path, colour=True)
     stored = session.scalar(select(ReferenceScore).where(ReferenceScore.image_id == image.id,
                                                          ReferenceScore.reference_version == reference.version))
     score = stored.score if stored is not None and stored.score is not None else result.score

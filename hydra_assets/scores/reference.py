@@ -4,10 +4,12 @@ Method (docs/reference.md, measured by bench/reference.py): AutoDQM-style per-pi
 shrunk to a small grey grid (`GRID`, block means); the reference keeps the mean and the spread of each grid
 cell over its images.  An image's pull map is (image − mean) / spread, the spread floored at `SPREAD_FLOOR`
 so a cell that never moved in the reference (white background) does not turn a rounding step into a huge
-pull.  The score is the root mean square of the largest `TOP_SHARE` of the absolute pulls: a broad change
-(a shifted peak, a new shape) and a local one (a dead channel, a hot spot) both raise it, while the
+pull.  Two statistics of the absolute pulls, each the root mean square of its largest share (`TOP_SHARES`):
+0.5 % of the cells (a local change: a dead channel, a hot spot) and 10 % (a broad one: a shifted or widened
+peak, a missing sector); each is divided by its median over the reference's own images (`scales`), and
+the score is the larger of the two — "how many times more unusual than a typical reference image".  The
 chunk-to-chunk noise of a good image stays inside the spread.  Masked cells (`mask`: True = ignore) count
-as zero pull, in the profile's calibration and in every score.
+as zero pull, in the profile's calibration and in every score.  bench/reference.py measured the choice.
 
 The limit is calibrated on the reference's own images, leave-one-out: each image's score against the mean
 and spread of the *other* reference images, and the chosen quantile (the plot type's `reference_quantile`,
@@ -27,9 +29,10 @@ import numpy as np
 METHOD = "pixel-pull"
 GRID = (48, 64)  # (height, width) of the grey grid every image is shrunk to
 SPREAD_FLOOR = 0.02  # grey levels (0..1): the smallest spread a grid cell is given
-TOP_SHARE = 0.02  # the score is the RMS of this share of the largest |pulls|
+TOP_SHARES = (0.005, 0.1)  # a local and a broad statistic: RMS of this share of the largest |pulls|
 DEFAULT_QUANTILE = 0.99
 MIN_IMAGES = 2  # leave-one-out needs another image
+SCALE_FLOOR = 0.5  # pulls: identical reference images must not make every later rounding step "unusual"
 
 
 class ReferenceError(ValueError):
@@ -42,6 +45,7 @@ class ReferenceProfile:
 
     mean: np.ndarray  # (h, w) float32 grey levels 0..1
     spread: np.ndarray  # (h, w) float32, floored
+    scales: np.ndarray  # (len(TOP_SHARES),) each statistic's median over the reference's own images
     limit: float
     quantile: float
     n_images: int
@@ -57,7 +61,7 @@ class ReferenceProfile:
 
     def scores(self, grids: np.ndarray) -> np.ndarray:
         """Reference score per grid (n, h, w)."""
-        return aggregate(self.pulls(grids), self.mask)
+        return combine(statistics(self.pulls(grids), self.mask), self.scales)
 
     def flagged(self, score: float) -> bool:
         """Whether a score is above the calibrated limit (a non-finite score counts as above)."""
@@ -65,14 +69,17 @@ class ReferenceProfile:
 
 
 def grey_grid(rgb: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
-    """One image (H, W, 3) uint8 or float 0..1 as its grey grid (h, w) float32: block means of grey levels.
+    """One image as its grey grid (h, w) float32: block means of grey levels in 0..1.  The image is grey
+    (H, W) — what the pipeline passes: the decoder's luma, the cheapest decode — or colour (H, W, 3), whose
+    channels are averaged; integers are 0..255, floats 0..1.
 
     Cells take the pixels whose centres fall in them (rows and columns split as evenly as the size allows),
     so any image size maps onto the same grid."""
-    pixels = np.asarray(rgb, dtype=np.float32)
+    raw = np.asarray(rgb)
+    pixels = raw.astype(np.float32)
     if pixels.ndim == 3:
         pixels = pixels[..., :3].mean(axis=2)
-    if pixels.max(initial=0.0) > 1.0:
+    if np.issubdtype(raw.dtype, np.integer):
         pixels = pixels / 255.0
     h, w = grid
     rows = np.linspace(0, pixels.shape[0], h + 1).astype(int)
@@ -89,15 +96,26 @@ def pull_maps(grids: np.ndarray, mean: np.ndarray, spread: np.ndarray, mask: np.
     return pulls.astype(np.float32)
 
 
-def aggregate(pulls: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """The score of each pull map (n, h, w): RMS of its largest `TOP_SHARE` |pulls| over unmasked cells."""
+def statistics(pulls: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per pull map (n, h, w), per share of `TOP_SHARES`: the RMS of its largest |pulls| over unmasked
+    cells, (n, len(TOP_SHARES))."""
     pulls = np.abs(np.asarray(pulls, dtype=np.float32)).reshape(len(pulls), -1)
     if not len(pulls):
-        return np.zeros(0, dtype=np.float64)
+        return np.zeros((0, len(TOP_SHARES)), dtype=np.float64)
     cells = pulls.shape[1] - (0 if mask is None else int(np.count_nonzero(mask)))
-    top = max(1, int(round(TOP_SHARE * max(cells, 1))))
-    largest = np.partition(pulls, pulls.shape[1] - top, axis=1)[:, -top:]
-    return np.sqrt((largest.astype(np.float64) ** 2).mean(axis=1))
+    ordered = np.sort(pulls, axis=1).astype(np.float64) ** 2
+    out = []
+    for share in TOP_SHARES:
+        top = max(1, int(round(share * max(cells, 1))))
+        out.append(np.sqrt(ordered[:, -top:].mean(axis=1)))
+    return np.stack(out, axis=1)
+
+
+def combine(stats: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The score: the largest statistic in units of its typical value on the reference."""
+    if not len(stats):
+        return np.zeros(0, dtype=np.float64)
+    return (np.asarray(stats, dtype=np.float64) / np.maximum(np.asarray(scales, dtype=np.float64), 1e-9)).max(axis=1)
 
 
 def _spread(variance: np.ndarray) -> np.ndarray:
@@ -125,9 +143,10 @@ def build(grids: np.ndarray, *, quantile: float = DEFAULT_QUANTILE, image_size: 
     # leave-one-out: each image against the mean and spread of the others (exact, without n refits)
     others_mean = (total[None] - grids) / (n - 1)
     others_variance = (squares[None] - grids**2) / (n - 1) - others_mean**2
-    own = aggregate(pull_maps(grids, others_mean, _spread(others_variance), mask), mask)
-    limit = float(np.quantile(own, quantile))
-    return ReferenceProfile(mean.astype(np.float32), _spread(variance), limit, float(quantile), n,
+    own_stats = statistics(pull_maps(grids, others_mean, _spread(others_variance), mask), mask)
+    scales = np.maximum(np.median(own_stats, axis=0), SCALE_FLOOR)
+    limit = float(np.quantile(combine(own_stats, scales), quantile))
+    return ReferenceProfile(mean.astype(np.float32), _spread(variance), scales, limit, float(quantile), n,
                             int(image_size[0]), int(image_size[1]),
                             None if mask is None else np.asarray(mask, dtype=bool), mean_image)
 
@@ -154,7 +173,7 @@ def save(profile: ReferenceProfile, path: Path) -> Path:
     if profile.mean_image is not None:
         extra["mean_image"] = profile.mean_image
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, mean=profile.mean, spread=profile.spread, limit=profile.limit,
+    np.savez_compressed(buffer, mean=profile.mean, spread=profile.spread, scales=profile.scales, limit=profile.limit,
                         quantile=profile.quantile, n_images=profile.n_images, image_height=profile.image_height,
                         image_width=profile.image_width, method=profile.method, **extra)
     staging = path.with_name(f".{path.name}.tmp")
@@ -167,10 +186,10 @@ def load(path: Path) -> ReferenceProfile:
     with np.load(Path(path), allow_pickle=False) as data:
         return ReferenceProfile(
             np.asarray(data["mean"], dtype=np.float32), np.asarray(data["spread"], dtype=np.float32),
-            float(data["limit"]), float(data["quantile"]), int(data["n_images"]), int(data["image_height"]),
+            np.asarray(data["scales"], dtype=np.float64), float(data["limit"]), float(data["quantile"]), int(data["n_images"]), int(data["image_height"]),
             int(data["image_width"]), np.asarray(data["mask"], dtype=bool) if "mask" in data else None,
             np.asarray(data["mean_image"], dtype=np.uint8) if "mean_image" in data else None, str(data["method"]))
 
 
-__all__ = ["DEFAULT_QUANTILE", "GRID", "METHOD", "MIN_IMAGES", "ReferenceError", "ReferenceProfile", "aggregate",
-           "build", "difference_map", "grey_grid", "load", "save"]
+__all__ = ["DEFAULT_QUANTILE", "GRID", "METHOD", "MIN_IMAGES", "TOP_SHARES", "ReferenceError", "ReferenceProfile",
+           "build", "combine", "difference_map", "grey_grid", "load", "save", "statistics"]

@@ -1,0 +1,287 @@
+"""Reference score benchmark: zero labels, the synthetic experiment with run-to-run drift.
+
+    .venv/bin/python bench/reference.py                  # every demo plot type (~3-5 min on 2 shared cores)
+    .venv/bin/python bench/reference.py --quick          # two plot types, fewer images
+    .venv/bin/python bench/reference.py --save bench/results/reference-$(date +%F).txt
+
+The experiment is `hydra simulate --drift realistic` (docs/simulate.md): runs 0-5 nominal, then a cycle of
+a gain shift, an occupancy change, a new beam/trigger setting (Good, other shape), a nominal run and a
+degradation growing over five runs (Bad from severity 0.5).  Per plot type, with no label at all:
+
+- fixed reference: the 6 nominal runs (generated without failed chunks: the clean runs an expert picks);
+- auto reference: for each later run, the newest earlier runs (up to `AUTO_RUNS`) that the auto rule would
+  take.  The rule needs runs "confirmed Good"; here the simulated truth stands in for the classifier's
+  confirmations (a run qualifies with at least 80 % Good images, its Bad images are left out), so these
+  figures show what following the latest good runs gives, not how well a classifier confirms;
+- the plot type's title band (title, run/chunk text, stats box: the top 22 % of the image) masked, as an
+  expert does once with `hydra mask set T --region 0,0,1,0.22`; one line also gives the AUC without it.
+
+Printed: ROC-AUC of the score (Bad vs Good) over all later images and per failure mode (that mode's Bad
+images vs all Good), false alarms at the calibrated limit (the reference's own 1-in-100) on nominal Good
+and on changed-condition Good, Bad recall at the limit, and the time per image of the score (decode, grid,
+score: what the pipeline step does) against the compact classifier's (decode, resize, predict) on the same
+files.  Nothing is asserted; the targets are printed with PASS/MISS beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.drift import FIRST_RUN, commits, generate
+
+TITLE_BAND = [[0.0, 0.0, 1.0, 0.22]]
+TARGET_AUC = 0.95
+TARGET_TIME_SHARE = 0.10
+AUTO_GOOD_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class Scenario:
+    reference_chunks: int = 20  # per nominal run: 6 x 20 clean images
+    test_runs: int = 20  # two cycles of conditions after the nominal runs
+    test_chunks: int = 15
+    test_bad_fraction: float = 0.15
+
+
+QUICK = Scenario(reference_chunks=10, test_runs=10, test_chunks=8)
+
+
+def grids_of(paths: list[str]) -> np.ndarray:
+    from hydra_assets.references import read_image
+    from hydra_assets.scores.reference import grey_grid
+
+    return np.stack([grey_grid(read_image(p)[0]) for p in paths])
+
+
+def auc(truth: np.ndarray, score: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth, score)) if 0 < truth.sum() < len(truth) else None
+
+
+def share(flags: np.ndarray, where: np.ndarray) -> float | None:
+    return float(flags[where].mean()) if where.any() else None
+
+
+def fmt(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:5.3f}"
+
+
+def scored(reference: list[dict], test: list[dict], mask_regions: list | None, *, auto: bool,
+           bad_labels: set[str], grids: dict[str, np.ndarray], auto_runs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(score / limit, limit) per test image against the fixed reference or the auto reference of its run."""
+    from hydra_assets.masks import mask_array
+    from hydra_assets.scores import reference as scoring
+
+    mask = mask_array(*scoring.GRID, mask_regions) if mask_regions else None
+    test_grids = np.stack([grids[r["path"]] for r in test])
+    if not auto:
+        profile = scoring.build(np.stack([grids[r["path"]] for r in reference]), image_size=(1, 1), mask=mask)
+        return profile.scores(test_grids) / profile.limit, np.full(len(test), profile.limit)
+    history = reference + test
+    runs = sorted({r["run"] for r in history})
+    by_run = {run: [r for r in history if r["run"] == run] for run in runs}
+    good_runs = [run for run in runs
+                 if np.mean([r["label"] not in bad_labels for r in by_run[run]]) >= AUTO_GOOD_SHARE]
+    out, limits = np.zeros(len(test)), np.zeros(len(test))
+    test_runs = np.array([r["run"] for r in test])
+    for run in sorted(set(test_runs)):
+        chosen = [q for q in good_runs if q < run][-auto_runs:]
+        images = [r for q in chosen for r in by_run[q] if r["label"] not in bad_labels]
+        profile = scoring.build(np.stack([grids[r["path"]] for r in images]), image_size=(1, 1), mask=mask)
+        at = test_runs == run
+        out[at] = profile.scores(test_grids[at]) / profile.limit
+        limits[at] = profile.limit
+    return out, limits
+
+
+def time_per_image(paths: list[str], profile_images: list[str], input_size: tuple[int, int]) -> dict:
+    """Median ms per image: the reference score step and the compact classifier (batch of 1 and of 20)."""
+    from hydra_assets.images import load_rgb
+    from hydra_assets.ml.fit import configure_tensorflow
+    from hydra_assets.ml.topologies import build_model
+    from hydra_assets.references import score_one
+    from hydra_assets.scores import reference as scoring
+
+    profile = scoring.build(grids_of(profile_images), image_size=load_rgb(Path(paths[0])).shape[:2])
+    score_ms = []
+    for path in paths:
+        started = time.perf_counter()
+        score_one(profile, path)
+        score_ms.append((time.perf_counter() - started) * 1000)
+    grid = grids_of(paths[:1])
+    started = time.perf_counter()
+    for _ in range(200):
+        profile.scores(grid)
+    score_only_ms = (time.perf_counter() - started) * 1000 / 200
+
+    import tensorflow as tf
+
+    configure_tensorflow()
+    model = build_model("compact", (*input_size, 3), 3)
+    # as Predict calls it (ingest/classifier.py): a traced function, not Keras' predict loop
+    spec = tf.TensorSpec((None, *input_size, 3), tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    forward(np.zeros((1, *input_size, 3), dtype=np.float32))  # warm up (tracing)
+    single = []
+    for path in paths:
+        started = time.perf_counter()
+        forward(load_rgb(Path(path), input_size)[None]).numpy()
+        single.append((time.perf_counter() - started) * 1000)
+    batch_paths = paths[:20]
+    forward(np.zeros((len(batch_paths), *input_size, 3), dtype=np.float32))
+    started = time.perf_counter()
+    forward(np.stack([load_rgb(Path(p), input_size) for p in batch_paths])).numpy()
+    batch_ms = (time.perf_counter() - started) * 1000 / len(batch_paths)
+    return {"score_ms": float(np.median(score_ms)), "score_only_ms": score_only_ms,
+            "classifier_ms": float(np.median(single)), "classifier_batch_ms": batch_ms}
+
+
+def run_plot_type(spec, scenario: Scenario, work: Path, seed: int, auto_runs: int) -> dict:  # type: ignore[no-untyped-def]
+    from hydra_assets.simulate import content, drift
+    from hydra_assets.simulate.drift import NOMINAL_RUNS
+
+    scheme = zlib.crc32(b"".join(Path(m.__file__).read_bytes() for m in (content, drift)))  # type: ignore[arg-type]
+    key = (f"{spec.name}-s{seed}-{scenario.reference_chunks}x{scenario.test_runs}x{scenario.test_chunks}"
+           f"-{scenario.test_bad_fraction}-{scheme:08x}")
+    started = time.perf_counter()
+    reference = generate(work / "data" / key / "reference", spec.name, range(FIRST_RUN, FIRST_RUN + NOMINAL_RUNS),
+                         scenario.reference_chunks, 0.0, seed, by_label=False)
+    first = FIRST_RUN + NOMINAL_RUNS
+    test = generate(work / "data" / key / "test", spec.name, range(first, first + scenario.test_runs),
+                    scenario.test_chunks, scenario.test_bad_fraction, seed, by_label=False)
+    made = time.perf_counter() - started
+    started = time.perf_counter()
+    grids = dict(zip([r["path"] for r in reference + test], grids_of([r["path"] for r in reference + test]),
+                     strict=True))
+    bad_labels = set(spec.bad)
+    truth_bad = np.array([r["label"] in bad_labels for r in test])
+    changed = np.array([r["label"] == "Good" and r["condition"] != "nominal" for r in test])
+    nominal_good = ~truth_bad & ~changed
+    modes = np.array([r["failure"] or (r["condition"] if r["label"] in bad_labels else "") for r in test])
+    figures: dict = {}
+    for name, auto, regions in (("fixed", False, TITLE_BAND), ("auto", True, TITLE_BAND),
+                                ("fixed, no mask", False, None)):
+        ratio, _ = scored(reference, test, regions, auto=auto, bad_labels=bad_labels, grids=grids,
+                          auto_runs=auto_runs)
+        flagged = ratio > 1.0
+        figures[name] = {
+            "auc": auc(truth_bad, ratio),
+            "per_mode": {m: auc(truth_bad[(modes == m) | ~truth_bad], ratio[(modes == m) | ~truth_bad])
+                         for m in sorted(set(modes) - {""})},
+            "bad_recall": share(flagged, truth_bad),
+            "fa_nominal": share(flagged, nominal_good),
+            "fa_changed": share(flagged, changed),
+            "fa_by_condition": {c: share(flagged, changed & np.array([r["condition"] == c for r in test]))
+                                for c in sorted({r["condition"] for r in test} - {"nominal"})},
+            "ratio": ratio.tolist(),
+        }
+    scoring_s = time.perf_counter() - started
+    timing = time_per_image([r["path"] for r in test[:40]], [r["path"] for r in reference],
+                            (spec.input_height, spec.input_width) if hasattr(spec, "input_height") else (128, 128))
+    return {"reference_images": len(reference), "test_images": len(test), "test_bad": int(truth_bad.sum()),
+            "changed_good": int(changed.sum()), "nominal_good": int(nominal_good.sum()),
+            "truth_bad": truth_bad.tolist(), "figures": figures, "timing": timing,
+            "seconds": {"images": round(made, 1), "scoring": round(scoring_s, 1)}}
+
+
+def report(name: str, row: dict) -> list[str]:
+    t = row["timing"]
+    lines = [f"== {name}: reference {row['reference_images']} clean nominal images; {row['test_images']} later "
+             f"images ({row['test_bad']} Bad, {row['changed_good']} changed-condition Good, {row['nominal_good']} "
+             f"nominal Good) ==",
+             f"   {'reference':<15} {'AUC':>6} {'Bad recall':>10} {'FA nom.Good':>11} {'FA chg.Good':>11}  "
+             "false alarms by condition"]
+    for method, f in row["figures"].items():
+        lines.append(f"   {method:<15} {fmt(f['auc']):>6} {fmt(f['bad_recall']):>10} {fmt(f['fa_nominal']):>11} "
+                     f"{fmt(f['fa_changed']):>11}  "
+                     + " ".join(f"{c} {fmt(v).strip()}" for c, v in f["fa_by_condition"].items()))
+    for method in ("fixed", "auto"):
+        lines.append(f"   AUC per failure mode ({method}): " + ", ".join(
+            f"{m} {fmt(v).strip()}" for m, v in row["figures"][method]["per_mode"].items()))
+    share_single = t["score_ms"] / t["classifier_ms"]
+    lines.append(f"   time per image: reference score {t['score_ms']:.1f} ms (of which the score itself "
+                 f"{t['score_only_ms']:.2f} ms, the rest decoding), compact classifier {t['classifier_ms']:.1f} ms "
+                 f"one at a time, {t['classifier_batch_ms']:.1f} ms in a batch of 20: {share_single:.0%} / "
+                 f"{t['score_ms'] / t['classifier_batch_ms']:.0%} of the classifier's")
+    return lines
+
+
+def main() -> None:
+    from hydra_assets.references import AUTO_RUNS
+    from hydra_assets.simulate import DEMO_PLOT_TYPES
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plot-types", default="all", help="Comma-separated or `all`.")
+    parser.add_argument("--quick", action="store_true", help="CDC_timing and BCAL_eta_phi, fewer images.")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--auto-runs", type=int, default=AUTO_RUNS, help="Runs the auto reference takes.")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hydra-bench-reference",
+                        help="Images are kept here and reused.")
+    parser.add_argument("--save", type=Path, default=None, help="Also write the printed figures to this file.")
+    parser.add_argument("--json", type=Path, default=None, help="Also write every figure to this JSON file.")
+    args = parser.parse_args()
+    scenario = QUICK if args.quick else Scenario()
+    specs = {p.name: p for p in DEMO_PLOT_TYPES}
+    chosen = "CDC_timing,BCAL_eta_phi" if args.quick and args.plot_types == "all" else args.plot_types
+    names = list(specs) if chosen.strip() == "all" else [n.strip() for n in chosen.split(",") if n.strip()]
+
+    started = time.perf_counter()
+    lines = [f"bench/reference.py {'--quick ' if args.quick else ''}seed {args.seed}, "
+             f"{time.strftime('%Y-%m-%d %H:%M')} UTC",
+             f"code: {commits()}",
+             f"scenario: {scenario}; auto reference: the newest {args.auto_runs} earlier runs with >= "
+             f"{AUTO_GOOD_SHARE:.0%} Good (truth standing in for confirmations); limit: quantile 0.99 of the "
+             "reference's own leave-one-out scores; title band masked unless said",
+             ""]
+    print("\n".join(lines), flush=True)
+    results = {}
+    for name in names:
+        results[name] = run_plot_type(specs[name], scenario, args.work, args.seed, args.auto_runs)
+        printed = report(name, results[name])
+        print("\n".join(printed) + "\n", flush=True)
+        lines += printed + [""]
+
+    summary = []
+    for method in ("fixed", "auto", "fixed, no mask"):
+        aucs = [r["figures"][method]["auc"] for r in results.values() if r["figures"][method]["auc"] is not None]
+        ratio = np.concatenate([r["figures"][method]["ratio"] for r in results.values()])
+        truth = np.concatenate([r["truth_bad"] for r in results.values()])
+        pooled = auc(truth, ratio)
+        mean = float(np.mean(aucs)) if aucs else None
+        summary.append(f"overall ({method}): mean AUC over plot types {fmt(mean)}, pooled AUC of score/limit "
+                       f"{fmt(pooled)}; target >= {TARGET_AUC}: "
+                       f"{'PASS' if pooled is not None and pooled >= TARGET_AUC else 'MISS'}")
+    shares = [r["timing"]["score_ms"] / r["timing"]["classifier_ms"] for r in results.values()]
+    batch = [r["timing"]["score_ms"] / r["timing"]["classifier_batch_ms"] for r in results.values()]
+    summary.append(f"time: the reference score takes {np.median(shares):.0%} of the compact classifier's time "
+                   f"per image one at a time, {np.median(batch):.0%} against a batch of 20 (median over plot "
+                   f"types); target <= {TARGET_TIME_SHARE:.0%}: "
+                   f"{'PASS' if np.median(shares) <= TARGET_TIME_SHARE else 'MISS'} (one at a time)")
+    summary.append(f"total {time.perf_counter() - started:.0f} s")
+    print("\n".join(summary))
+    lines += summary
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text("\n".join(lines) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({k: {**v, "figures": {m: {kk: vv for kk, vv in f.items() if kk != "ratio"}
+                                                              for m, f in v["figures"].items()}}
+                                         for k, v in results.items()}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
