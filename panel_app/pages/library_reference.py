@@ -91,7 +91,7 @@ class ReferenceSection(pn.viewable.Viewer):
         self.use_button.on_click(lambda _e: self.use_runs(self._typed(self.runs_input), self.comment_input.value))
         self.runs_note = html_pane("", width=420, margin=(30, 10, 10, 10), css_classes=["runs-note"])
         self.rule_select = pn.widgets.Select(label="Rule", options=RULES, width=270)
-        self.alarm_box = pn.widgets.Checkbox(name="Reference alarm (alarm on images unlike their reference)",
+        self.alarm_box = pn.widgets.Checkbox(label="Reference alarm (alarm on images unlike their reference)",
                                              margin=(32, 10, 10, 10))
         self.quantile_input = pn.widgets.TextInput(label="Quantile of the limit", width=150)
         self.save_button = pn.widgets.Button(label="Save reference settings", margin=(24, 10, 10, 10))
@@ -99,6 +99,7 @@ class ReferenceSection(pn.viewable.Viewer):
                                                                 self._typed(self.quantile_input)))
         self.settings_note = html_pane("", width=420, margin=(30, 10, 10, 10))
         self.permission_note = html_pane("")
+        self._layout: pn.Column | None = None
         self.show(plot_type_id)
 
     @staticmethod
@@ -184,9 +185,13 @@ class ReferenceSection(pn.viewable.Viewer):
         return done
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(
-            self.feedback, self.current_pane, self.permission_note,
-            pn.Row(self.runs_input, self.comment_input, self.use_button, self.runs_note),
-            pn.Row(self.rule_select, self.alarm_box, self.quantile_input, self.save_button, self.settings_note),
-            self.history_pane, sizing_mode="stretch_width",
-        )
+        # one layout for the page's life: the Library re-fills its tabs on every redraw, and a new layout around
+        # the same widgets would have the old one's clean-up unhook them (clicks lost, typed text cleared)
+        if self._layout is None:
+            self._layout = pn.Column(
+                self.feedback, self.current_pane, self.permission_note,
+                pn.Row(self.runs_input, self.comment_input, self.use_button, self.runs_note),
+                pn.Row(self.rule_select, self.alarm_box, self.quantile_input, self.save_button, self.settings_note),
+                self.history_pane, sizing_mode="stretch_width",
+            )
+        return self._layout
