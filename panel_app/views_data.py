@@ -420,6 +420,7 @@ class BrowseFilter:
     condition_key: str | None = None  # a run condition (Run.conditions) the image's run must have ...
     condition_value: str | None = None  # ... with this value (as text; 11.6 matches a number 11.6)
 
+
 # ---- Trends and Training report -------------------------------------------------------------------
 
 
@@ -460,6 +461,30 @@ class ReferenceFlag:
     limit: float | None
     version: int
     group: str = UNGROUPED
+
+
+@dataclass(slots=True)
+class MaskVersion:
+    """A version of a plot type's mask (Library's Mask tab): rectangles as fractions, who, when, which models."""
+
+    id: int
+    version: int
+    regions: list[tuple[float, ...]]
+    created_at: datetime
+    created_by: str
+    comment: str
+    models: list[str]  # model versions trained with it ("name/version", " ★" when active)
+
+
+@dataclass(slots=True)
+class MaskSample:
+    """The image the Mask tab draws rectangles on."""
+
+    image_id: int
+    width: int
+    height: int
+    run: int | None
+    chunk: int | None
 
 
 @dataclass(slots=True)
@@ -618,3 +643,4 @@ class AlarmFilter:
     acknowledged: bool | None = None  # None: either
     since: datetime | None = None
     until: datetime | None = None
+

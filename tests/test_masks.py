@@ -203,3 +203,21 @@ def test_cli_refuses_a_user_without_permission(hydra_home):
     result = _run("mask", "set", "FDC_occupancy", "--region", "0,0,0.1,1", "--user", "vera", code=3)
     assert "needs 'edit_reference' or 'edit_thresholds'" in result.output
     assert "unknown plot type" in _run("mask", "show", "NOPE", code=2).output
+
+
+# ---- the Library's Mask tab (logic; the browser test is tests/ui/test_masks_ui.py) -------------------------
+
+def test_library_list_parsing_and_drawn_boxes():
+    from panel_app.pages.library_masks import drawn_regions, parse_rectangles, regions_text, source_data
+
+    assert parse_rectangles("0, 0, 1, 0.1\n\n 0.48,0.2,0.52,1 ") == ([(0, 0, 1, 0.1), (0.48, 0.2, 0.52, 1)], "")
+    assert parse_rectangles("") == ([], "")
+    regions, why = parse_rectangles("0,0,1,0.1\n0.5,0,0.2,1")
+    assert regions == [] and why.startswith("Line 2:") and "reversed corners" in why and "Nothing was saved" in why
+    assert "covers all of the image" in parse_rectangles("0,0,1,0.5\n0,0.5,1,1")[1]
+    # a box drawn past the edge is clipped to the image; a flat one is dropped; round trip through the glyph
+    drawn = {"x": [0.95, 0.5, 0.25], "y": [0.5, 0.5, 0.25], "width": [0.2, 0.0, 0.1], "height": [0.2, 0.1, -0.1]}
+    assert drawn_regions(drawn) == [(0.85, 0.4, 1.0, 0.6), (0.2, 0.2, 0.3, 0.3)]
+    regions = [(0.1, 0.0, 0.2, 1.0), (0.0, 0.0, 1.0, 0.1)]
+    assert drawn_regions(source_data(regions)) == regions
+    assert regions_text(regions) == "0.1,0,0.2,1\n0,0,1,0.1"

@@ -14,6 +14,7 @@ import param
 
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
+from panel_app.pages.library_masks import MaskSection
 from panel_app.pages.library_reference import ReferenceSection
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import (
@@ -135,6 +136,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.threshold_input.param.watch(self._check_value, ["value", "value_input"])
         self.permission_note = html_pane("")
         self.reference = ReferenceSection(store)  # the Reference tab (issue 14)
+        self.masks = MaskSection(store)  # the Mask tab (issue 14)
         if options:
             self.plot_type = next(iter(options.values()))
         self._load_models()
@@ -145,6 +147,7 @@ class LibraryPage(pn.viewable.Viewer):
     def _load_models(self) -> None:
         self.models = self.store.models_of(self.plot_type) if self.plot_type is not None else []
         self.reference.show(self.plot_type)
+        self.masks.show(self.plot_type)
         names = {f"{'★ ' if m.active else ''}v{m.version} · {m.topology} · {fmt_time(m.created_at)[:16]}": m.id
                  for m in self.models}
         self.param.model_id.objects = names
@@ -333,7 +336,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name, since=recent)) if info else ""
         if model is None or info is None:
             self.details_pane.object = self.warnings_pane.object = ""
-            self.tabs[:] = [("Reference", self.reference)] if info is not None else []  # works without a model
+            self.tabs[:] = [("Reference", self.reference), ("Mask", self.masks)] if info is not None else []
             for widget in (self.save_threshold, self.activate_button, self.label_select, self.threshold_input):
                 widget.visible = False
             return
@@ -391,6 +394,7 @@ class LibraryPage(pn.viewable.Viewer):
                                             self.threshold_note),
                                      sizing_mode="stretch_width")),
             ("Reference", self.reference),
+            ("Mask", self.masks),
         ]
 
     def _render_thresholds(self, model: ModelInfo, *, reset: bool = False) -> None:

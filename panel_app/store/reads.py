@@ -15,6 +15,7 @@ from hydra_assets.flags.standing import StandingFlag
 from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
 from panel_app.queries import alarms as alarms_q
+from panel_app.queries import masks as masks_q
 from panel_app.queries import reference as reference_q
 from panel_app.queries import runs as runs_q
 from panel_app.queries import similarity as similarity_q
@@ -184,6 +185,14 @@ class PageReads:
     def compare(self, image_id: int) -> reference_q.Comparison:
         """An image beside its reference and the difference (`hydra_assets.references.compare_pictures`)."""
         return self._read(reference_q.compare, image_id)
+
+    # ---- masks (issue 14; SQL in queries/masks.py) --------------------------------------------------
+
+    def mask_versions(self, plot_type_id: int) -> list[masks_q.MaskVersion]:
+        return self._read(masks_q.mask_versions, plot_type_id)
+
+    def mask_sample(self, plot_type_id: int) -> masks_q.MaskSample | None:
+        return self._read(masks_q.mask_sample, plot_type_id)
 
     # ---- Labeler and Plot Browser -------------------------------------------------------------------
 

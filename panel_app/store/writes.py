@@ -191,6 +191,22 @@ class PageWrites(PageReads):
         self._changed()
         return count
 
+    # ---- masks (issue 14) ----------------------------------------------------------------------------
+
+    def set_mask(self, plot_type_id: int, regions: Sequence[Sequence[float]], *, comment: str = "") -> int:
+        """A new mask version of the plot type (an empty list clears it); its version number.  Needs
+        `edit_reference` or `edit_thresholds`, checked and audited server-side (`mask_versions.save_mask`);
+        a bad rectangle raises `MaskError` (a ValueError) with nothing written."""
+        from hydra_assets.mask_versions import save_mask
+
+        info = self.plot_type(plot_type_id)
+        if info is None:
+            raise CatalogError(f"unknown plot type {plot_type_id}")
+        try:
+            return save_mask(self.db, info.name, list(regions), self.user, comment).version
+        finally:
+            self._changed()
+
     # ---- the reference comparison (issue 14) ---------------------------------------------------------
 
     def choose_reference(self, plot_type_id: int, runs: Sequence[int], *, comment: str = "") -> Any:
