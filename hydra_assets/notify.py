@@ -58,7 +58,7 @@ from hydra_assets.settings import HydraSettings
 CURSOR_STAGE = "notify"
 CURSOR_RE = re.compile(r"up to alarm (\d+), flag (\d+)")
 SETTLE_S = 5.0
-EVENTS_PER_PASS = 5000  # events read per pass; a longer backlog is worked through pass after pass
+EVENTS_PER_PASS = 2000  # events read per pass; a longer backlog is worked through pass after pass
 EVENTS_PER_MESSAGE = 5000
 FLAG_MEMORY = timedelta(days=14)  # how far back a recomputed Bad flag is recognised as told already
 __all__ = ["DeliveryError", "NotifyError", "dispatch"]
@@ -227,12 +227,14 @@ def _new_bad_flags(session: Session, after: int, settled: datetime, now: datetim
         select(RunFlag.id, RunFlag.run_number, RunFlag.scope, RunFlag.group_name, RunFlag.first_chunk,
                RunFlag.last_chunk, RunFlag.flag, RunFlag.reasons, RunFlag.computed_at)
         .where(RunFlag.id > after).order_by(RunFlag.id).limit(EVENTS_PER_PASS)).all()
-    told = {
-        detail.get("key") for detail in session.scalars(
-            select(Notification.detail).where(Notification.event == "flag",
-                                              Notification.created_at >= now - FLAG_MEMORY))
-        if isinstance(detail, dict)
-    }
+    told: set[str] = set()
+    if any(r.flag == "Bad" for r in rows):
+        told = {
+            detail.get("key") for detail in session.scalars(
+                select(Notification.detail).where(Notification.event == "flag",
+                                                  Notification.created_at >= now - FLAG_MEMORY))
+            if isinstance(detail, dict)
+        }
     events, cursor = [], after
     for r in rows:
         if r.computed_at > settled:
@@ -312,12 +314,16 @@ def _claim(db: HydraDB, target_id: int, now: datetime) -> tuple[NotificationTarg
         last_sent = session.scalar(select(func.max(Notification.sent_at)).where(Notification.target_id == target_id))
         if not due(last_sent, now, target.min_interval_s):
             return None
-        rows = list(session.scalars(
-            select(Notification).where(Notification.target_id == target_id, Notification.sent_at.is_(None),
-                                       Notification.attempts < MAX_ATTEMPTS)
-            .order_by(Notification.id).limit(EVENTS_PER_MESSAGE).with_for_update()))
-        if not rows or not all(may_try(n.attempts, _last_try(n), now) for n in rows):
-            return None  # nothing to tell, or a failed message is still waiting for its retry
+        pending = (Notification.target_id == target_id, Notification.sent_at.is_(None),
+                   Notification.attempts < MAX_ATTEMPTS)
+        retried = session.scalars(select(Notification).where(*pending, Notification.attempts > 0)
+                                  .order_by(Notification.attempts.desc()).limit(1)).first()
+        if retried is not None and not may_try(retried.attempts, _last_try(retried), now):
+            return None  # a failed message is still waiting for its retry (its batch was tried together)
+        rows = list(session.scalars(select(Notification).where(*pending).order_by(Notification.id)
+                                    .limit(EVENTS_PER_MESSAGE).with_for_update()))
+        if not rows:
+            return None
         for n in rows:
             n.attempts += 1
             n.detail = {**(n.detail or {}), "tried_at": now.isoformat()}
@@ -340,7 +346,7 @@ def _settle(db: HydraDB, ids: list[int], sent_at: datetime | None, error: str | 
     db.write(work, what="record notification result")
 
 
-def send_pending(db: HydraDB, settings: HydraSettings, now: datetime, *, budget_s: float = 40.0) -> list[Delivery]:
+def send_pending(db: HydraDB, settings: HydraSettings, now: datetime, *, budget_s: float = 30.0) -> list[Delivery]:
     """One message to each target that is due and has something to tell; a failure is recorded and the
     other targets are still served.  Sends stop starting after `budget_s` (the rest waits a pass)."""
     with db.read() as session:
@@ -388,7 +394,7 @@ class DispatchOutcome:
 
 
 def dispatch(db: HydraDB, settings: HydraSettings, now: datetime | None = None, *,
-             budget_s: float = 40.0) -> DispatchOutcome:
+             budget_s: float = 30.0) -> DispatchOutcome:
     """One pass: queue what is new, then send what is due (see the module docstring)."""
     now = now or utcnow()
     outcome = DispatchOutcome(queued=enqueue(db, now))
