@@ -159,9 +159,13 @@ def flag_text(run: int, group: str, first_chunk: int, last_chunk: int, reasons: 
 
 
 def _reason(reason: Any) -> str:
-    if isinstance(reason, dict):
-        for key in ("text", "message", "reason", "why"):
-            if isinstance(reason.get(key), str):
-                return reason[key]
-        return ", ".join(f"{k} {v}" for k, v in list(reason.items())[:4])
-    return str(reason)
+    """A flag's reason as the flags step stores it ({"plot_type" or "group": …, "text": …} or {"rule": …})."""
+    if not isinstance(reason, dict):
+        return str(reason)
+    who = reason.get("plot_type") or reason.get("group")
+    said = next((reason[k] for k in ("text", "rule", "message") if isinstance(reason.get(k), str)), None)
+    if who and said:
+        return f"{who}: {said}"
+    if who or said:
+        return str(who or said)
+    return ", ".join(f"{k} {v}" for k, v in list(reason.items())[:4])

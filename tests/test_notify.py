@@ -28,6 +28,7 @@ from hydra_assets.notify_rules import (
     check_address,
     due,
     email_message,
+    flag_text,
     parse_events,
     retry_delay,
     routes,
@@ -212,6 +213,10 @@ def test_a_message_lists_twenty_events_and_counts_the_rest():
     assert lines[0] == "Hydra: 50 alarms and 1 Bad flag (TPC)"
     assert len(lines) == 22 and lines[-1] == "… and 31 more"
     assert payload["count"] == 51 and payload["alarms"] == 50 and len(payload["events"]) == 51
+    reasons = [{"plot_type": "tpc_occupancy", "flag": "Bad", "chunks": [[40, 45]], "text": "confirmed Bad"},
+               {"rule": "3 Bad chunks in a row"}]
+    assert flag_text(7, "TPC", 40, 45, reasons) == \
+        "run 7 TPC Bad for chunks 40-45: tpc_occupancy: confirmed Bad; 3 Bad chunks in a row"
     mail = email_message(events[:1], sender="a@b.c", recipient="d@e.f")
     assert mail["Subject"] == "Hydra: 1 alarm" and "alarm 0" in mail.get_content()
 
@@ -390,3 +395,28 @@ def test_cli_add_list_send_test_remove(sqlite_db, hydra_home, hook, monkeypatch)
     removed = runner.invoke(notify, ["remove", "1"])
     assert removed.exit_code == 0 and "removed target 1" in removed.output
     assert runner.invoke(notify, ["remove", "1"]).exit_code == 2
+
+
+def test_the_sensor_runs_one_pass(sqlite_db, hydra_home, hook):
+    import dagster as dg
+
+    from hydra_assets.db.models import NotificationTarget
+    from hydra_assets.resources.hydra import HydraResource
+    from hydra_assets.sensors.notify import notifications
+
+    plot_id = sqlite_db.write(lambda s: catalog.add_plot_type(s, "tpc_occupancy", "Good,Bad", "Bad", groups=["TPC"]).id)
+    hook_id = target(sqlite_db, "webhook", hook.url, group="TPC")
+    an_hour_ago = utcnow() - timedelta(hours=1)
+
+    def backdate(s):  # type: ignore[no-untyped-def]
+        s.get(NotificationTarget, hook_id).created_at = an_hour_ago
+
+    sqlite_db.write(backdate)
+    raise_alarms(sqlite_db, plot_id, 3, range(1), at=utcnow() - timedelta(seconds=30))  # settled
+
+    with dg.build_sensor_context(resources={"hydra": HydraResource()}) as context:
+        result = notifications(context)
+
+    assert result.skip_reason.skip_message == "1 notification(s) queued, 1 message(s) sent"
+    assert result.cursor == "alarm 1, flag 0"
+    assert len(hook.bodies) == 1 and "run 3 chunk 0" in hook.bodies[0]["text"]
