@@ -17,7 +17,7 @@ from panel_app.config import PagesConfig
 from panel_app.pages.browser import BrowserPage
 from panel_app.pages.compare import ComparePage, as_grey_or_rgb, diverging
 from panel_app.pages.library import LibraryPage
-from panel_app.pages.log import LogPage, brief_markdown
+from panel_app.pages.log import LogPage, brief_html, brief_markdown
 from panel_app.pages.run import RunPage
 from panel_app.pages.trends import TrendsPage
 from panel_app.queries import reference as rq
@@ -258,3 +258,33 @@ def test_brief_markdown_lists_reference_flags():
     text = brief_markdown({}, utcnow() - timedelta(hours=24), utcnow(), [flag])
     assert "Unlike their reference (reference score above its limit): **1**" in text
     assert "| A\\_\\*plot | 5 | 3 | 3.25 | 1.50 | v4 |" in text
+    page = brief_html({}, utcnow() - timedelta(hours=24), utcnow(), reference=[flag])
+    assert "Unlike their reference (1)" in page and "<td>A_*plot</td>" in page and "<td>3.25</td><td>1.50</td>" in page
+
+
+def test_run_page_names_reference_alarms_and_cards_as_stored():
+    from panel_app.pages.run import alarm_heading, card_html
+
+    now = utcnow()
+    alarms = [v.AlarmInfo(k, "P", 1, 2, None, "", now, 9, kind=kind)
+              for k, kind in enumerate(["bad", "reference", "reference", "novel"])]
+    assert alarm_heading(alarms) == "confirmed Bad (1), unlike the training data (1), unlike its reference (2)"
+    card = v.Card(1, "P", 5, 3, 42, now, inference_id=7, classified_at=now, status="classified", label="Good",
+                  weight=0.9, decided=True, keep_reason="reference", reference_score=4.0, reference_limit=2.5)
+    html = card_html(card, gradcam=False, opacity=0.8, now=now)
+    assert "unlike its reference</span> score 4.00 &gt; limit 2.50" in html and "./compare?image=42" in html
+    plain = v.Card(1, "P", 5, 3, 43, now, reference_score=1.0, reference_limit=2.5)
+    assert "reference score 1.00 / limit 2.50" in card_html(plain, gradcam=False, opacity=0.8, now=now)
+
+
+def test_browser_uses_the_one_run_shown_as_reference(db, demo, hydra_home):
+    pt = demo.plot_types[PLOT_TYPE]
+    both = BrowserPage(store=store(db, hydra_home, "expert"), plot_types=[pt, demo.plot_types["FCAL_hits"]],
+                       run_min=121262, run_max=121262)
+    assert both.viewed_run() is None and "Show one run" in both.use_as_reference()
+    viewer = BrowserPage(store=store(db, hydra_home, "viewer"), plot_types=[pt], run_min=121262, run_max=121262)
+    assert viewer.use_as_reference().startswith("Refused")
+    expert = BrowserPage(store=store(db, hydra_home, "expert"), plot_types=[pt], run_min=121262, run_max=121262)
+    assert expert.viewed_run() == (pt, 121262)
+    assert "reference version 1 from run 121262" in expert.use_as_reference()
+    assert [(s.version, s.runs) for s in store(db, hydra_home).reference_sets(pt)] == [(1, [121262])]

@@ -6,6 +6,7 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
+from hydra_assets.rules import REFERENCE
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import (
     Field,
@@ -214,7 +215,7 @@ class BrowserPage(pn.viewable.Viewer):
                 f"</span><span>model {chip(model.name if model else None, model.colour if model else None, hollow=t.unconfirmed)}"
                 f" {fmt_weight(t.model_weight)}</span></div>"
                 f"<div class=row><span class=muted>{fmt_time(t.received_at)}{cam}{like}</span></div>"
-                f"<div class=row>{reference_line(t.reference_score, t.reference_limit, t.reference_flagged, t.image_id)}"
+                f"<div class=row>{reference_line(t.reference_score, t.reference_limit, t.reference_flagged or t.keep_reason == REFERENCE, t.image_id)}"
                 "</div></div>"
             )
         return f'<div class="tiles">{"".join(cells)}</div>'

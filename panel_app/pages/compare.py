@@ -21,12 +21,13 @@ import param
 from PIL import Image as PILImage
 
 from hydra_assets.db.models import utcnow
+from hydra_assets.rules import REFERENCE_TEXT
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import empty_state, esc, html_pane, request_args
 from panel_app.store import HydraStore
 from panel_app.views_data import Comparison, fmt_score
 
-UNLIKE_TEXT = "unlike its reference"
+UNLIKE_TEXT = REFERENCE_TEXT  # "unlike its reference", as the Keeper's alarms say it
 DEFAULT_WINDOW = timedelta(hours=24)  # without ?image=, the newest image flagged this recently
 SHOWN_WIDTH = 300  # CSS pixels per picture; small arrays are scaled up without smoothing
 

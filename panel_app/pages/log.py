@@ -11,7 +11,7 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from hydra_assets.rules import BAD, NOVEL, NOVEL_TEXT
+from hydra_assets.rules import BAD, NOVEL, NOVEL_TEXT, REFERENCE_TEXT
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import (
     Field,
@@ -33,7 +33,7 @@ from panel_app.views_data import LOG_KINDS, LogEntry, ReferenceFlag, fmt_score, 
 from panel_app.when import parse_number
 
 SHOW_MAX = 400  # entries rendered on the page (the brief holds them all)
-REFERENCE_KIND = "unlike its reference"  # the reference score's flags (issue 14), beside the classifier's kinds
+REFERENCE_KIND = REFERENCE_TEXT  # the reference score's flags (issue 14), beside the classifier's kinds
 SETTINGS = ["hours", "kind", "gradcam"]  # remembered per browser
 
 LOG_CSS = """
@@ -136,7 +136,7 @@ def brief_markdown(grouped: dict[str, list[LogEntry]], since: datetime, until: d
 
 
 def brief_html(grouped: dict[str, list[LogEntry]], since: datetime, until: datetime,
-               thumbnail=None) -> str:  # type: ignore[no-untyped-def]
+               thumbnail=None, reference: list[ReferenceFlag] | None = None) -> str:  # type: ignore[no-untyped-def]
     """The daily brief as one self-contained HTML file (thumbnails embedded when `thumbnail(id)` gives PNG bytes)."""
     entries = [e for items in grouped.values() for e in items]
     bad, novel = counts(entries)
@@ -167,6 +167,13 @@ def brief_html(grouped: dict[str, list[LogEntry]], since: datetime, until: datet
                 f"</span></td><td>{fmt_weight(e.weight)}</td><td>{e.kind}</td><td>{esc(e.human_label or '')}</td></tr>"
             )
         parts.append("</table>")
+    if reference:
+        rows = "".join(f"<tr><td>{fmt_time(f.computed_at)}</td><td>{esc(f.plot_type)}</td><td>{f.run}</td>"
+                       f"<td>{f.chunk}</td><td>{fmt_score(f.score)}</td><td>{fmt_score(f.limit)}</td><td>v{f.version}"
+                       "</td></tr>" for f in reference)
+        parts.append(f"<h2>Unlike their reference ({len(reference)})</h2><table><tr><th>time (UTC)</th><th>plot type"
+                     "</th><th>run</th><th>chunk</th><th>reference score</th><th>limit</th><th>reference</th></tr>"
+                     f"{rows}</table>")
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -269,7 +276,7 @@ class LogPage(pn.viewable.Viewer):
             found = self.store.locator.read("image", image_id, "small")
             return found[0] if found else None
 
-        return io.StringIO(brief_html(self.grouped, self.since, self.until, thumbnail))
+        return io.StringIO(brief_html(self.grouped, self.since, self.until, thumbnail, self.reference))
 
     def __panel__(self) -> pn.viewable.Viewable:
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:

@@ -8,7 +8,7 @@ import panel as pn
 import param
 
 from hydra_assets.db.models import utcnow
-from hydra_assets.rules import BAD, NOVEL_TEXT, UNCONFIRMED
+from hydra_assets.rules import BAD, NOVEL_TEXT, REFERENCE, REFERENCE_TEXT, UNCONFIRMED
 from panel_app.components import AlarmSound
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import (
@@ -28,7 +28,6 @@ from panel_app.store import HydraStore
 from panel_app.views_data import GOOD, PENDING, AlarmInfo, Card, fmt_score
 
 ALL = "All plot types"
-REFERENCE_TEXT = "unlike its reference"
 OPEN_ALARMS_WINDOW = timedelta(hours=24)  # unacknowledged alarms this recent are shown on a page opened later
 SETTINGS = ["group", "only_flagged", "gradcam", "opacity", "card_width", "muted"]  # remembered per browser
 
@@ -38,10 +37,12 @@ def mute_label(muted: bool) -> str:
     return "Muted (click to unmute)" if muted else "Sound on (click to mute)"
 
 def alarm_heading(alarms: list[AlarmInfo]) -> str:
-    """"confirmed Bad (2), unlike the training data (1)": what the banner holds, by kind."""
-    bad = sum(1 for a in alarms if a.kind != "novel")
-    novel = len(alarms) - bad
-    parts = [f"confirmed Bad ({bad})" if bad else "", f"{NOVEL_TEXT} ({novel})" if novel else ""]
+    """"confirmed Bad (2), unlike the training data (1), unlike its reference (1)": the banner's alarms by kind."""
+    novel = sum(1 for a in alarms if a.kind == "novel")
+    reference = sum(1 for a in alarms if a.kind == REFERENCE)
+    bad = len(alarms) - novel - reference
+    parts = [f"confirmed Bad ({bad})" if bad else "", f"{NOVEL_TEXT} ({novel})" if novel else "",
+             f"{REFERENCE_TEXT} ({reference})" if reference else ""]
     return ", ".join(p for p in parts if p)
 
 
@@ -96,7 +97,7 @@ def reference_html(card: Card) -> str:
     score, limit = fmt_score(card.reference_score), fmt_score(card.reference_limit)
     if card.reference_score is None:
         text = '<span class="muted">no reference score</span>'
-    elif card.reference_flagged:
+    elif card.reference_flagged or card.keep_reason == REFERENCE:  # as stored with the score / by the Keeper
         text = f'<span><span class="badge ref">{REFERENCE_TEXT}</span> score {score} &gt; limit {limit}</span>'
     else:
         text = f"<span>reference score {score} / limit {limit}</span>"
@@ -253,7 +254,7 @@ class RunPage(pn.viewable.Viewer):
             # Messages of ingest/keeper.alarm_message start with plot type, run and chunk and name the label:
             # shown as they are, each fact once (issue 18); older, shorter ones get the heading.
             where = f"{a.plot_type} run {a.run} chunk {a.chunk}: "
-            what = NOVEL_TEXT if a.kind == "novel" else (a.label or "Bad")
+            what = NOVEL_TEXT if a.kind == "novel" else REFERENCE_TEXT if a.kind == REFERENCE else (a.label or "Bad")
             text = a.message if (a.message or "").startswith(where) else (
                 f"{where}{what}{' — ' + a.message if a.message else ''}")
             return f"<li>{esc(text)} ({fmt_time(a.raised_at)[11:]} UTC)</li>"
