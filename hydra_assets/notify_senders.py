@@ -64,6 +64,9 @@ def send_email(settings: HydraSettings, events: Sequence[Event], recipient: str,
         raise DeliveryError(f"SMTP server {settings.smtp_host}:{settings.smtp_port} gave no answer within "
                             f"{timeout:g} s") from error
     except (smtplib.SMTPException, OSError) as error:
+        if isinstance(error.__context__, TimeoutError):  # smtplib reports a timeout as "connection closed"
+            raise DeliveryError(f"SMTP server {settings.smtp_host}:{settings.smtp_port} gave no answer within "
+                                f"{timeout:g} s") from error
         raise DeliveryError(f"SMTP {settings.smtp_host}:{settings.smtp_port}: {error}") from error
 
 

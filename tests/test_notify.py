@@ -420,3 +420,31 @@ def test_the_sensor_runs_one_pass(sqlite_db, hydra_home, hook):
     assert result.skip_reason.skip_message == "1 notification(s) queued, 1 message(s) sent"
     assert result.cursor == "alarm 1, flag 0"
     assert len(hook.bodies) == 1 and "run 3 chunk 0" in hook.bodies[0]["text"]
+
+
+def test_a_hung_or_missing_smtp_server_is_recorded_within_its_timeout(db, plots, settings, silent_port, hook):
+    mail = target(db, "email", "shift@dqm.example", interval=0)
+    chat = target(db, "webhook", hook.url, interval=0)
+    raise_alarms(db, plots["its_hits"], 4, range(1))
+    hung = settings.model_copy(update={"smtp_port": silent_port})
+
+    started = time.monotonic()
+    outcome = dispatch(db, hung, later())
+
+    assert time.monotonic() - started < 4
+    assert [d.error for d in outcome.failed] == [f"SMTP server 127.0.0.1:{silent_port} gave no answer within 1 s"]
+    assert len(hook.bodies) == 1 and rows(db, chat)[0].sent_at is not None
+    unset = settings.model_copy(update={"smtp_host": None})
+    raise_alarms(db, plots["its_hits"], 5, range(1))
+    dispatch(db, unset, later(200))
+    assert rows(db, mail)[-1].error == "HYDRA_SMTP_HOST is not set: e-mail targets cannot be served"
+
+
+def test_only_admins_change_targets(sqlite_db, hydra_home, hook):
+    from hydra_assets.cli.notify import notify
+
+    sqlite_db.write(lambda s: catalog.add_user(s, "vera", role="viewer"))
+    refused = CliRunner().invoke(notify, ["add", "--all", "--webhook", hook.url, "--user", "vera"])
+    assert refused.exit_code == 3 and "may not add notification target" in refused.output
+    with sqlite_db.read() as s:
+        assert target_states(s) == []

@@ -273,3 +273,19 @@ def test_path_is_read_as_given(tmp_path: Path):
 
     (tmp_path / "conditions.txt").write_text('[{"run": 1}]')
     assert read_source(str(tmp_path / "conditions.txt"))[1] == "json"  # sniffed
+
+
+def test_importing_needs_certify(sqlite_db, hydra_home, tmp_path):
+    from hydra_assets import catalog
+    from hydra_assets.cli.runs import runs
+
+    sqlite_db.write(lambda s: catalog.add_user(s, "vera", role="viewer"))
+    sqlite_db.write(lambda s: catalog.add_user(s, "cora", role="coordinator"))
+    source = tmp_path / "c.csv"
+    source.write_text("run,target\n1,LH2\n")
+    refused = CliRunner().invoke(runs, ["import", str(source), "--user", "vera"])
+    assert refused.exit_code == 3 and "needs 'certify'" in refused.output
+    assert runs_of(sqlite_db) == {}
+    done = CliRunner().invoke(runs, ["import", str(source), "--user", "cora"])
+    assert done.exit_code == 0, done.output
+    assert runs_of(sqlite_db)[1].conditions == {"target": "LH2"}
