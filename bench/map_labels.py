@@ -1,6 +1,6 @@
 """Labeling actions to reach Bad recall 0.95: one image at a time versus painting clusters on the map.
 
-    .venv/bin/python bench/map_labels.py                 # 2 plot types x 1,200 images, PCA and UMAP (~3-4 min)
+    .venv/bin/python bench/map_labels.py                 # 2 plot types x 1,200 images, PCA and UMAP (~3 min; 5 on busy cores)
     .venv/bin/python bench/map_labels.py --quick         # 1 plot type, 300 images, PCA only (~30 s)
     .venv/bin/python bench/map_labels.py --save bench/results/map-labels-$(date +%F).txt
 
@@ -170,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
             painting = paint_clusters(xy, truth, clusters=args.clusters, purity=args.purity, single=args.single,
                                       seed=args.seed)
             purity = 1.0 - painting.wrong / max(1, painting.labeled)
+            fixed = 1.0 - (painting.wrong - painting.fixes) / max(1, painting.labeled)
             lines.append(
                 f"  (b) painting clusters on the {method} map: {painting.actions} actions ({painting.paints} paints, "
                 f"{painting.singles} single images, {painting.fixes} fixes), recall {painting.paint_recall:.3f} from "
                 f"painting, {painting.recall:.3f} with fixes; ratio (a)/(b) "
                 f"{single / max(1, painting.actions):.1f}x; {painting.labeled} images labeled, {painting.wrong} "
                 f"wrong before fixes (label purity {purity:.3f}: {painting.good_as_bad} Good painted Bad, {painting.bad_as_good} "
-                f"Bad painted Good); projection {projected:.1f} s")
+                f"Bad painted Good; {fixed:.3f} after fixes); projection {projected:.1f} s")
             totals[method][0] += single
             totals[method][1] += painting.actions
     for method, (single, painted) in totals.items():
