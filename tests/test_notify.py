@@ -448,3 +448,42 @@ def test_only_admins_change_targets(sqlite_db, hydra_home, hook):
     assert refused.exit_code == 3 and "may not add notification target" in refused.output
     with sqlite_db.read() as s:
         assert target_states(s) == []
+
+
+def test_bad_flags_computed_by_the_flags_step_are_told(db, plots, settings, hook):
+    """The flag rows come from the real flags step (run 42 goes Bad at chunk 6), not hand-written ones."""
+    from hydra_assets.db.models import Label
+    from hydra_assets.flags.compute import compute_run_flags
+    from hydra_assets.images import touch_run
+
+    plot_id = plots["tpc_occupancy"]
+    hook_id = target(db, "webhook", hook.url, group="TPC", events="flag", interval=0)
+
+    def fill(s):  # type: ignore[no-untyped-def]
+        labels = {label.name: label.id for label in s.scalars(select(Label).where(Label.plot_type_id == plot_id))}
+        for chunk in range(10):
+            bad = chunk >= 6
+            image = Image(plot_type_id=plot_id, run_number=42, chunk=chunk, digest=f"c{chunk}", file_name="x.png")
+            s.add(image)
+            s.flush()
+            inference = Inference(image_id=image.id, plot_type_id=plot_id, run_number=42, chunk=chunk, model_key="m/1",
+                                  status="classified", weights={"Good": 0.1 if bad else 0.9, "Bad": 0.9 if bad else 0.1},
+                                  top_label_id=labels["Bad" if bad else "Good"], top_weight=0.9, confirmed=True,
+                                  is_bad=bad, flagged=bad)
+            s.add(inference)
+            s.flush()
+            image.inference_id = inference.id
+            if bad:
+                s.add(Alarm(inference_id=inference.id, image_id=image.id, plot_type_id=plot_id, message="Bad (0.90)"))
+            touch_run(s, 42)
+
+    db.write(fill)
+    compute_run_flags(db, 42)
+    dispatch(db, settings, later())
+    compute_run_flags(db, 42)  # recomputed (a label changed, say): the same Bad range is not news
+    dispatch(db, settings, later(20))
+
+    assert [body["text"].splitlines() for body in hook.bodies] == [
+        ["Hydra: 1 Bad flag (TPC)", hook.bodies[0]["text"].splitlines()[1]]]
+    assert hook.bodies[0]["text"].endswith("run 42 TPC Bad for chunks 6-9: tpc_occupancy: confirmed Bad")
+    assert len(rows(db, hook_id)) == 1
