@@ -24,6 +24,7 @@ POPULATED = {  # page -> text a person sees once it has loaded
     "browser": "images 1–",
     "trends": "classifications,",
     "report": "where the model disagrees",
+    "compare": "Nothing to compare this image with",  # the demo has no reference: the newest card, said so
 }
 
 
