@@ -564,6 +564,7 @@ class Disagreement:
 
 # ---- Runs page and alarm history ------------------------------------------------------------------
 
+LOOK_BACK = 2_000  # runs a flag or sign-off filter searches without "Run from" (four weeks of 20-minute runs)
 # Okabe-Ito (colour-blind safe, as catalog.GOOD_COLOUR/BAD_COLOURS), each with the letter the cell also shows
 FLAG_STYLE = {"Good": ("#009E73", "G"), "Medium": ("#E69F00", "M"), "Bad": ("#D55E00", "B"), "Null": ("#999999", "N")}
 

@@ -300,3 +300,18 @@ def test_a_sign_off_of_an_unknown_group_is_refused(world):
     with pytest.raises(FlagError, match="unknown plot group"):
         store_for(db, "coord").sign_off_flag(1009, "group", "NOPE", None, None, action="confirm", flag=None,
                                              comment="")
+
+
+def test_flag_filters_search_the_newest_runs_unless_run_from_is_given(world, monkeypatch):
+    import panel_app.queries.runs as runs_queries
+
+    db, _ids = world
+    monkeypatch.setattr(runs_queries, "LOOK_BACK", 5)  # 2,000 in production
+    store = store_for(db, "viewer")
+    assert [r.number for r in store.runs_page(RunsFilter(flag="Bad"))[0]] == [1009]  # 1003 is older than 5 runs
+    assert store.look_back_start(RunsFilter(flag="Bad")) == 1007
+    assert [r.number for r in store.runs_page(RunsFilter(flag="Bad", run_min=1000))[0]] == [1009, 1003]
+    assert store.look_back_start(RunsFilter(flag="Bad", run_max=1004)) == 1000
+    assert store.look_back_start(RunsFilter(condition_key="target", condition_value="Be")) is None
+    page = RunsPage(store=store, flag="Bad")
+    assert "searched the newest" in page.pager.object and "from run 1007" in page.pager.object

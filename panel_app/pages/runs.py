@@ -31,7 +31,7 @@ from panel_app.pages.common import (
 )
 from panel_app.pages.run_flags import DETAIL_CSS, behind, chunks_text, detail_html
 from panel_app.store import HydraStore
-from panel_app.views_data import FLAG_STYLE, RunRow, RunsFilter, needs_signoff
+from panel_app.views_data import FLAG_STYLE, LOOK_BACK, RunRow, RunsFilter, needs_signoff
 from panel_app.when import parse_number
 
 ANY = ""
@@ -147,6 +147,7 @@ class RunsPage(pn.viewable.Viewer):
         restore(self, remembered("hydra_runs"), [n for n in SETTINGS if n not in params])
         self.has_more = False
         self.total: int | None = 0  # None: not counted (flag and condition filters)
+        self.window_start: int | None = None  # the oldest run a flag filter searched (no "Run from" given)
         self.matrix = FlagMatrix(sizing_mode="stretch_width")
         self.matrix.param.watch(self._on_pick, "picked")
         self.pager = html_pane("")
@@ -196,6 +197,7 @@ class RunsPage(pn.viewable.Viewer):
         self.runs, self.has_more = self.store.runs_page(current, limit=self.page_size,
                                                         offset=self.page * self.page_size)
         self.total = self.store.runs_count(current, cap=COUNT_CAP)
+        self.window_start = self.store.look_back_start(current)
         self._draw()
 
     @param.depends("shown_conditions", watch=True)
@@ -220,6 +222,9 @@ class RunsPage(pn.viewable.Viewer):
             total = f" of {self.total:,}" if self.total <= COUNT_CAP else f" of more than {COUNT_CAP:,}"
         self.pager.object = (f"<span class=muted>runs {first:,}–{first + len(self.runs) - 1:,}{total}, newest first"
                              " · click a cell for the images behind its flag</span>" if self.runs else "")
+        if self.window_start is not None:
+            self.pager.object += (f"<br><span class=muted>The flag filter searched the newest {LOOK_BACK:,} runs "
+                                  f"(from run {self.window_start}); type a “Run from” to search further back.</span>")
 
     def flag_columns(self) -> list[tuple[str, str]]:
         """(scope, group) of the flag columns: systems, then plot groups, then any other group a flag names;

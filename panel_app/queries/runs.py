@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -24,7 +25,7 @@ from hydra_assets.flags.rules import FlagRange
 from hydra_assets.flags.signoff import signoffs_of, standing_flags
 from hydra_assets.flags.standing import SignoffView, StandingFlag, standing_flag
 from panel_app.queries.tiles import TILE_COLUMNS, as_tiles, attach_inferences
-from panel_app.views_data import RunRow, RunsFilter, Signoff, Tile
+from panel_app.views_data import LOOK_BACK, RunRow, RunsFilter, Signoff, Tile
 
 RUN_COLUMNS = (RunModel.number, RunModel.first_seen, RunModel.last_seen, RunModel.started_at, RunModel.ended_at,
                RunModel.chunk_count, RunModel.image_count, RunModel.alarm_count, RunModel.conditions)
@@ -114,8 +115,23 @@ def runs_where(f: RunsFilter) -> list[Any]:
     return where
 
 
+def look_back_start(session: Session, f: RunsFilter) -> int | None:
+    """The oldest run a flag or sign-off filter searches when no "Run from" bounds it: the newest `LOOK_BACK`
+    runs (at or below "Run to").  Without an index on the flag, a rare flag (Bad in one plot group: 0.5 % of
+    runs) would otherwise be looked up in every run of the history.  None: no such bound applies."""
+    if f.run_min is not None or not (f.flag or f.needs_signoff):
+        return None
+    query = select(RunModel.number)
+    if f.run_max is not None:
+        query = query.where(RunModel.number <= f.run_max)
+    return session.scalar(query.order_by(RunModel.number.desc()).offset(LOOK_BACK - 1).limit(1))
+
+
 def runs_page(session: Session, f: RunsFilter, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRow], bool]:
     """One page of runs matching the filter, newest first, with their flag cells; and whether more follow."""
+    start = look_back_start(session, f)
+    if start is not None:
+        f = replace(f, run_min=start)
     rows = session.execute(
         select(*RUN_COLUMNS).where(*runs_where(f)).order_by(RunModel.number.desc()).limit(limit + 1).offset(offset)
     ).all()

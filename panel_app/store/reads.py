@@ -250,6 +250,9 @@ class PageReads:
     def runs_count(self, f: RunsFilter, *, cap: int = 10_000) -> int | None:
         return self._read(runs_q.runs_count, f, cap=cap)
 
+    def look_back_start(self, f: RunsFilter) -> int | None:
+        return self._read(runs_q.look_back_start, f)
+
     def flag_cell(self, run: int, scope: str, group: str) -> tuple[StandingFlag | None, list[Signoff]]:
         return self._read(runs_q.flag_cell, run, scope, group)
 
