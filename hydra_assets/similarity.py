@@ -4,8 +4,8 @@ An expert labels faster by painting a whole cluster of look-alike images at once
 one (bench/map_labels.py measures how much).  The map needs three things, all from well-kept libraries:
 
 * **features** per image: the active model's own embedding (`ml/embedding.py`, what its last layer
-  classifies) when the plot type has a model that loads, else the image downsampled to `PIXEL_SIZE` in
-  grayscale — so a plot type with no model yet gets a map too;
+  classifies, of the image with the model's mask applied) when the plot type has a model that loads, else
+  the image downsampled to `PIXEL_SIZE` in grayscale — so a plot type with no model yet gets a map too;
 * a **2-D projection**: scikit-learn PCA (fast, the default for big sets), t-SNE, or UMAP (umap-learn;
   slower on the first call: numba compiles it);
 * **nearest neighbours** in feature space (scikit-learn `NearestNeighbors`) for "more like this".
@@ -144,7 +144,8 @@ def model_embedder(db: HydraDB, settings: HydraSettings, plot_type: str) -> tupl
                 except (OSError, ValueError):
                     batch.append(np.zeros((*size, 3), np.float32))
                     ok.append(False)
-            features, _weights = embed_batch(model.keras_model, np.stack(batch))
+            # as the model sees them: its mask's rectangles blanked, as in training and Predict
+            features, _weights = embed_batch(model.keras_model, model.masked(np.stack(batch)))
             assert features is not None  # checked above: the model has an embedding
             features[~np.asarray(ok)] = np.nan
             width = features.shape[1]

@@ -193,3 +193,19 @@ def test_more_like_this_from_the_url_selects_the_neighbours(demo_db):
     assert page.source.selected.indices and "More like this" in page.tiles.object
     bad_url = MapPage(store=page_store(db, settings, "labeler"), args={"plot_type": "nope"})
     assert "No plot type named" in bad_url.feedback.object
+
+
+def test_a_plot_type_with_a_loadable_model_is_mapped_by_its_embedding(demo_db, tmp_path):
+    from hydra_assets.ml.active import register_local_model
+    from hydra_assets.ml.topologies import build_model
+
+    db, settings, demo = demo_db
+    model = build_model("compact", (32, 32, 3), 3)
+    model.save(tmp_path / "tiny.keras")
+    register_local_model(db, "CDC_occupancy", tmp_path / "tiny.keras", ["Good", "Bad", "NoData"])
+    page = MapPage(store=page_store(db, settings, "labeler"), args=CDC)
+    assert "local-CDC_occupancy/1" in page.info.object and "embedding" in page.info.object
+    assert page.map is not None and page.map.source == "local-CDC_occupancy/1"
+    width = int(model.get_layer("logits").input.shape[-1])
+    assert page.map.features.shape == (len(demo.images["CDC_occupancy"]), width)  # not the 768 pixels
+    assert (settings.home / "similarity" / f"{demo.plot_types['CDC_occupancy']}-local-CDC_occupancy_1.npz").is_file()
