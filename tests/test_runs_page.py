@@ -315,3 +315,19 @@ def test_flag_filters_search_the_newest_runs_unless_run_from_is_given(world, mon
     assert store.look_back_start(RunsFilter(condition_key="target", condition_value="Be")) is None
     page = RunsPage(store=store, flag="Bad")
     assert "searched the newest" in page.pager.object and "from run 1007" in page.pager.object
+
+
+def test_group_names_and_reasons_from_the_database_are_escaped(world):
+    from pages_factory import active_markup
+
+    db, _ids = world
+    forged = "<img src=x onerror=alert(7)>"
+    db.write(lambda s: s.add(RunFlag(run_number=1011, scope="group", group_name=forged, first_chunk=0, last_chunk=9,
+                                     flag="Bad", reasons=[{"plot_type": forged, "flag": "Bad", "chunks": [[0, 9]],
+                                                           "text": forged}])))
+    store = store_for(db, "viewer")
+    strip = strip_html(1011, store.run_flags(1011))
+    page = RunsPage(store=store, args={"run": "1011", "scope": "group", "group": forged})
+    for markup in (strip, page.detail.object):
+        assert forged not in markup and active_markup(markup) == []
+        assert "&lt;img src=x onerror=alert(7)&gt;" in markup
