@@ -108,46 +108,48 @@ def scored(reference: list[dict], test: list[dict], mask_regions: list | None, *
     return out, limits
 
 
+def _median_ms(work, items) -> float:  # type: ignore[no-untyped-def]
+    """Median wall time of `work(item)` over the items, each timed on its own (shared cores are noisy)."""
+    times = []
+    for item in items:
+        started = time.perf_counter()
+        work(item)
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
 def time_per_image(paths: list[str], profile_images: list[str], input_size: tuple[int, int]) -> dict:
-    """Median ms per image: the reference score step and the compact classifier (batch of 1 and of 20)."""
+    """Median ms per image of each part: the reference step (decode, grid, score) and the compact classifier
+    (decode and resize, forward one at a time, forward in a batch of 20) on the same files."""
+    import tensorflow as tf
+
     from hydra_assets.images import load_rgb
     from hydra_assets.ml.fit import configure_tensorflow
     from hydra_assets.ml.topologies import build_model
-    from hydra_assets.references import score_one
+    from hydra_assets.references import read_image
     from hydra_assets.scores import reference as scoring
 
-    profile = scoring.build(grids_of(profile_images), image_size=load_rgb(Path(paths[0])).shape[:2])
-    score_ms = []
-    for path in paths:
-        started = time.perf_counter()
-        score_one(profile, path)
-        score_ms.append((time.perf_counter() - started) * 1000)
-    grid = grids_of(paths[:1])
-    started = time.perf_counter()
-    for _ in range(200):
-        profile.scores(grid)
-    score_only_ms = (time.perf_counter() - started) * 1000 / 200
-
-    import tensorflow as tf
+    greys = [read_image(p)[0] for p in paths]
+    profile = scoring.build(grids_of(profile_images), image_size=greys[0].shape)
+    grids = [scoring.grey_grid(g)[None] for g in greys]
+    figures = {"decode_ms": _median_ms(read_image, paths * 2),
+               "grid_ms": _median_ms(scoring.grey_grid, greys * 2),
+               "score_ms": _median_ms(profile.scores, grids * 5)}
 
     configure_tensorflow()
     model = build_model("compact", (*input_size, 3), 3)
     # as Predict calls it (ingest/classifier.py): a traced function, not Keras' predict loop
     spec = tf.TensorSpec((None, *input_size, 3), tf.float32)
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    forward(np.zeros((1, *input_size, 3), dtype=np.float32))  # warm up (tracing)
-    single = []
-    for path in paths:
-        started = time.perf_counter()
-        forward(load_rgb(Path(path), input_size)[None]).numpy()
-        single.append((time.perf_counter() - started) * 1000)
-    batch_paths = paths[:20]
-    forward(np.zeros((len(batch_paths), *input_size, 3), dtype=np.float32))
-    started = time.perf_counter()
-    forward(np.stack([load_rgb(Path(p), input_size) for p in batch_paths])).numpy()
-    batch_ms = (time.perf_counter() - started) * 1000 / len(batch_paths)
-    return {"score_ms": float(np.median(score_ms)), "score_only_ms": score_only_ms,
-            "classifier_ms": float(np.median(single)), "classifier_batch_ms": batch_ms}
+    inputs = [load_rgb(Path(p), input_size)[None] for p in paths]
+    batch = np.concatenate(inputs[:20])
+    forward(inputs[0]), forward(batch)  # tracing
+    figures["input_ms"] = _median_ms(lambda p: load_rgb(Path(p), input_size), paths * 2)
+    figures["forward_ms"] = _median_ms(lambda x: forward(x).numpy(), inputs * 2)
+    figures["forward_batch_ms"] = _median_ms(lambda x: forward(x).numpy(), [batch] * 10) / len(batch)
+    figures["step_ms"] = figures["decode_ms"] + figures["grid_ms"] + figures["score_ms"]
+    figures["classifier_ms"] = figures["input_ms"] + figures["forward_ms"]
+    return figures
 
 
 def run_plot_type(spec, scenario: Scenario, work: Path, seed: int, auto_runs: int) -> dict:  # type: ignore[no-untyped-def]
@@ -180,6 +182,7 @@ def run_plot_type(spec, scenario: Scenario, work: Path, seed: int, auto_runs: in
         flagged = ratio > 1.0
         figures[name] = {
             "auc": auc(truth_bad, ratio),
+            "auc_nominal": auc(truth_bad[truth_bad | nominal_good], ratio[truth_bad | nominal_good]),
             "per_mode": {m: auc(truth_bad[(modes == m) | ~truth_bad], ratio[(modes == m) | ~truth_bad])
                          for m in sorted(set(modes) - {""})},
             "bad_recall": share(flagged, truth_bad),
@@ -190,8 +193,7 @@ def run_plot_type(spec, scenario: Scenario, work: Path, seed: int, auto_runs: in
             "ratio": ratio.tolist(),
         }
     scoring_s = time.perf_counter() - started
-    timing = time_per_image([r["path"] for r in test[:40]], [r["path"] for r in reference],
-                            (spec.input_height, spec.input_width) if hasattr(spec, "input_height") else (128, 128))
+    timing = time_per_image([r["path"] for r in test[:40]], [r["path"] for r in reference], (128, 128))
     return {"reference_images": len(reference), "test_images": len(test), "test_bad": int(truth_bad.sum()),
             "changed_good": int(changed.sum()), "nominal_good": int(nominal_good.sum()),
             "truth_bad": truth_bad.tolist(), "figures": figures, "timing": timing,
@@ -203,20 +205,21 @@ def report(name: str, row: dict) -> list[str]:
     lines = [f"== {name}: reference {row['reference_images']} clean nominal images; {row['test_images']} later "
              f"images ({row['test_bad']} Bad, {row['changed_good']} changed-condition Good, {row['nominal_good']} "
              f"nominal Good) ==",
-             f"   {'reference':<15} {'AUC':>6} {'Bad recall':>10} {'FA nom.Good':>11} {'FA chg.Good':>11}  "
-             "false alarms by condition"]
+             f"   {'reference':<15} {'AUC':>6} {'AUC nom.':>8} {'Bad recall':>10} {'FA nom.Good':>11} "
+             f"{'FA chg.Good':>11}  false alarms by condition"]
     for method, f in row["figures"].items():
-        lines.append(f"   {method:<15} {fmt(f['auc']):>6} {fmt(f['bad_recall']):>10} {fmt(f['fa_nominal']):>11} "
+        lines.append(f"   {method:<15} {fmt(f['auc']):>6} {fmt(f['auc_nominal']):>8} {fmt(f['bad_recall']):>10} "
+                     f"{fmt(f['fa_nominal']):>11} "
                      f"{fmt(f['fa_changed']):>11}  "
                      + " ".join(f"{c} {fmt(v).strip()}" for c, v in f["fa_by_condition"].items()))
     for method in ("fixed", "auto"):
         lines.append(f"   AUC per failure mode ({method}): " + ", ".join(
             f"{m} {fmt(v).strip()}" for m, v in row["figures"][method]["per_mode"].items()))
-    share_single = t["score_ms"] / t["classifier_ms"]
-    lines.append(f"   time per image: reference score {t['score_ms']:.1f} ms (of which the score itself "
-                 f"{t['score_only_ms']:.2f} ms, the rest decoding), compact classifier {t['classifier_ms']:.1f} ms "
-                 f"one at a time, {t['classifier_batch_ms']:.1f} ms in a batch of 20: {share_single:.0%} / "
-                 f"{t['score_ms'] / t['classifier_batch_ms']:.0%} of the classifier's")
+    lines.append(f"   time per image (ms): reference step {t['step_ms']:.2f} = decode {t['decode_ms']:.2f} + grid "
+                 f"{t['grid_ms']:.2f} + score {t['score_ms']:.3f}; compact classifier {t['classifier_ms']:.2f} = "
+                 f"decode and resize {t['input_ms']:.2f} + forward {t['forward_ms']:.2f} (in a batch of 20: "
+                 f"{t['forward_batch_ms']:.2f}); step / classifier {t['step_ms'] / t['classifier_ms']:.0%}, "
+                 f"grid and score / classifier {(t['grid_ms'] + t['score_ms']) / t['classifier_ms']:.0%}")
     return lines
 
 
@@ -258,19 +261,23 @@ def main() -> None:
     summary = []
     for method in ("fixed", "auto", "fixed, no mask"):
         aucs = [r["figures"][method]["auc"] for r in results.values() if r["figures"][method]["auc"] is not None]
+        nominal = [r["figures"][method]["auc_nominal"] for r in results.values()
+                   if r["figures"][method]["auc_nominal"] is not None]
         ratio = np.concatenate([r["figures"][method]["ratio"] for r in results.values()])
         truth = np.concatenate([r["truth_bad"] for r in results.values()])
         pooled = auc(truth, ratio)
         mean = float(np.mean(aucs)) if aucs else None
-        summary.append(f"overall ({method}): mean AUC over plot types {fmt(mean)}, pooled AUC of score/limit "
+        summary.append(f"overall ({method}): mean AUC over plot types {fmt(mean)} (Bad vs nominal Good only: "
+                       f"{fmt(float(np.mean(nominal)) if nominal else None)}), pooled AUC of score/limit "
                        f"{fmt(pooled)}; target >= {TARGET_AUC}: "
                        f"{'PASS' if pooled is not None and pooled >= TARGET_AUC else 'MISS'}")
-    shares = [r["timing"]["score_ms"] / r["timing"]["classifier_ms"] for r in results.values()]
-    batch = [r["timing"]["score_ms"] / r["timing"]["classifier_batch_ms"] for r in results.values()]
-    summary.append(f"time: the reference score takes {np.median(shares):.0%} of the compact classifier's time "
-                   f"per image one at a time, {np.median(batch):.0%} against a batch of 20 (median over plot "
-                   f"types); target <= {TARGET_TIME_SHARE:.0%}: "
-                   f"{'PASS' if np.median(shares) <= TARGET_TIME_SHARE else 'MISS'} (one at a time)")
+    timing = [r["timing"] for r in results.values()]
+    step = float(np.median([t["step_ms"] / t["classifier_ms"] for t in timing]))
+    alone = float(np.median([(t["grid_ms"] + t["score_ms"]) / t["classifier_ms"] for t in timing]))
+    summary.append(f"time (median over plot types): the reference step takes {step:.0%} of the compact "
+                   f"classifier's time per image, most of it decoding the PNG again; grid and score alone "
+                   f"{alone:.0%}; target <= {TARGET_TIME_SHARE:.0%}: step {'PASS' if step <= TARGET_TIME_SHARE else 'MISS'}"
+                   f", grid and score {'PASS' if alone <= TARGET_TIME_SHARE else 'MISS'}")
     summary.append(f"total {time.perf_counter() - started:.0f} s")
     print("\n".join(summary))
     lines += summary
