@@ -98,17 +98,22 @@ class MapPage(pn.viewable.Viewer):
                                   self._say("Select (tap) one image first.", "warning"))
         self.param.plot_type.objects = self.store.plot_type_options()
         wanted, image, problem = self._read_args(request_args() if args is None else args)
-        ids = list(self.param.plot_type.names.values())
-        if wanted is not None:
-            self.plot_type = wanted
-        elif ids:
-            self.plot_type = ids[0]
-        else:
-            self._on_plot_type()
-        if image is not None:
-            self.more_like(image)
-        if problem:
-            self._say(problem, "warning")
+        self.info.object = "<span class=muted>Building the map (the first time for many images takes a while)…</span>"
+
+        def start() -> None:  # after the page is on screen (at once outside a browser session)
+            ids = list(self.param.plot_type.names.values())
+            if wanted is not None:
+                self.plot_type = wanted
+            elif ids:
+                self.plot_type = ids[0]
+            else:
+                self._on_plot_type()
+            if image is not None:
+                self.more_like(image)
+            if problem:
+                self._say(problem, "warning")
+
+        pn.state.onload(start)
 
     def _read_args(self, args: Mapping[str, str]) -> tuple[int | None, int | None, str]:
         """(plot type id, image id, why something was ignored) from `?plot_type=NAME&image=ID`."""
