@@ -20,6 +20,7 @@ from panel_app.config import PagesConfig
 from panel_app.pages.alarms import AlarmsPage
 from panel_app.pages.run_flags import reasons_text, strip_html
 from panel_app.pages.runs import RunsPage
+from panel_app.queries import runs as runs_queries
 from panel_app.store import SHARED, HydraStore
 from panel_app.views_data import AlarmFilter, BrowseFilter, RunsFilter, needs_signoff
 
@@ -196,9 +197,17 @@ def test_sql_flag_filter_agrees_with_the_standing_flags(world):
     coordinator.sign_off_flag(1007, "group", "FDC", None, None, action="override", flag="Bad", comment="not fine")
     with db.read() as s:
         standing = standing_flags(s, RUNS)
-    page = {(run.number, *key): cell for run in coordinator.runs_page(RunsFilter(), limit=50)[0]
-            for key, cell in run.cells.items()}
+    with db.read() as s:
+        page = {(run, *key): cell for run, cells in runs_queries.flag_cells(s, RUNS, reasons=True).items()
+                for key, cell in cells.items()}
     assert page == {(f.run_number, f.scope, f.group_name): f for f in standing}  # the page reads the same rule
+
+    def standing_of(cell):  # type: ignore[no-untyped-def]
+        return cell.standing, [(r.first_chunk, r.last_chunk, r.standing, r.signed_by) for r in cell.ranges]
+
+    matrix = {(run.number, *key): standing_of(cell) for run in coordinator.runs_page(RunsFilter(), limit=50)[0]
+              for key, cell in run.cells.items()}  # read without reasons
+    assert matrix == {key: standing_of(cell) for key, cell in page.items()}
     for flag in ("Good", "Medium", "Bad"):
         for group in GROUPS:
             expected = sorted({f.run_number for f in standing if f.group_name == group

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import InstrumentedAttribute
 
@@ -152,10 +152,13 @@ def runs_count(session: Session, f: RunsFilter, *, cap: int = 10_000) -> int | N
     return int(session.scalar(select(func.count()).select_from(capped)) or 0)
 
 
-def flag_cells(session: Session, runs: Sequence[int]) -> dict[int, dict[tuple[str, str], StandingFlag]]:
+def flag_cells(session: Session, runs: Sequence[int], *, reasons: bool = False
+               ) -> dict[int, dict[tuple[str, str], StandingFlag]]:
     """The standing flag of every (scope, group) of these runs: two index ranges over just these runs
     (`ix_run_flags_run`, `ix_flag_signoffs_run`) read as plain rows, then `flags.standing.standing_flag` (the
-    rule `flags.signoff.standing_flags` applies; a test holds them equal)."""
+    rule `flags.signoff.standing_flags` applies; a test holds them equal).  The matrix and the strip need no
+    reasons: left out unless asked for, they are the JSON text MariaDB reads apart from the row (23 -> 10 ms
+    for a page of 50 runs)."""
     if not runs:
         return {}
     runs = sorted(set(runs))
@@ -170,14 +173,15 @@ def flag_cells(session: Session, runs: Sequence[int]) -> dict[int, dict[tuple[st
                                                             previous))
     computed: dict[tuple[int, str, str], list[FlagRange]] = defaultdict(list)
     newest: dict[tuple[int, str, str], Any] = {}
-    for run, scope, group, first, last, flag, reasons, at in session.execute(
+    why = RunFlag.reasons if reasons else literal(None)
+    for run, scope, group, first, last, flag, said, at in session.execute(
         select(RunFlag.run_number, RunFlag.scope, RunFlag.group_name, RunFlag.first_chunk, RunFlag.last_chunk,
-               RunFlag.flag, RunFlag.reasons, RunFlag.computed_at)
+               RunFlag.flag, why, RunFlag.computed_at)
         .where(RunFlag.run_number.in_(runs))
         .order_by(RunFlag.run_number, RunFlag.scope, RunFlag.group_name, RunFlag.first_chunk)
     ):
         key = (int(run), scope, group)
-        computed[key].append(FlagRange(first, last, flag, tuple(reasons or ())))
+        computed[key].append(FlagRange(first, last, flag, tuple(said or ())))
         newest[key] = max(newest.get(key) or at, at)
     cells: dict[int, dict[tuple[str, str], StandingFlag]] = defaultdict(dict)
     for key, ranges in computed.items():
