@@ -149,3 +149,21 @@ def test_run_page_shows_the_live_runs_flags_at_the_top(browser, served):
         assert page.get_by_text("Traceback").count() == 0, served.server_log()
     finally:
         context.close()
+
+
+def test_plot_browser_opens_on_a_cells_images_and_filters_by_run_condition(browser, served):
+    context, page = signed_in(browser, served, "viewer", PASSWORDS["viewer"])
+    try:
+        page.goto(f"{served.url}/browser?run={BAD_RUN}&group=CDC")  # the link under a Runs page cell
+        tiles = page.locator(".tile")
+        tiles.first.wait_for(timeout=30000)
+        texts = tiles.all_inner_texts()
+        assert texts and all(f"run {BAD_RUN}" in t and "CDC_occupancy" in t for t in texts)
+        page.goto(f"{served.url}/browser?condition_key=target&condition_value=LD2")  # the demo's runs are on LH2
+        page.get_by_text("No image matches these filters").wait_for(timeout=30000)
+        page.get_by_placeholder("value").fill("LH2")
+        page.get_by_placeholder("value").press("Enter")
+        tiles.first.wait_for(timeout=10000)
+        assert page.get_by_text("Traceback").count() == 0, served.server_log()
+    finally:
+        context.close()
