@@ -340,3 +340,16 @@ def test_group_names_and_reasons_from_the_database_are_escaped(world):
     for markup in (strip, page.detail.object):
         assert forged not in markup and active_markup(markup) == []
         assert "&lt;img src=x onerror=alert(7)&gt;" in markup
+
+
+def test_a_download_that_cannot_be_made_says_why(world, monkeypatch):
+    db, _ids = world
+    store = store_for(db, "viewer")
+    page = RunsPage(store=store)
+
+    def refuse(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise FlagError("unknown plot group 'CDC2'")
+
+    monkeypatch.setattr(store, "export_flags", refuse)
+    assert "unknown plot group" in page.export("json").getvalue()
+    assert page.feedback.visible and "No certification file" in page.feedback.object

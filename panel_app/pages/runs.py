@@ -335,8 +335,12 @@ class RunsPage(pn.viewable.Viewer):
     def export(self, fmt: str) -> io.StringIO:
         """The certification file for the runs the filters select (run range and group)."""
         f = self.current_filter()
-        return io.StringIO(self.store.export_flags(fmt, run_min=f.run_min, run_max=f.run_max,
-                                                   group=f.group, scope=f.scope))
+        try:
+            return io.StringIO(self.store.export_flags(fmt, run_min=f.run_min, run_max=f.run_max,
+                                                       group=f.group, scope=f.scope))
+        except FlagError as problem:  # said on the page; the file says it too rather than being empty
+            self._say(f"No certification file: {problem}", "warning")
+            return io.StringIO(f"no certification file: {problem}\n")
 
     # ---- view ---------------------------------------------------------------------------------------
 
