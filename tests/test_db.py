@@ -21,7 +21,7 @@ PAGE_INDEXES = {
 
 def test_upgrade_from_empty_then_downgrade_and_again(db_url):
     upgrade(db_url)
-    assert current_revision(db_url) == "0004"
+    assert current_revision(db_url) == "0005"
     db = HydraDB(db_url)
     tables = set(inspect(db.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
@@ -35,7 +35,7 @@ def test_upgrade_from_empty_then_downgrade_and_again(db_url):
     db.dispose()
     upgrade(db_url)
     upgrade(db_url)  # idempotent
-    assert current_revision(db_url) == "0004"
+    assert current_revision(db_url) == "0005"
 
 
 def test_models_match_migration(db):

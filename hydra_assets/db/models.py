@@ -27,6 +27,9 @@ Indexes and the page query each one serves:
 - ``ix_run_flags_run`` (run_number, scope, group_name, first_chunk) — Runs page: flags of a page of runs.
 - ``ix_flag_signoffs_run`` (run_number, scope, group_name, signed_at) — the standing sign-off of a flag.
 - ``ix_notifications_pending`` (target_id, sent_at, created_at) — the notifier: what is still to send.
+- ``ix_shadow_inferences_backtest`` (backtest_id, run_number) — a backtest's comparison per run;
+  ``ix_shadow_inferences_model_run`` (model_id, run_number) — a challenger's running comparison.
+- ``ix_label_checks_queue`` (plot_type_id, is_issue, resolved_at, rank) — the Labeler's audit queue.
 """
 
 from __future__ import annotations
@@ -326,6 +329,8 @@ class Model(Base):
     mask_id: Mapped[int | None] = mapped_column(
         ForeignKey("plot_type_masks.id", ondelete="SET NULL", name="fk_models_mask_id")
     )
+    # The plot type's challenger (MLflow alias `challenger`): classifies every live chunk in shadow.
+    challenger: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     plot_type: Mapped[PlotType] = relationship()
 
     @property
@@ -617,6 +622,91 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# ---- closing the loop: backtests, challengers, label audit (issue 15) -----------------------------
+
+
+class ShadowInference(Base):
+    """A classification by a model version that is not the active one: a backtest's candidate or the plot
+    type's challenger.  Kept apart from `inferences` so it can never alarm, change a keep decision or reach
+    the Run page; one per (image, model version, purpose)."""
+
+    __tablename__ = "shadow_inferences"
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_key", "purpose", name="uq_shadow_inference_image_model"),
+        Index("ix_shadow_inferences_model_run", "model_id", "run_number"),
+        Index("ix_shadow_inferences_backtest", "backtest_id", "run_number"),
+        Index("ix_shadow_inferences_trend", "plot_type_id", "classified_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
+    run_number: Mapped[int] = mapped_column(BigInteger)
+    chunk: Mapped[int] = mapped_column(Integer)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    model_key: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(String(16))  # backtest | challenger
+    backtest_id: Mapped[int | None] = mapped_column(ForeignKey("backtests.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32), default="classified")  # classified | error
+    error: Mapped[str | None] = mapped_column(Text)
+    weights: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    top_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
+    top_weight: Mapped[float | None] = mapped_column(Float)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_bad: Mapped[bool] = mapped_column(Boolean, default=False)
+    would_alarm: Mapped[bool] = mapped_column(Boolean, default=False)
+    novelty: Mapped[float | None] = mapped_column(Float)
+    novelty_limit: Mapped[float | None] = mapped_column(Float)
+    predict_ms: Mapped[float | None] = mapped_column(Float)
+    classified_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    dagster_run_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Backtest(Base):
+    """A candidate model version run in shadow over stored runs, and its comparison with the active one."""
+
+    __tablename__ = "backtests"
+    __table_args__ = (Index("ix_backtests_candidate", "candidate_model_id", "requested_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
+    candidate_model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    active_model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    first_run: Mapped[int] = mapped_column(BigInteger)
+    last_run: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="requested")  # requested | running | done | failed
+    message: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(NAME), default="")
+    requested_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    n_images: Mapped[int] = mapped_column(Integer, default=0)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mlflow_run_id: Mapped[str] = mapped_column(String(64), default="")
+    dagster_backfill_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LabelCheck(Base):
+    """Whether a human label looks wrong to a model version's out-of-fold predictions (confident learning):
+    the audit queue.  One per (model version, image); `resolved_*` records the expert's answer."""
+
+    __tablename__ = "label_checks"
+    __table_args__ = (
+        UniqueConstraint("model_id", "image_id", name="uq_label_check_model_image"),
+        Index("ix_label_checks_queue", "plot_type_id", "is_issue", "resolved_at", "rank"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    plot_type_id: Mapped[int] = mapped_column(ForeignKey("plot_types.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    given_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
+    suggested_label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
+    self_confidence: Mapped[float] = mapped_column(Float)  # out-of-fold weight of the given label
+    is_issue: Mapped[bool] = mapped_column(Boolean, default=False)
+    rank: Mapped[int | None] = mapped_column(Integer)  # 0 = most likely mislabeled
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(NAME))
+    resolution: Mapped[str | None] = mapped_column(String(16))  # confirmed | fixed
 
 
 # ---- pipeline health -----------------------------------------------------------------------------
