@@ -22,8 +22,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
@@ -253,11 +255,26 @@ def _new_bad_flags(session: Session, after: int, settled: datetime, now: datetim
     return events, cursor
 
 
+def _lock(session: Session, touch: Any) -> None:
+    """Start the transaction with a write that changes nothing, so two notifier passes (the sensor and
+    `hydra notify send`) take turns: MySQL locks the row, SQLite takes its write lock before the reads
+    (pysqlite begins a transaction only at the first write)."""
+    session.execute(touch)
+
+
 def enqueue(db: HydraDB, now: datetime) -> int:
     """Store one notification per (new event, target that routes it); returns how many were stored."""
+    with db.read() as session:
+        started = session.get(Heartbeat, CURSOR_STAGE) is not None
+    if not started:  # the row the passes lock must exist before two of them can take turns on it
+        try:
+            db.write(lambda s: s.add(Heartbeat(stage=CURSOR_STAGE, beat_at=now, detail="notifier starting")),
+                     what="start the notifier")
+        except IntegrityError:
+            pass  # another pass created it a moment ago
 
     def work(session: Session) -> int:
-        session.execute(select(Heartbeat).where(Heartbeat.stage == CURSOR_STAGE).with_for_update()).first()
+        _lock(session, update(Heartbeat).where(Heartbeat.stage == CURSOR_STAGE).values(beat_at=Heartbeat.beat_at))
         targets = list(session.scalars(select(NotificationTarget).where(NotificationTarget.enabled.is_(True))))
         cursor = read_cursor(session) or _start_cursor(session, targets)
         settled = now - timedelta(seconds=SETTLE_S)
@@ -308,6 +325,8 @@ def _claim(db: HydraDB, target_id: int, now: datetime) -> tuple[NotificationTarg
     crash mid-send counts too)."""
 
     def work(session: Session) -> tuple[NotificationTarget, list[Notification]] | None:
+        _lock(session, update(NotificationTarget).where(NotificationTarget.id == target_id)
+              .values(enabled=NotificationTarget.enabled))
         target = session.get(NotificationTarget, target_id)
         if target is None or not target.enabled:
             return None
@@ -322,8 +341,8 @@ def _claim(db: HydraDB, target_id: int, now: datetime) -> tuple[NotificationTarg
             return None  # a failed message is still waiting for its retry (its batch was tried together)
         rows = list(session.scalars(select(Notification).where(*pending).order_by(Notification.id)
                                     .limit(EVENTS_PER_MESSAGE).with_for_update()))
-        if not rows:
-            return None
+        if not rows or not all(may_try(n.attempts, _last_try(n), now) for n in rows):
+            return None  # read under the lock: a pass that claimed them a moment ago has marked them tried
         for n in rows:
             n.attempts += 1
             n.detail = {**(n.detail or {}), "tried_at": now.isoformat()}

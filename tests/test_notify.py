@@ -487,3 +487,19 @@ def test_bad_flags_computed_by_the_flags_step_are_told(db, plots, settings, hook
         ["Hydra: 1 Bad flag (TPC)", hook.bodies[0]["text"].splitlines()[1]]]
     assert hook.bodies[0]["text"].endswith("run 42 TPC Bad for chunks 6-9: tpc_occupancy: confirmed Bad")
     assert len(rows(db, hook_id)) == 1
+
+
+def test_two_passes_at_once_send_one_message(db, plots, settings, hook):
+    """The sensor and `hydra notify send` at the same moment: the batch is claimed once."""
+    hook.delay_s = 0.5  # the first pass is still sending when the second looks
+    target(db, "webhook", hook.url, interval=0)
+    raise_alarms(db, plots["tpc_occupancy"], 8, range(3))
+    now = later()
+    outcomes = []
+    passes = [threading.Thread(target=lambda: outcomes.append(dispatch(db, settings, now))) for _ in range(2)]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join(timeout=30)
+    assert len(outcomes) == 2 and sum(o.sent for o in outcomes) == 1
+    assert len(hook.bodies) == 1 and hook.bodies[0]["count"] == 3
