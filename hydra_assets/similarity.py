@@ -21,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +45,8 @@ PCA, TSNE, UMAP = "PCA", "t-SNE", "UMAP"
 METHODS = (PCA, TSNE, UMAP)
 PIXELS = "pixels"  # the feature source without a model
 Embedder = Callable[[Sequence[Path]], np.ndarray]  # image files -> features (N, D)
-_UNUSABLE: dict[tuple[str, str], str] = {}  # (database, model key) -> why its file did not load: not retried
+RETRY_SECONDS = 600.0  # a model version that did not load is tried again after this long (MLflow may be back)
+_UNUSABLE: dict[tuple[str, str], tuple[float, str]] = {}  # (database, model key) -> (when, why it did not load)
 
 
 class SimilarityError(ValueError):
@@ -112,15 +116,16 @@ def model_embedder(db: HydraDB, settings: HydraSettings, plot_type: str) -> tupl
     if key is None:
         return PIXELS, None, "no active model: the map uses image pixels"
     memo = (str(db.url), key)
-    if memo in _UNUSABLE:
-        return PIXELS, None, _UNUSABLE[memo]
+    if memo in _UNUSABLE and time.monotonic() - _UNUSABLE[memo][0] < RETRY_SECONDS:
+        return PIXELS, None, _UNUSABLE[memo][1]
     try:
         model = load_active_model(db, settings, plot_type)
     except Exception as error:  # any failure to load (MLflow, file, Keras) means: use pixels
         log.warning("similarity map: the active model %s of %s did not load: %r", key, plot_type, error)
         why = f" ({str(error)[:200]})" if isinstance(error, ModelLoadError) else " (the server log says why)"
-        _UNUSABLE[memo] = f"the active model {key} did not load{why}; the map uses image pixels"
-        return PIXELS, None, _UNUSABLE[memo]
+        note = f"the active model {key} did not load{why}; the map uses image pixels"
+        _UNUSABLE[memo] = (time.monotonic(), note)
+        return PIXELS, None, note
     if model is None:
         return PIXELS, None, "no active model: the map uses image pixels"
     from hydra_assets.ml.embedding import with_embedding
@@ -203,7 +208,7 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    staging = path.with_name(f".{path.name}.tmp")
+    staging = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # one per writer
     staging.write_bytes(buffer.getvalue())
     staging.replace(path)
 
