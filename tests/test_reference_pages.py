@@ -288,3 +288,10 @@ def test_browser_uses_the_one_run_shown_as_reference(db, demo, hydra_home):
     assert expert.viewed_run() == (pt, 121262)
     assert "reference version 1 from run 121262" in expert.use_as_reference()
     assert [(s.version, s.runs) for s in store(db, hydra_home).reference_sets(pt)] == [(1, [121262])]
+
+
+def test_browser_asks_for_a_plot_type_before_sorting_every_image_by_score(db, demo, hydra_home):
+    everything = BrowserPage(store=store(db, hydra_home), sort=v.REFERENCE_SORT)
+    assert everything.tiles == [] and "Choose a plot type, plot group or system" in everything.results.object
+    everything.group = "CDC"
+    assert everything.tiles and "Choose a plot type" not in everything.results.object

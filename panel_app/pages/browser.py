@@ -24,7 +24,7 @@ from panel_app.pages.common import (
 from panel_app.pages.compare import reference_line
 from panel_app.pages.similarity import map_link
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
-from panel_app.views_data import SORT_NAMES, UNLABELED, BrowseFilter, Tile
+from panel_app.views_data import REFERENCE_SORT, SORT_NAMES, UNLABELED, BrowseFilter, Tile
 from panel_app.when import FORMS, parse_number, parse_when
 
 ANY = ""
@@ -176,6 +176,14 @@ class BrowserPage(pn.viewable.Viewer):
     @param.depends("page", watch=True)
     def search(self) -> None:
         current = self.with_reference(self.current_filter())
+        if self.sort == REFERENCE_SORT and current.plot_type_ids is None:  # bench/reference_pages.py: 4.8 s
+            self.tiles, self.has_more, self.total = [], False, 0
+            self.results.object = empty_state(
+                "Choose a plot type, plot group or system to sort by reference score",
+                "Sorting every image of every plot type by its score would read them all; scores are compared "
+                "within a plot type anyway (each has its own reference and limit).")
+            self.pager.object = ""
+            return
         self.tiles, self.has_more = self.store.browse(current, sort=self.sort, limit=self.page_size,
                                                       offset=self.page * self.page_size)
         self.total = self.store.browse_count(current, cap=COUNT_CAP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import Session
 
 from hydra_assets.db.models import Image, Inference, Label, ReferenceScore, Run
@@ -54,8 +54,8 @@ def _browse_where(f: BrowseFilter, label_ids: list[int]) -> list[Any]:
         where.append(Image.run_number.in_(runs))
     if f.reference_min is not None:  # the reference score's filters (joined by _with_reference)
         where.append(ReferenceScore.score >= f.reference_min)
-    if f.reference_above_limit:
-        where.append(ReferenceScore.score > ReferenceScore.score_limit)
+    if f.reference_above_limit:  # as stored with the score (score above its limit); ix_reference_scores_flagged
+        where.append(ReferenceScore.flagged == true())
     if f.label_name:
         if f.label_source == "human":
             if f.label_name == UNLABELED:
