@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Run, utcnow
+from hydra_assets.ingest.health import write_resolving_conflicts
 
 Scalar = str | int | float | bool
 RUN_KEYS = ("run", "run_number", "runnumber")
@@ -286,39 +287,48 @@ def parse_time(value: Any) -> datetime | None:
 # ---- storing -------------------------------------------------------------------------------------
 
 
-def merge(session: Session, rows: list[ConditionRow], report: ImportReport, *, unknown: str = "create") -> None:
-    """Merge rows into their runs (new keys added, given keys replaced, the others kept)."""
+def merge(session: Session, rows: list[ConditionRow], *, unknown: str = "create") -> dict[str, list[int]]:
+    """Merge rows into their runs (new keys added, given keys replaced, the others kept); returns the runs
+    updated, created and skipped."""
     numbers = {row.run for row in rows}
     runs = {run.number: run for run in session.scalars(select(Run).where(Run.number.in_(numbers)))}
+    done: dict[str, list[int]] = {"updated": [], "created": [], "skipped": []}
     now = utcnow()
     for row in rows:
         run = runs.get(row.run)
         if run is None:
             if unknown == "skip":
-                report.skipped.append(row.run)
+                done["skipped"].append(row.run)
                 continue
             first = row.started_at or now
             run = Run(number=row.run, first_seen=first, last_seen=first, image_count=0, conditions={})
             session.add(run)
             runs[row.run] = run
-            report.created.append(row.run)
+            done["created"].append(row.run)
         else:
-            report.updated.append(row.run)
+            done["updated"].append(row.run)
         run.conditions = {**(run.conditions or {}), **row.conditions}  # a new dict: the JSON column is saved
         if row.started_at:
             run.started_at = row.started_at
         if row.ended_at:
             run.ended_at = row.ended_at
     session.flush()
+    return done
 
 
 def import_rows(db: HydraDB, rows: list[ConditionRow], report: ImportReport, *, unknown: str = "create") -> None:
+    """Merge in transactions of `BATCH` runs; a run the pipeline creates at the same moment (its first image)
+    makes that batch run again, finding the run."""
     if unknown not in UNKNOWN:
         raise RunConditionsError(f"unknown runs are 'create'd or 'skip'ped, not {unknown!r}")
     report.rows += len(rows)
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
-        db.write(lambda s, batch=batch: merge(s, batch, report, unknown=unknown), what="import run conditions")
+        done = write_resolving_conflicts(db, lambda s, batch=batch: merge(s, batch, unknown=unknown),
+                                         what="import run conditions")
+        report.updated += done["updated"]
+        report.created += done["created"]
+        report.skipped += done["skipped"]
     created = set(report.created)  # a run listed twice is counted once; one created here is not "updated"
     report.created = list(dict.fromkeys(report.created))
     report.updated = [n for n in dict.fromkeys(report.updated) if n not in created]
