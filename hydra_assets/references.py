@@ -19,7 +19,8 @@ Auto rule (`auto_runs`): walking back from the newest run, a run qualifies when 
 `AUTO_MIN_IMAGES` usable images of the plot type, none of them labeled Bad by a person, at least
 `AUTO_GOOD_SHARE` of them good (labeled Good by a person, or confirmed Good by the classifier: confirmed
 and not a bad label), and no image arrived in the last `AUTO_QUIET` (a run still being taken is not
-judged yet).  The newest qualifying runs, up to `AUTO_RUNS`, are the reference.
+judged yet).  The newest qualifying runs, up to `AUTO_RUNS`, among the newest `AUTO_LOOKBACK` runs with
+images of the plot type, are the reference.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ AUTO_MIN_IMAGES = 5
 AUTO_GOOD_SHARE = 0.8
 AUTO_RUNS = 3  # measured in bench/reference.py: 3 runs follow drift better than 1 (more images, more spread)
 AUTO_QUIET = timedelta(minutes=15)
+AUTO_LOOKBACK = 50  # runs looked at, newest first: the hourly refresh stays cheap where none qualifies
 RULES = ("expert", "auto")
 
 
@@ -261,7 +263,7 @@ def auto_runs(session: Session, plot_type_id: int, *, quiet: timedelta = AUTO_QU
     counts = session.execute(
         select(Image.run_number, func.count(Image.id)).where(Image.plot_type_id == plot_type_id,
                                                              Image.status.in_(USABLE), Image.run_number.is_not(None))
-        .group_by(Image.run_number).order_by(Image.run_number.desc())).all()
+        .group_by(Image.run_number).order_by(Image.run_number.desc()).limit(AUTO_LOOKBACK)).all()
     cutoff = utcnow() - quiet
     chosen: list[int] = []
     for run, n in counts:
