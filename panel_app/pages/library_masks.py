@@ -147,6 +147,7 @@ class MaskSection(pn.viewable.Viewer):
         self.clear_button.on_click(lambda _e: self.save("", self.comment_input.value))
         self.rect_note = html_pane("", width=420, css_classes=["mask-note"])
         self.rect_input.param.watch(self._typed_changed, ["value", "value_input"])
+        self.sample: MaskSample | None = None
         self.show(plot_type_id)
 
     def _typed(self) -> str:
@@ -177,10 +178,8 @@ class MaskSection(pn.viewable.Viewer):
         active_mask = f"v{used.version}" if used else None
         self.current_pane.object = current_html(self.versions, active_mask)
         self.history_pane.object = history_html(self.versions)
-        sample = self.store.mask_sample(plot_type_id)
-        fig, self.source = mask_figure(sample, current)  # type: ignore[arg-type]
-        self.source.on_change("data", self._drawn)
-        self.figure_pane.object = fig
+        self.sample = sample = self.store.mask_sample(plot_type_id)
+        self._draw(current)  # type: ignore[arg-type]
         self.sample_note.object = (
             f"<p class=muted>Newest image: run {sample.run}, chunk {sample.chunk}. Hold Shift and drag to draw a "
             "rectangle; drag one to move it; click one and press Backspace to remove it.</p>" if sample else
@@ -210,20 +209,23 @@ class MaskSection(pn.viewable.Viewer):
         finally:
             self._syncing = False
 
-    def _typed_changed(self, *_events: Any) -> None:
-        """A valid typed list redraws the boxes; a bad one is said next to it (nothing is saved yet)."""
+    def _draw(self, regions: list[Region]) -> None:
+        """A new figure with these boxes: replacing the pane's object is safe from any callback, while changing
+        a drawn source's data from a widget callback is not (Bokeh's document lock)."""
+        fig, self.source = mask_figure(self.sample, regions)
+        self.source.on_change("data", self._drawn)
+        self.figure_pane.object = fig
+
+    def _typed_changed(self, *events: Any) -> None:
+        """A bad typed list is said next to it (nothing is saved yet); a valid one, once typed (Enter or leaving
+        the field), redraws the boxes."""
         if self._syncing or self.source is None:
             return
         regions, why = parse_rectangles(self._typed())
-        if why:
-            self._note(why.replace(" Nothing was saved.", ""))
+        self._note(why.replace(" Nothing was saved.", ""))
+        if why or not any(e.name == "value" for e in events) or regions == drawn_regions(self.source.data):
             return
-        self._note("")
-        self._syncing = True
-        try:
-            self.source.data = source_data(regions)
-        finally:
-            self._syncing = False
+        self._draw(regions)
 
     def save(self, text: object, comment: str = "") -> int | None:
         """Callback of Save mask (and Clear mask with ""): a new version from the typed list, or why not."""

@@ -23,6 +23,13 @@ def served(tmp_path_factory):
     stop_pages(served)
 
 
+@pytest.fixture(autouse=True)
+def no_failed_callback(served):
+    """A server-side callback that fails is invisible in the browser: its log must not show one."""
+    yield
+    assert "Callback failed" not in served.log.read_text(errors="replace")
+
+
 def versions(served) -> list[tuple[int, list, str]]:  # type: ignore[no-untyped-def]
     with served.db.read() as s:
         return [(m.version, m.regions, m.created_by) for m in s.scalars(
