@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hydra_assets.masks import apply_mask  # noqa: E402
+from hydra_assets.masks import apply_mask
 
 MASKS = {
     "none": [],
