@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hydra_assets import catalog
@@ -84,6 +85,12 @@ def save_mask(db: HydraDB, plot_type: str, regions: Iterable[object] | None, use
                                            f"(needs {PERMISSIONS[0]!r} or {PERMISSIONS[1]!r})")
         db.write(lambda s: catalog.record_audit(s, user or "", action, allowed=False, detail=f"{refusal}; {text}"))
         raise refusal
-    return catalog.guarded_write(
-        db, user, permission, plot_id, action,
-        lambda s: set_mask(s, s.get(PlotType, plot_id), checked, user or "", comment), detail=text)
+    for attempt in range(3):  # two people saving at once: the later one takes the next version number
+        try:
+            return catalog.guarded_write(
+                db, user, permission, plot_id, action,
+                lambda s: set_mask(s, s.get(PlotType, plot_id), checked, user or "", comment), detail=text)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
