@@ -37,6 +37,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Inference, Label, PlotType, ReferenceScore, ReferenceSet, Run, utcnow
 from hydra_assets.scores import reference as scoring
 from hydra_assets.scores.reference import ReferenceError, ReferenceProfile
@@ -397,16 +398,16 @@ def score_one(profile: ReferenceProfile | None, stored_path: str, *, no_referenc
     return Scored("scored", None, score, profile.flagged(score), grid, rgb)
 
 
-def score_images(session: Session, images: Sequence[Image]) -> list[ReferenceScore]:
-    """Score `images` against their plot types' active references; one new row per image that has none for
-    that version (rows added to the session, returned)."""
+def compute_scores(session: Session, images: Sequence[Image]) -> list[dict]:
+    """Score `images` against their plot types' active references: the `ReferenceScore` fields of each image
+    that has no row for that version yet (nothing written; decoding happens here)."""
     import time
 
     by_type: dict[int, list[Image]] = {}
     for image in images:
         if image.plot_type_id is not None:
             by_type.setdefault(image.plot_type_id, []).append(image)
-    rows: list[ReferenceScore] = []
+    rows: list[dict] = []
     for plot_type_id, group in by_type.items():
         plot_type = session.get(PlotType, plot_type_id)
         reference = active_reference(session, plot_type_id)
@@ -425,31 +426,43 @@ def score_images(session: Session, images: Sequence[Image]) -> list[ReferenceSco
         for image in todo:
             started = time.perf_counter()
             result = score_one(profile, image.stored_path, no_reference=why)
-            rows.append(ReferenceScore(
+            rows.append(dict(
                 image_id=image.id, plot_type_id=plot_type_id, run_number=image.run_number or 0,
                 chunk=image.chunk or 0, reference_id=None if reference is None else reference.id,
                 reference_version=version, status=result.status, reason=result.reason, score=result.score,
                 score_limit=None if profile is None else profile.limit, flagged=result.flagged,
                 score_ms=round((time.perf_counter() - started) * 1000, 3), computed_at=utcnow()))
-    session.add_all(rows)
-    session.flush()
     return rows
 
 
-def score_run(session: Session, run: int, digests: Collection[str] | None = None) -> ScoreResult:
-    """The pipeline step: every usable image of run `run` (in scope) scored once against its reference."""
-    import time
+def write_scores(session: Session, rows: Sequence[dict]) -> list[ReferenceScore]:
+    """Add the rows that are still new (a concurrent run may have written some first: its rows stay)."""
+    if not rows:
+        return []
+    existing = set(session.execute(select(ReferenceScore.image_id, ReferenceScore.reference_version).where(
+        ReferenceScore.image_id.in_({r["image_id"] for r in rows}))).tuples())
+    added = [ReferenceScore(**r) for r in rows if (r["image_id"], r["reference_version"]) not in existing]
+    session.add_all(added)
+    session.flush()
+    return added
 
-    started = time.perf_counter()
-    result = ScoreResult(run=run)
+
+def score_images(session: Session, images: Sequence[Image]) -> list[ReferenceScore]:
+    """`compute_scores` and `write_scores` in one session (the command line, tests)."""
+    return write_scores(session, compute_scores(session, images))
+
+
+def _run_images(session: Session, run: int, digests: Collection[str] | None) -> list[Image]:
+    if digests is not None and not digests:
+        return []
     query = select(Image).where(Image.run_number == run, Image.status.in_(USABLE)).order_by(Image.id)
     if digests is not None:
-        if not digests:
-            return result
         query = query.where(Image.digest.in_(list(set(digests))))
-    images = list(session.scalars(query))
-    rows = score_images(session, images)
-    result.already = len(images) - len(rows)
+    return list(session.scalars(query))
+
+
+def _summary(result: ScoreResult, images: int, rows: Sequence[ReferenceScore]) -> ScoreResult:
+    result.already = images - len(rows)
     for row in rows:
         result.chunks[(row.plot_type_id, row.chunk)] += 1
         if row.status == "scored":
@@ -458,6 +471,33 @@ def score_run(session: Session, run: int, digests: Collection[str] | None = None
         else:
             result.missing += 1
             result.reasons[row.reason or "?"] += 1
+    return result
+
+
+def score_run(session: Session, run: int, digests: Collection[str] | None = None) -> ScoreResult:
+    """Every usable image of run `run` (in scope) scored once against its reference, in one session."""
+    import time
+
+    started = time.perf_counter()
+    images = _run_images(session, run, digests)
+    result = _summary(ScoreResult(run=run), len(images), score_images(session, images))
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def score_run_in(db: HydraDB, run: int, digests: Collection[str] | None = None) -> ScoreResult:
+    """The pipeline step: `score_run`, with the images decoded and scored outside any write transaction and
+    the rows written in a short one (run again when a concurrent run inserted a row first)."""
+    import time
+
+    from hydra_assets.ingest.health import write_resolving_conflicts
+
+    started = time.perf_counter()
+    with db.read() as s:
+        images = _run_images(s, run, digests)
+        rows = compute_scores(s, images)
+    added = write_resolving_conflicts(db, lambda s: write_scores(s, rows), what="reference scores")
+    result = _summary(ScoreResult(run=run), len(images), added)
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 
@@ -508,4 +548,4 @@ def compare_pictures(session: Session, image_id: int) -> ComparePictures:
 __all__ = ["AUTO_GOOD_SHARE", "AUTO_MIN_IMAGES", "AUTO_QUIET", "AUTO_RUNS", "ComparePictures", "ReferenceChange",
            "ReferenceError", "ScoreResult", "active_reference", "artifact_path", "auto_reference", "auto_runs",
            "choose_reference", "compare_pictures", "load_profile", "make_reference", "reference_history",
-           "reference_images", "refresh_references", "score_images", "score_one", "score_run"]
+           "reference_images", "refresh_references", "score_images", "score_one", "score_run", "score_run_in"]

@@ -121,3 +121,45 @@ def test_a_confirmed_bad_unlike_its_reference_gets_one_alarm_saying_both(home, i
         (alarm,) = s.scalars(select(Alarm))
         assert alarm.kind == "bad"
         assert "Bad, weight 0.95 ≥ threshold" in alarm.message and "; also unlike its reference" in alarm.message
+
+
+def test_the_hourly_refresh_follows_the_latest_runs_the_classifier_confirmed_good(home, instance, sqlite_db,
+                                                                                  model_files):
+    from datetime import timedelta
+
+    from hydra_assets.db.models import ReferenceSet, Run, utcnow
+    from hydra_assets.jobs.reference import reference_refresh
+
+    rng = np.random.default_rng(13)
+    activate(sqlite_db, model_files["good"])  # confirms every image Good
+    drop_run(home, 121000, [curve(rng) for _ in range(6)])
+    ingest(instance)
+    refresh = reference_refresh.execute_in_process(resources=resources(), instance=instance)
+    assert refresh.success
+    assert count(sqlite_db, ReferenceSet) == 0  # the run got images just now: it may still be running
+
+    def finished(s) -> None:
+        s.get(Run, 121000).last_seen = utcnow() - timedelta(hours=1)
+
+    sqlite_db.write(finished)
+    assert reference_refresh.execute_in_process(resources=resources(), instance=instance).success
+    assert reference_refresh.execute_in_process(resources=resources(), instance=instance).success  # no change
+    with sqlite_db.read() as s:
+        (row,) = s.scalars(select(ReferenceSet))
+        assert (row.version, row.runs, row.rule, row.chosen_by, row.n_images, row.active) == (
+            1, [121000], "auto", "auto", 6, True)
+
+
+def test_rows_a_concurrent_run_wrote_first_are_not_written_again(home, instance, sqlite_db):
+    from hydra_assets.references import compute_scores, write_scores
+
+    rng = np.random.default_rng(14)
+    drop_run(home, 121000, [curve(rng) for _ in range(3)])
+    ingest(instance)  # no reference: three rows "missing", version 0 — written by "the other run"
+    with sqlite_db.read() as s:  # this run read before the other run's first row was there (never committed)
+        images = list(s.scalars(select(Image)))
+        s.execute(ReferenceScore.__table__.delete().where(ReferenceScore.image_id == images[0].id))
+        rows = compute_scores(s, images)
+    assert [r["image_id"] for r in rows] == [images[0].id]
+    assert sqlite_db.write(lambda s: write_scores(s, rows)) == []
+    assert count(sqlite_db, ReferenceScore) == 3

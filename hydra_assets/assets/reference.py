@@ -13,9 +13,8 @@ import time
 import dagster as dg
 
 from hydra_assets.assets.ingest import _digests, _record_stage, chunk_files, waiting_out_database_outages
-from hydra_assets.ingest.health import write_resolving_conflicts
 from hydra_assets.partitions import run_number
-from hydra_assets.references import ScoreResult, score_run
+from hydra_assets.references import ScoreResult, score_run_in
 from hydra_assets.resources.hydra import HydraResource
 
 GROUP = "ingest"
@@ -33,8 +32,7 @@ def reference_score(context: dg.AssetExecutionContext, hydra: HydraResource) -> 
     refs = chunk_files(context)
     started = time.time()
     with waiting_out_database_outages(context, hydra.settings):
-        result: ScoreResult = write_resolving_conflicts(
-            hydra.db, lambda s: score_run(s, run, _digests(refs)), what="reference scores")
+        result: ScoreResult = score_run_in(hydra.db, run, _digests(refs))
         _record_stage(hydra.db, "reference", run, result.chunks, started, result.duration_ms, context.run_id,
                       f"run {run}: {result.scored} scored, {result.flagged} unlike their reference, "
                       f"{result.missing} missing")
