@@ -190,8 +190,8 @@ def model_file(config: HydraSettings, model: Model) -> Path:
     except ModelLoadError:
         raise
     except Exception as error:  # MLflow raises many kinds
-        raise ModelLoadError(f"{model.plot_type.name if model.plot_type else 'plot type'} model {model.key}: "
-                             f"cannot fetch {uri} from MLflow: {error}") from error
+        # the row may be detached (load_model_version closes its session): name it by loaded columns only
+        raise ModelLoadError(f"model {model.key}: cannot fetch {uri} from MLflow: {error}") from error
 
 
 def novelty_path(config: HydraSettings, model: Model) -> Path:
