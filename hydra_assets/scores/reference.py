@@ -182,13 +182,16 @@ def save(profile: ReferenceProfile, path: Path) -> Path:
     return path
 
 
-def load(path: Path) -> ReferenceProfile:
+def load(path: Path, *, with_image: bool = True) -> ReferenceProfile:
+    """Read a saved profile; `with_image=False` skips the mean image (only the compare view shows it), which
+    is most of the file: the pipeline loads every plot type's profile for every chunk."""
     with np.load(Path(path), allow_pickle=False) as data:
         return ReferenceProfile(
             np.asarray(data["mean"], dtype=np.float32), np.asarray(data["spread"], dtype=np.float32),
             np.asarray(data["scales"], dtype=np.float64), float(data["limit"]), float(data["quantile"]), int(data["n_images"]), int(data["image_height"]),
             int(data["image_width"]), np.asarray(data["mask"], dtype=bool) if "mask" in data else None,
-            np.asarray(data["mean_image"], dtype=np.uint8) if "mean_image" in data else None, str(data["method"]))
+            np.asarray(data["mean_image"], dtype=np.uint8) if with_image and "mean_image" in data else None,
+            str(data["method"]))
 
 
 __all__ = ["DEFAULT_QUANTILE", "GRID", "METHOD", "MIN_IMAGES", "TOP_SHARES", "ReferenceError", "ReferenceProfile",
