@@ -201,6 +201,10 @@ def test_pages_show_the_reference_score(db, demo, hydra_home):
     assert html.count('alt="image"') == html.count('alt="reference"') == html.count('alt="difference"') == 1
     assert "unlike its reference" in html and f"limit <b>{made['limit']:.2f}</b>" in html
     assert "reference v1 (run 121262)" in html
+    with_cam = next(i for i in made["scores"] if expert.locator.gradcam_path(i) is not None)  # a Bad one
+    assert 'alt="GradCAM"' in ComparePage(store=expert, image=with_cam).body.object  # "why" beside the difference
+    assert 'alt="GradCAM"' not in ComparePage(store=expert, image=next(
+        i for i in made["scores"] if expert.locator.gradcam_path(i) is None)).body.object
 
     run = RunPage(store=expert)
     card = next(c for c in run.cards if c.plot_type_id == pt)

@@ -35,6 +35,8 @@ COMPARE_CSS = """
 .pics { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
 figure { margin: 0; border: 1px solid #d0d7de; border-radius: 6px; padding: 6px; background: #fff; }
 figure img { width: 300px; display: block; image-rendering: pixelated; background: #f6f8fa; }
+.camwrap { position: relative; width: 300px; }
+.camwrap img.cam { position: absolute; inset: 0; height: 100%; opacity: 0.8; background: none; }
 figcaption { font-size: 0.85em; color: #3d4a5a; margin-top: 4px; max-width: 300px; }
 .verdict { font-size: 1.05em; margin: 4px 0 10px; }
 .verdict .unlike { background: #b54708; color: #fff; border-radius: 8px; padding: 1px 8px; font-weight: 600; }
@@ -117,8 +119,11 @@ def compare_html(c: Comparison, *, gradcam: bool) -> str:
             png_uri(rgb), f"difference (pulls: image − reference, in reference spreads): <span class=scale></span> "
             f"−{peak:.1f} … +{peak:.1f}; "
             "red where the image is lighter than the reference (missing ink), blue where darker (extra ink)", "difference"))
-    if gradcam:
-        pictures.append(figure_html(gradcam_url(c.image_id, "full"), "GradCAM: where the model looked", "GradCAM"))
+    if gradcam:  # the heatmap over the image, as the Run page's overlay draws it
+        pictures.append(
+            f'<figure><div class="camwrap"><img src="{image_url(c.image_id, "full")}" alt="image under GradCAM">'
+            f'<img class="cam" src="{gradcam_url(c.image_id, "full")}" alt="GradCAM"></div>'
+            "<figcaption>GradCAM over the image: where the model looked</figcaption></figure>")
     missing = ""
     if c.reference is None or c.difference is None:
         missing = empty_state("Nothing to compare this image with", esc(c.reason or "No reference for this plot type "

@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from pages_factory import PASSWORDS, add_bad_image, add_novel_run, populate  # noqa: E402
+from pages_factory import PASSWORDS, add_bad_image, add_novel_run, add_reference, populate  # noqa: E402
 from pages_server import CHROMIUM, CHROMIUM_ARGS, ROOT, make_home, start_pages, stop_pages  # noqa: E402
 
 from hydra_assets.db.engine import HydraDB  # noqa: E402
@@ -49,6 +49,10 @@ def main(output: Path) -> None:
         db = HydraDB(settings.db_url)
         populate(db, settings, style="simulate", runs=(131010, 131011, 131012), chunks=6)
         add_novel_run(db, settings, "BCAL_eta_phi", 131013, style="simulate")
+        scores = add_reference(db, settings, "FDC_occupancy", [131010])["scores"]  # issue 14: the compare view
+        unlike = max(scores, key=lambda image_id: scores[image_id][0])
+        shots = [*SHOTS, ("compare.png", f"compare?image={unlike}", "limit", None),
+                 ("library-reference.png", "library", "Confusion matrix", "reference")]
         credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
         served = start_pages(settings, "--credentials", str(credentials))
         try:
@@ -60,7 +64,7 @@ def main(output: Path) -> None:
                 page.fill("#password", PASSWORDS["expert"])
                 page.click("button[type=submit]")
                 page.wait_for_load_state()
-                for name, slug, expected, action in SHOTS:
+                for name, slug, expected, action in shots:
                     page.goto(f"{served.url}/{slug}")
                     page.get_by_text(expected).first.wait_for(timeout=30000)
                     page.wait_for_timeout(1200)
@@ -74,6 +78,10 @@ def main(output: Path) -> None:
                         page.locator("img.cam").first.wait_for(timeout=5000)
                     elif action == "curves":
                         page.get_by_text("Loss & accuracy").click()
+                    elif action == "reference":
+                        page.locator("select").first.select_option(label="FDC_occupancy")
+                        page.wait_for_timeout(2500)
+                        page.get_by_text("Reference", exact=True).first.click()
                     elif action == "validation":
                         page.get_by_text("Validation", exact=True).click()
                     elif action == "paint":
