@@ -14,7 +14,9 @@ import dagster as dg
 from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.assets.reference import REFERENCE_ASSETS
+from hydra_assets.assets.shadow import BACKTEST_ASSETS
 from hydra_assets.assets.training import TRAINING_ASSETS
+from hydra_assets.jobs.backtest import backtest_model, backtest_requests
 from hydra_assets.jobs.flags import recompute_flags
 from hydra_assets.jobs.ingest import ingest_chunk_job
 from hydra_assets.jobs.reference import reference_refresh, reference_refresh_schedule
@@ -43,9 +45,10 @@ def resources_for(settings: HydraSettings | None = None) -> dict[str, dg.Configu
 
 
 defs = dg.Definitions(
-    assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS],
-    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags, reference_refresh],
+    assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS, *BACKTEST_ASSETS],
+    jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags, reference_refresh,
+          backtest_model],
     schedules=[reference_refresh_schedule],
-    sensors=[incoming_images, label_changes, notifications, run_conditions],
+    sensors=[incoming_images, label_changes, notifications, run_conditions, backtest_requests],
     resources=resources_for(),
 )

@@ -17,6 +17,8 @@ from hydra_assets.ml.active import register_local_model
 from hydra_assets.settings import HydraSettings
 from hydra_assets.shadow import classify_shadow, shadow_images
 
+USER = "cli"
+
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -97,3 +99,132 @@ def test_shadow_of_a_model_that_cannot_load_stores_errors_then_retries(home, sql
     assert (retried.classified, retried.errors, retried.would_alarm) == (2, 0, 0)
     assert count(sqlite_db, ShadowInference) == 2
     assert count(sqlite_db, ShadowInference, ShadowInference.status == "classified") == 2
+
+
+# ---- backtests ------------------------------------------------------------------------------------
+
+
+def labeled_setup(db: HydraDB, config: HydraSettings, model_files) -> tuple:
+    """Runs 100 (3 images) and 101 (2), images 1-2 of run 100 labeled Good, 1 of run 101 labeled Bad; the
+    active version says Good everywhere, the candidate Bad everywhere."""
+    store_images(db, config, {100: 3, 101: 2, 102: 1},
+                 labels={(100, 1): "Good", (100, 2): "Good", (101, 1): "Bad"})
+    from hydra_assets.ml.registry import ensure_cli_user
+
+    ensure_cli_user(db, USER)
+    active = register_local_model(db, PLOT, model_files["good"], ["Good", "Bad"], input_size=SIZE)
+    candidate = register_local_model(db, PLOT, model_files["bad"], ["Good", "Bad"], activate=False, input_size=SIZE)
+    return active, candidate
+
+
+def test_a_backtest_runs_each_run_through_dagster_and_reports_against_labels(home, sqlite_db, model_files):
+    import dagster as dg
+
+    from hydra_assets.backtest import describe_backtest, disagreeing_images, request_backtest
+    from hydra_assets.db.models import Backtest
+    from hydra_assets.jobs.backtest import run_in_process
+
+    active, candidate = labeled_setup(sqlite_db, home, model_files)
+    request = request_backtest(sqlite_db, home, PLOT, candidate.mlflow_version, "100-101", USER)
+    assert (request.runs, request.n_images, request.active) == ([100, 101], 5, active.key)
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_in_process(instance, home, request.id, request.runs)
+    assert len(result.run_ids) == 2 and not result.failed
+    runs = instance.get_runs()
+    assert {r.tags["hydra/backtest"] for r in runs} == {str(request.id)} and all(r.is_success for r in runs)
+    assert {r.tags["dagster/partition"] for r in runs} == {"100", "101"}
+    with sqlite_db.read() as s:
+        backtest = s.get(Backtest, request.id)
+        shown = describe_backtest(s, backtest)
+        queue = disagreeing_images(s, request.id)
+    assert shown["status"] == "done" and shown["progress"] == [5, 5]
+    report = shown["report"]
+    totals = report["totals"]
+    assert (totals["images"], totals["alarms_active"], totals["alarms_candidate"]) == (5, 0, 5)
+    assert (totals["agreement"], totals["disagreements"]) == (0.0, 5)
+    assert (totals["labeled"], totals["labeled_bad"]) == (3, 1)
+    assert (totals["bad_recall_active"], totals["bad_recall_candidate"]) == (0.0, 1.0)
+    assert (totals["false_alarms_active"], totals["false_alarms_candidate"]) == (0, 2)
+    assert [(r["run"], r["images"], r["alarms_candidate"]) for r in report["per_run"]] == [(100, 3, 3), (101, 2, 2)]
+    assert len(queue) == 5 and len(report["disagreements"]) == 5
+    # run 102 is outside: no shadow row; live tables untouched
+    assert count(sqlite_db, ShadowInference, ShadowInference.run_number == 102) == 0
+    assert count(sqlite_db, Inference) == count(sqlite_db, KeepDecision) == count(sqlite_db, Alarm) == 0
+    assert shown["mlflow_run_id"]  # logged to the (local) MLflow store
+
+    # the same backtest again: nothing classified twice, the same report
+    before = count(sqlite_db, ShadowInference)
+    again = request_backtest(sqlite_db, home, PLOT, candidate.mlflow_version, "100-101", USER)
+    assert not run_in_process(instance, home, again.id, again.runs).failed
+    with sqlite_db.read() as s:
+        second = s.get(Backtest, again.id).report
+    assert count(sqlite_db, ShadowInference) == before
+    assert {**second, "backtest_id": 0} == {**report, "backtest_id": 0}
+
+
+def test_activation_notes_warn_without_a_backtest_and_on_more_false_alarms(home, sqlite_db, model_files):
+    import dagster as dg
+
+    from hydra_assets.backtest import activation_notes, request_backtest
+    from hydra_assets.db.models import Model
+    from hydra_assets.jobs.backtest import run_in_process
+
+    _active, candidate = labeled_setup(sqlite_db, home, model_files)
+    with sqlite_db.read() as s:
+        (note,) = activation_notes(s, s.get(Model, candidate.id))
+    assert note.startswith("warning:") and "no backtest" in note
+    request = request_backtest(sqlite_db, home, PLOT, candidate.mlflow_version, "100-101", USER)
+    run_in_process(dg.DagsterInstance.ephemeral(), home, request.id, request.runs)
+    with sqlite_db.read() as s:
+        notes = activation_notes(s, s.get(Model, candidate.id))
+    assert "alarms 0 (active) vs 5 (candidate)" in notes[0]
+    assert any("more false alarms" in n and "(2 vs 0)" in n for n in notes)
+
+
+@pytest.mark.parametrize("case", ["no images", "other plot type", "missing file", "active", "backwards"])
+def test_a_bad_backtest_request_says_why_and_writes_nothing(home, sqlite_db, model_files, tmp_path, case):
+    from hydra_assets.backtest import request_backtest
+    from hydra_assets.catalog import CatalogError
+    from hydra_assets.db.models import AuditLog, Backtest
+
+    active, candidate = labeled_setup(sqlite_db, home, model_files)
+    sqlite_db.write(lambda s: catalog.add_plot_type(s, "OTHER", "Good,Bad", "Bad", input_size=SIZE))
+    other = register_local_model(sqlite_db, "OTHER", model_files["good"], ["Good", "Bad"], activate=False,
+                                 input_size=SIZE)
+    gone = tmp_path / "gone.keras"
+    gone.write_bytes(Path(model_files["bad"]).read_bytes())
+    missing = register_local_model(sqlite_db, PLOT, gone, ["Good", "Bad"], activate=False, input_size=SIZE)
+    gone.unlink()
+    version, runs, expected = {
+        "no images": (candidate.mlflow_version, "500-600", "no stored images in runs 500-600"),
+        "other plot type": (other.key, "100-101", "is a version of plot type OTHER, not of RF_FDC"),
+        "missing file": (missing.mlflow_version, "100-101", "is missing"),
+        "active": (active.mlflow_version, "100-101", "is the active model of RF_FDC"),
+        "backwards": (candidate.mlflow_version, "101-100", "must not be after the last"),
+    }[case]
+    audits = count(sqlite_db, AuditLog)
+    with pytest.raises(CatalogError, match=expected):
+        request_backtest(sqlite_db, home, PLOT, version, runs, USER)
+    assert count(sqlite_db, Backtest) == 0 and count(sqlite_db, ShadowInference) == 0
+    assert count(sqlite_db, AuditLog) == audits
+
+
+def test_launch_adds_an_asset_backfill_over_the_runs(home, sqlite_db, model_files, tmp_path):
+    import dagster as dg
+
+    from hydra_assets.backtest import claim, request_backtest
+    from hydra_assets.jobs.backtest import daemon_running, launch_backfill
+
+    _active, candidate = labeled_setup(sqlite_db, home, model_files)
+    request = request_backtest(sqlite_db, home, PLOT, candidate.mlflow_version, "100-102", USER)
+    assert claim(sqlite_db, request.id, backfill_id="", how="test")
+    assert not claim(sqlite_db, request.id, backfill_id="", how="twice")  # launched once
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert not daemon_running(instance)
+        backfill_id = launch_backfill(instance, request.id, request.runs)
+        backfill = instance.get_backfill(backfill_id)
+        assert backfill.tags["hydra/backtest"] == str(request.id)
+        assert backfill.run_config == {"ops": {"backtest_inference": {"config": {"backtest_id": request.id}}}}
+        subset = backfill.asset_backfill_data.target_subset
+        assert sorted(subset.get_partitions_subset(dg.AssetKey("backtest_inference")).get_partition_keys()) == [
+            "100", "101", "102"]
