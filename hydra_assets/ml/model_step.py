@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hydra_assets import catalog
+from hydra_assets import catalog, label_audit
 from hydra_assets.db.models import Model
 from hydra_assets.mask_versions import current_mask
 from hydra_assets.masks import Region, validate_regions
@@ -120,6 +120,7 @@ def train_model_step(
     folds = sorted({sp for sp in splits if sp.startswith(FOLD_PREFIX)}, key=lambda f: int(f[len(FOLD_PREFIX):]))
     targets = np.array([index[lab] for _, _, lab, _, _ in items], dtype=np.int64)
     runs = np.array([run for *_, run in items], dtype=np.int64)
+    all_image_ids = np.array([item[0] for item in items], dtype=np.int64)
     in_memory = len(items) * input_size[0] * input_size[1] * 3 * 4 <= IN_MEMORY_LIMIT_BYTES
     emit("loading", images=len(items))
     paths = [p for _, p, *_ in items]
@@ -211,6 +212,12 @@ def train_model_step(
             mlflow.log_metrics({"novelty_limit": metrics["novelty"]["limit"]}
                                | ({"novelty_validation_rate": metrics["novelty"]["validation_rate"]}
                                   if metrics["novelty"]["validation_rate"] is not None else {}))
+        # Out-of-fold weights for the label audit (hydra_assets/label_audit.py): checks written once mirrored.
+        audit_weights = label_audit.out_of_fold_weights(targets, out_of_fold, features, len(label_names),
+                                                        seed=options.seed)
+        if audit_weights is not None:
+            label_audit.save_out_of_fold(cache / label_audit.OUT_OF_FOLD_FILE, all_image_ids, *audit_weights)
+            mlflow.log_artifact(str(cache / label_audit.OUT_OF_FOLD_FILE), "label_audit")
         tracking.client.set_model_version_tag(name, version, "plot_type", plot_type)
         tracking.client.set_model_version_tag(name, version, "dagster_run_id", dagster_run_id or "none")
         tracking.client.set_model_version_tag(name, version, "training_set_id", str(training_set.id))
@@ -228,6 +235,8 @@ def train_model_step(
         return row.id
 
     model_id = db.write(mirror, what="mirror model version")
+    if audit_weights is not None:
+        label_audit.record_after_training(db, model_id, all_image_ids, *audit_weights, logger=logger)
     emit("model", name=name, version=version, model_id=model_id)
     return ModelResult(model_id, name, version, f"models:/{name}/{version}", run_id, topology, input_size, epochs,
                        label_names, training_set.id, metrics, training_seconds)

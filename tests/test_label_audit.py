@@ -1,0 +1,168 @@
+"""The label audit in the database: checks from out-of-fold weights, the audit queue, confirm and fix
+(audited, history source "audit"), recompute keeps answers, and training writes a version's checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from test_ml_training import toy_plot_type  # noqa: F401 - the fixture
+
+from hydra_assets import catalog, label_audit
+from hydra_assets.catalog import CatalogError, PermissionDenied
+from hydra_assets.db.engine import HydraDB
+from hydra_assets.db.models import AuditLog, Image, LabelCheck, LabelHistory, Model
+
+N = 200
+
+
+def _labeled_set(db: HydraDB, flipped_share: float = 0.05, seed: int = 1):
+    """Plot type A (Good, Bad), N labeled images, a model version, and out-of-fold weights from a decent model
+    with a share of the given labels flipped on purpose.  Returns (model, image ids, weights, flipped ids)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, N)
+    flipped = set(rng.choice(N, int(N * flipped_share), replace=False).tolist())
+    given = np.array([1 - t if k in flipped else t for k, t in enumerate(truth)])
+    logits = rng.normal(0.0, 1.0, (N, 2))
+    logits[np.arange(N), truth] += 3.0
+    weights = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    def write(s):
+        plot = catalog.add_plot_type(s, "A", "Good,Bad", "Bad", input_size=(32, 32))
+        s.flush()
+        ids = {lab.name: lab.id for lab in catalog.labels_of(s, plot)}
+        images = [Image(plot_type_id=plot.id, run_number=100 + k % 5, chunk=k, digest=f"{k:064d}",
+                        file_name=f"A-{k}.png", label_id=ids[("Good", "Bad")[given[k]]]) for k in range(N)]
+        s.add_all(images)
+        model = Model(plot_type_id=plot.id, mlflow_name="hydra-A", mlflow_version="1", topology="compact",
+                      input_height=32, input_width=32, label_names=["Good", "Bad"], active=True)
+        s.add(model)
+        catalog.add_user(s, "ann", role="labeler")
+        catalog.add_user(s, "viv", role="viewer")
+        s.flush()
+        return model.id, [i.id for i in images]
+
+    model_id, image_ids = db.write(write)
+    return model_id, np.array(image_ids), weights, {image_ids[k] for k in flipped}
+
+
+def _checks(db: HydraDB, model_id: int) -> list[LabelCheck]:
+    with db.read() as s:
+        return list(s.scalars(select(LabelCheck).where(LabelCheck.model_id == model_id).order_by(LabelCheck.rank)))
+
+
+def test_checks_rank_flipped_labels_first_and_the_queue_shows_them(db: HydraDB):
+    model_id, image_ids, weights, flipped = _labeled_set(db)
+    summary = db.write(lambda s: label_audit.record_checks(s, s.get(Model, model_id), image_ids, weights, "test"))
+    assert summary.checked == N and summary.issues == summary.open_issues > 0
+    checks = _checks(db, model_id)
+    assert [c.rank for c in checks] == list(range(N))
+    first = {c.image_id for c in checks[:20]}
+    assert len(first & flipped) >= 0.8 * len(flipped)
+    with db.read() as s:
+        labels = {lab.name: lab.id for lab in catalog.labels_of(s, catalog.get_plot_type(s, "A"))}
+        queue = label_audit.open_checks(s, checks[0].plot_type_id)
+    assert queue and all(c.is_issue for c in queue)
+    assert [c.rank for c in queue] == sorted(c.rank for c in queue)
+    top = queue[0]
+    assert top.suggested_label_id != top.given_label_id and set(labels.values()) >= {top.suggested_label_id}
+
+
+def test_confirm_and_fix_are_recorded_audited_and_leave_the_queue(db: HydraDB):
+    model_id, image_ids, weights, _ = _labeled_set(db)
+    db.write(lambda s: label_audit.record_checks(s, s.get(Model, model_id), image_ids, weights, "test"))
+    with db.read() as s:
+        queue = label_audit.open_checks(s, s.get(Model, model_id).plot_type_id)
+        first, second = queue[0].id, queue[1].id
+        fix_to, fix_image = queue[1].suggested_label_id, queue[1].image_id
+    assert label_audit.resolve_guarded(db, "ann", first, "confirm") == "confirmed"
+    assert label_audit.resolve_guarded(db, "ann", second, "fix", fix_to) == "fixed"
+    with pytest.raises(PermissionDenied):
+        label_audit.resolve_guarded(db, "viv", queue[2].id, "confirm")
+    with pytest.raises(CatalogError, match="already answered"):
+        label_audit.resolve_guarded(db, "ann", first, "confirm")
+    with db.read() as s:
+        done = {c.id: c for c in s.scalars(select(LabelCheck).where(LabelCheck.id.in_([first, second])))}
+        assert (done[first].resolution, done[first].resolved_by) == ("confirmed", "ann")
+        assert done[second].resolution == "fixed" and done[second].resolved_at is not None
+        assert s.get(Image, fix_image).label_id == fix_to
+        history = s.scalars(select(LabelHistory).where(LabelHistory.image_id == fix_image)).all()
+        assert [h.source for h in history] == ["audit"] and history[0].label_id == fix_to
+        audit = s.scalars(select(AuditLog).where(AuditLog.action == "audit label").order_by(AuditLog.id)).all()
+        assert [(a.user_name, a.allowed) for a in audit] == [("ann", True), ("ann", True), ("viv", False)]
+        assert "confirm" in audit[0].detail and f"fix to label id {fix_to}" in audit[1].detail
+        left = [c.id for c in label_audit.open_checks(s, done[first].plot_type_id)]
+    assert first not in left and second not in left
+
+
+def test_fix_refusals_write_nothing(db: HydraDB):
+    model_id, image_ids, weights, _ = _labeled_set(db)
+    db.write(lambda s: label_audit.record_checks(s, s.get(Model, model_id), image_ids, weights, "test"))
+    with db.read() as s:
+        check = label_audit.open_checks(s, s.get(Model, model_id).plot_type_id)[0]
+    for label_id, message in [(None, "needs a label"), (check.given_label_id, "use confirm"), (99999, "needs a label")]:
+        with pytest.raises(CatalogError, match=message):
+            label_audit.resolve_guarded(db, "ann", check.id, "fix", label_id)
+    with pytest.raises(CatalogError, match="confirm or fix"):
+        label_audit.resolve_guarded(db, "ann", check.id, "ignore")
+    with db.read() as s:
+        assert s.get(LabelCheck, check.id).resolved_at is None
+        assert s.scalar(select(func.count()).select_from(LabelHistory)) == 0
+
+
+def test_recompute_keeps_answers_and_skips_relabeled_images(db: HydraDB):
+    model_id, image_ids, weights, _ = _labeled_set(db)
+    db.write(lambda s: label_audit.record_checks(s, s.get(Model, model_id), image_ids, weights, "test"))
+    with db.read() as s:
+        queue = label_audit.open_checks(s, s.get(Model, model_id).plot_type_id)
+    label_audit.resolve_guarded(db, "ann", queue[0].id, "confirm")
+    again = db.write(lambda s: label_audit.record_checks(s, s.get(Model, model_id), image_ids, weights, "test"))
+    assert again.checked == N - 1  # the answered image keeps its answer
+    checks = _checks(db, model_id)
+    assert len(checks) == N and sum(c.resolution == "confirmed" for c in checks) == 1
+    # An image relabeled elsewhere since the check leaves the queue (its label is no longer the one judged).
+    other = queue[1]
+    db.write(lambda s: setattr(s.get(Image, other.image_id), "label_id", other.suggested_label_id))
+    with db.read() as s:
+        assert other.image_id not in {c.image_id for c in label_audit.open_checks(s, other.plot_type_id)}
+    with pytest.raises(CatalogError, match="label changed"):
+        label_audit.resolve_guarded(db, "ann", next(c.id for c in _checks(db, model_id)
+                                                    if c.image_id == other.image_id), "confirm")
+
+
+def test_out_of_fold_weights_from_the_embedding_find_flipped_labels():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 2, 300)
+    features = rng.normal(0, 1, (300, 16)) + truth[:, None] * 1.5
+    given = truth.copy()
+    flipped = rng.choice(300, 15, replace=False)
+    given[flipped] = 1 - given[flipped]
+    weights, method = label_audit.out_of_fold_weights(given, None, features, 3)
+    assert weights.shape == (300, 3) and np.allclose(weights[:, 2], 0) and "logistic" in method
+    checks = label_audit.label_audit.audit(given, weights)
+    assert len({c.position for c in checks[:30]} & set(flipped.tolist())) >= 12
+    assert label_audit.out_of_fold_weights(given, None, None, 2) is None
+    cv = np.full((300, 2), 0.5, dtype=np.float32)
+    assert label_audit.out_of_fold_weights(given, cv, features, 2)[1] == "cross-validation over runs"
+
+
+@pytest.mark.slow
+def test_training_writes_the_new_versions_checks_and_audit_recomputes(sqlite_db, hydra_home, toy_plot_type):
+    from test_ml_training import _train
+
+    from hydra_assets.tracking import TrackingService
+
+    tracking = TrackingService.from_settings(hydra_home)
+    _, model, *_ = _train(sqlite_db, hydra_home, tracking, activate="always")
+    checks = _checks(sqlite_db, model.model_id)
+    assert len(checks) == 30  # every image of the balanced training set (12 + 12 + 6), train part included
+    assert [c.rank for c in checks] == list(range(30))
+    assert all(0.0 <= c.self_confidence <= 1.0 for c in checks)
+    path = hydra_home.models_dir / model.name / model.version / label_audit.OUT_OF_FOLD_FILE
+    assert path.is_file()
+    stored = label_audit.audit_model(sqlite_db, hydra_home, tracking, "T1")
+    assert stored.checked == 30 and stored.method == "stored"
+    path.unlink()  # recompute fetches the file from the version's MLflow run
+    again = label_audit.audit_model(sqlite_db, hydra_home, tracking, "T1", recompute=True)
+    assert again.checked == 30 and again.method.startswith("logistic regression")
+    assert len(_checks(sqlite_db, model.model_id)) == 30
