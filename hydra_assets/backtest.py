@@ -504,8 +504,42 @@ def describe_backtest(session: Session, backtest: Backtest) -> dict[str, Any]:
             "dagster_backfill_id": backtest.dagster_backfill_id or None, "report": backtest.report or {}}
 
 
+def labeler_link(plot_type: str, backtest_id: int) -> str:
+    """The Labeler opened on the images where the two versions disagree."""
+    from urllib.parse import urlencode
+
+    return "/labeler?" + urlencode({"plot_type": plot_type, "backtest": backtest_id})
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """The report as text: one line per run and the totals (active / candidate in each pair)."""
+    if not report:
+        return ["no report yet"]
+    head = (f"{'run':>10} {'images':>7} {'alarms a/c':>11} {'agree':>6} {'labeled':>7} "
+            f"{'Bad recall a/c':>15} {'false alarms a/c':>17}")
+    lines = [f"{report['plot_type']}: candidate {report['candidate']} vs active {report['active'] or '(none)'}, "
+             f"runs {report['runs']}", head]
+    for name, row in [*((str(r["run"]), r) for r in report["per_run"]), ("all", report["totals"])]:
+        lines.append(f"{name:>10} {row['images']:>7} {row['alarms_active']:>5}/{row['alarms_candidate']:<5} "
+                     f"{_num(row['agreement']):>6} {row['labeled']:>7} "
+                     f"{_num(row['bad_recall_active']):>7}/{_num(row['bad_recall_candidate']):<7} "
+                     f"{row['false_alarms_active']:>8}/{row['false_alarms_candidate']:<8}")
+    total = report["totals"]
+    lines.append(f"{total['disagreements']} image(s) where they disagree: "
+                 f"{labeler_link(report['plot_type'], report['backtest_id'])}")
+    for error, n in (report.get("errors") or {}).items():
+        lines.append(f"{n} image(s) not classified: {error}")
+    return lines
+
+
 __all__ = [
     "BacktestRequest", "activation_notes", "backtest_run", "claim", "compute_report", "describe_backtest",
-    "disagreeing_images", "fail", "finish_if_complete", "latest_backtest", "parse_runs", "progress",
+    "disagreeing_images", "fail", "labeler_link", "report_lines", "finish_if_complete", "latest_backtest", "parse_runs", "progress",
     "request_backtest", "requested_backtests", "runs_with_images",
 ]

@@ -228,3 +228,26 @@ def test_launch_adds_an_asset_backfill_over_the_runs(home, sqlite_db, model_file
         subset = backfill.asset_backfill_data.target_subset
         assert sorted(subset.get_partitions_subset(dg.AssetKey("backtest_inference")).get_partition_keys()) == [
             "100", "101", "102"]
+
+
+def test_cli_backtest_waits_reports_and_activation_warns(home, sqlite_db, model_files, monkeypatch):
+    from click.testing import CliRunner
+
+    from hydra_assets.cli import cli
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the command sets it for its process: restored after
+    _active, candidate = labeled_setup(sqlite_db, home, model_files)
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["model", "backtest", PLOT, candidate.mlflow_version, "--runs", "700-800", "--wait"])
+    assert bad.exit_code == 2 and "no stored images in runs 700-800" in bad.output
+    done = runner.invoke(cli, ["model", "backtest", PLOT, candidate.mlflow_version, "--runs", "100-101", "--wait"],
+                         catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "2 Dagster runs in" in done.output and "done: 5 images" in done.output
+    assert f"/labeler?plot_type={PLOT}&backtest=1" in done.output
+    report = runner.invoke(cli, ["model", "backtest-report", PLOT, candidate.mlflow_version], catch_exceptions=False)
+    assert "backtest 1 (done, 5/5 images)" in report.output
+    assert any(line.split()[:2] == ["all", "5"] for line in report.output.splitlines())
+    activated = runner.invoke(cli, ["model", "activate", PLOT, candidate.mlflow_version], catch_exceptions=False)
+    assert "more false alarms on labeled images than the active version (2 vs 0)" in activated.output
+    assert f"{candidate.key} is now the active model" in activated.output

@@ -53,11 +53,16 @@ def model_list(plot_type_name: str | None, fmt: str) -> None:
 @friendly_errors
 def model_activate(plot_type_name: str, version: str, user_name: str) -> None:
     """Make VERSION (e.g. 3, or hydra-T/3, local-T/1) the active model of PLOT_TYPE."""
-    from hydra_assets.ml.registry import activate_model
+    from hydra_assets.backtest import activation_notes
+    from hydra_assets.ml.registry import activate_model, find_model
 
     config = settings()
     db = database(config)
+    with db.read() as s:
+        notes = activation_notes(s, find_model(s, plot_type_name, version))  # its latest backtest, or a warning
     row = activate_model(db, config, plot_type_name, version, acting_user(db, user_name))
+    for note in notes:
+        click.echo(note, err=note.startswith("warning"))
     click.echo(f"{row.key} is now the active model of {plot_type_name}")
 
 
@@ -107,3 +112,16 @@ def model_show(plot_type_name: str, version: str | None) -> None:
         if row is None:
             raise CatalogError(f"plot type {plot_type_name} has no active model; name a version")
         echo_json(describe(s, row))
+
+
+# `hydra model backtest` and `backtest-report` live in their own module (hydra_assets/cli/backtest.py).
+from hydra_assets.cli.backtest import model_backtest, model_backtest_report  # noqa: E402
+
+model.add_command(model_backtest)
+model.add_command(model_backtest_report)
+
+# `hydra model challenger`, `challenger-report` and `promote` live in their own module (hydra_assets/cli/challenger.py).
+from hydra_assets.cli.challenger import CHALLENGER_COMMANDS  # noqa: E402
+
+for _command in CHALLENGER_COMMANDS:
+    model.add_command(_command)
