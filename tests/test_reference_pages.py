@@ -299,3 +299,17 @@ def test_browser_asks_for_a_plot_type_before_sorting_every_image_by_score(db, de
     assert everything.tiles == [] and "Choose a plot type, plot group or system" in everything.results.object
     everything.group = "CDC"
     assert everything.tiles and "Choose a plot type" not in everything.results.object
+
+
+def test_switching_the_rule_to_auto_follows_the_latest_good_runs_now(db, demo, hydra_home):
+    pt = demo.plot_types[PLOT_TYPE]
+    library = LibraryPage(store=store(db, hydra_home, "expert"))
+    library.plot_type = pt
+    section = library.reference
+    assert section.use_runs("121262") is True  # an expert's reference: rule expert
+    done = section.save_settings("auto", None, "0.99")
+    assert len(done) == 1 and done[0].startswith("rule expert → auto: ")
+    assert store(db, hydra_home).reference_settings(pt)[2] == "auto"
+    assert "Saved: rule expert → auto" in section.feedback.object
+    assert section.save_settings("auto", None, "0.99") == []  # nothing changed: nothing written
+    assert "Nothing changed" in section.feedback.object
