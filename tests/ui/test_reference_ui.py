@@ -166,3 +166,22 @@ def test_an_expert_uses_run_n_as_reference_and_sees_it_in_the_history(browser, s
     with served.db.read() as s:
         assert s.scalar(select(func.count(ReferenceSet.id)).where(ReferenceSet.active.is_(True))) == 1
     context.close()
+
+
+def test_the_browser_uses_the_run_it_shows_as_reference(browser, served):
+    before = versions(served)
+    context, page = sign_in(browser, served, "expert")
+    page.goto(f"{served.url}/browser")
+    group = wait_until(lambda: next((box for box in page.locator("select").all()
+                                     if {"any", "CDC"} <= set(box.locator("option").all_text_contents())), None),
+                       "the Plot group box")
+    group.select_option(label="CDC")  # one plot type: CDC_occupancy
+    for label in ("Run from", "Run to"):
+        field = page.get_by_label(label, exact=True)
+        field.fill("121264")
+        field.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Use this run as reference").click()
+    page.get_by_text(re.compile(r"reference version \d+ from run 121264")).first.wait_for(timeout=20000)
+    assert versions(served) == [*before, before[-1] + 1]
+    context.close()
