@@ -226,8 +226,10 @@ def make_reference(session: Session, images_dir: Path, plot_type: str | PlotType
     chosen = _parse_runs(runs)
     images = reference_images(session, row.id, chosen)
     if not images:
-        raise ReferenceError(f"{row.name}: run{'s' if len(chosen) > 1 else ''} {', '.join(map(str, chosen))} "
-                             "hold no usable image of this plot type (none stored, or all labeled or confirmed Bad)")
+        several = len(chosen) > 1
+        raise ReferenceError(f"{row.name}: run{'s' if several else ''} {', '.join(map(str, chosen))} "
+                             f"{'hold' if several else 'holds'} no usable image of this plot type (none stored, or "
+                             "all labeled or confirmed Bad)")
     mask_id, mask = _mask_cells(session, row.id)
     profile, excluded = build_profile(images, quantile=row.reference_quantile, mask=mask)
     version = int(session.scalar(select(func.max(ReferenceSet.version)).where(

@@ -37,7 +37,7 @@ def test_an_expert_sets_a_reference_and_sees_its_history(home):
     assert f"{PLOT}: reference version 1 from run 1001 (6 images, limit " in out
 
     empty = run("reference", "set", PLOT, "--runs", "77", "--user", "erin", ok=False)
-    assert empty.exit_code == 2 and "run 77 hold no usable image of this plot type" in empty.output
+    assert empty.exit_code == 2 and "run 77 holds no usable image of this plot type" in empty.output
 
     shown = run("reference", "show", PLOT).output
     assert f"{PLOT}: rule expert, reference alarm off, quantile 0.99" in shown

@@ -142,7 +142,7 @@ def test_scores_are_stored_once_per_image_and_reference_version(db, plot, tmp_pa
 
 
 def test_a_run_with_no_images_is_refused_and_nothing_is_written(db, plot, tmp_path: Path):
-    with pytest.raises(ReferenceError, match="run 99 hold no usable image"):
+    with pytest.raises(ReferenceError, match="run 99 holds no usable image"):
         db.write(lambda s: choose_reference(s, tmp_path, PLOT, [99], by="alice"))
     with db.read() as s:
         assert s.scalar(select(func.count(ReferenceSet.id))) == 0
