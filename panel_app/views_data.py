@@ -23,7 +23,7 @@ from hydra_assets.db.models import utcnow
 from hydra_assets.flags.standing import StandingFlag
 from hydra_assets.ingest.health import STAGES
 from hydra_assets.ml.thresholds import evaluate_at_thresholds
-from hydra_assets.rules import BAD, DEFAULT_THRESHOLD, NOVEL, NOVEL_TEXT, UNCONFIRMED, is_novel
+from hydra_assets.rules import BAD, DEFAULT_THRESHOLD, NOVEL, NOVEL_TEXT, REFERENCE, UNCONFIRMED, is_novel
 
 TIMED_STAGES = tuple(stage for stage in STAGES if stage != "sensor")  # the sensor only beats; the steps are timed
 UNGROUPED = "Ungrouped"
@@ -124,8 +124,10 @@ class Card:
 
     @property
     def rank(self) -> tuple[int, str]:
-        """Confirmed Bad first, then unconfirmed, then the rest; by name within each."""
-        return ({BAD: 0, UNCONFIRMED: 1}.get(self.state, 2), self.plot_type.lower())
+        """Confirmed Bad first, then unconfirmed, then unlike their reference (as stored), then the rest; by name
+        within each."""
+        unlike = self.reference_flagged or self.keep_reason == REFERENCE
+        return ({BAD: 0, UNCONFIRMED: 1}.get(self.state, 2 if unlike else 3), self.plot_type.lower())
 
 
 def fmt_score(value: float | None) -> str:

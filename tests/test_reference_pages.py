@@ -277,8 +277,10 @@ def test_run_page_names_reference_alarms_and_cards_as_stored():
                   weight=0.9, decided=True, keep_reason="reference", reference_score=4.0, reference_limit=2.5)
     html = card_html(card, gradcam=False, opacity=0.8, now=now)
     assert "unlike its reference</span> score 4.00 &gt; limit 2.50" in html and "./compare?image=42" in html
-    plain = v.Card(1, "P", 5, 3, 43, now, reference_score=1.0, reference_limit=2.5)
+    plain = v.Card(1, "A", 5, 3, 43, now, reference_score=1.0, reference_limit=2.5)
     assert "reference score 1.00 / limit 2.50" in card_html(plain, gradcam=False, opacity=0.8, now=now)
+    flagged = v.Card(1, "Z", 5, 3, 44, now, reference_score=5.0, reference_limit=2.5, reference_flagged=True)
+    assert [c.image_id for c in sorted([plain, flagged, card], key=lambda c: c.rank)] == [42, 44, 43]  # unlike first
 
 
 def test_browser_uses_the_one_run_shown_as_reference(db, demo, hydra_home):
