@@ -166,3 +166,125 @@ def test_training_writes_the_new_versions_checks_and_audit_recomputes(sqlite_db,
     again = label_audit.audit_model(sqlite_db, hydra_home, tracking, "T1", recompute=True)
     assert again.checked == 30 and again.method.startswith("logistic regression")
     assert len(_checks(sqlite_db, model.model_id)) == 30
+
+
+# ---- the Labeler's queue selector (page logic; the browser test is tests/ui/test_queues_ui.py) -----------
+
+
+def add_audit_checks(db: HydraDB, plot_type_id: int, model_id: int, *, issues: int = 3) -> list[int]:
+    """Label checks for the plot type's labeled images as if the model's out-of-fold predictions doubted the
+    labels of the first `issues` of them (suggesting another label).  Returns those images' ids."""
+    from hydra_assets.db.models import Label
+
+    def write(s):
+        labels = [lab.id for lab in s.scalars(select(Label).where(Label.plot_type_id == plot_type_id)
+                                              .order_by(Label.order, Label.id))]
+        rows = s.execute(select(Image.id, Image.label_id).where(Image.plot_type_id == plot_type_id,
+                                                                  Image.label_id.is_not(None))
+                         .order_by(Image.id)).all()
+        doubted = []
+        for rank, (image_id, label_id) in enumerate(rows):
+            issue = rank < issues
+            other = next(lid for lid in labels if lid != label_id)
+            s.add(LabelCheck(model_id=model_id, plot_type_id=plot_type_id, image_id=image_id, given_label_id=label_id,
+                             suggested_label_id=other if issue else label_id, self_confidence=0.05 if issue else 0.9,
+                             is_issue=issue, rank=rank))
+            if issue:
+                doubted.append(image_id)
+        return doubted
+
+    return db.write(write)
+
+
+@pytest.fixture(scope="module")
+def pages_template(tmp_path_factory):
+    from pages_factory import populate, template_database
+
+    return template_database(tmp_path_factory.mktemp("queues_pages"), populate)
+
+
+@pytest.fixture
+def demo(pages_template, tmp_path):
+    from pages_factory import database_copy
+
+    from panel_app.store import SHARED
+
+    settings, made = pages_template
+    database, settings = database_copy(settings, tmp_path)
+    SHARED.clear()
+    yield database, settings, made
+    database.dispose()
+
+
+def _labeler(db, settings, user="labeler", **args):
+    from panel_app.config import PagesConfig
+    from panel_app.pages.labeler import LabelerPage
+    from panel_app.store import HydraStore
+
+    return LabelerPage(HydraStore(db, PagesConfig(settings=settings, sync_mlflow_alias=False), user=user),
+                       args={k: str(v) for k, v in args.items()})
+
+
+def test_most_uncertain_queue_shows_the_smallest_margins_first(demo):
+    from hydra_assets.db.models import Inference
+    from hydra_assets.scores.queues import margins
+
+    db, settings, made = demo
+    name = "CDC_occupancy"
+    page = _labeler(db, settings, queue="uncertain", plot_type=name)
+    page.plot_type = made.plot_types[name]
+    assert page.queue == "uncertain" and page.ranked()
+    shown = [t.image_id for t in page.tiles]
+    assert shown and set(shown) <= set(made.queue[name])
+    with db.read() as s:
+        weights = {}
+        for row in s.scalars(select(Inference).where(Inference.image_id.in_(shown)).order_by(Inference.id)):
+            weights[row.image_id] = list(row.weights.values())
+    got = [float(margins(np.array([weights[i]]))[0]) for i in shown]
+    assert got == sorted(got)
+    assert "most uncertain" in page.queue_header.object
+    page.queue = "arrival"  # back to arrival order: the unranked queue, unconfirmed and Bad first
+    assert not page.ranked() and page.tiles[0].priority == 0
+
+
+def test_audit_queue_confirm_and_fix_from_the_labeler(demo):
+    db, settings, made = demo
+    name = "CDC_occupancy"
+    plot_type_id, model_id = made.plot_types[name], made.models[name][-1]
+    doubted = add_audit_checks(db, plot_type_id, model_id)
+    page = _labeler(db, settings, queue="audit")
+    page.plot_type = plot_type_id
+    assert page.auditing() and page.grid.images == []
+    assert [t.image_id for t in page.tiles] == doubted
+    panel = page.queues.audit
+    assert panel.rows.visible and len(panel.rows.objects) == 3
+    items = page.queues.audit_items
+    assert panel.answer(items[0].check_id, "confirm") == "confirmed"
+    assert panel.answer(items[1].check_id, "fix", items[1].suggested_label_id) == "fixed"
+    assert [t.image_id for t in page.tiles] == doubted[2:]
+    with db.read() as s:
+        assert s.get(Image, doubted[1]).label_id == items[1].suggested_label_id
+        assert s.scalar(select(LabelHistory.source).where(LabelHistory.image_id == doubted[1])
+                        .order_by(LabelHistory.id.desc()).limit(1)) == "audit"
+    viewer = _labeler(db, settings, user="viewer", queue="audit")
+    viewer.plot_type = plot_type_id
+    assert viewer.queues.audit.answer(items[2].check_id, "confirm") is None
+    assert "Refused" in viewer.queues.audit.note.object
+
+
+def test_an_empty_queue_says_so_and_writes_nothing(demo):
+    db, settings, made = demo
+    with db.read() as s:
+        before = (s.scalar(select(func.count()).select_from(LabelHistory)),
+                  s.scalar(select(func.count()).select_from(AuditLog)))
+    page = _labeler(db, settings, queue="disagreement")
+    page.plot_type = made.plot_types["CDC_occupancy"]
+    assert page.tiles == [] and page.empty.visible
+    assert "Nothing in this queue: disagreement: active vs challenger" in page.empty.object
+    page.queue = "audit"
+    assert page.tiles == [] and "Nothing in this queue: likely mislabeled" in page.empty.object
+    wrong = _labeler(db, settings, queue="loudest")
+    assert wrong.queue == "arrival" and "No queue named" in wrong.feedback.object
+    with db.read() as s:
+        assert (s.scalar(select(func.count()).select_from(LabelHistory)),
+                s.scalar(select(func.count()).select_from(AuditLog))) == before

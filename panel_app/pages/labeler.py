@@ -19,6 +19,7 @@ import param
 
 from hydra_assets.labeling import LabelChange
 from hydra_assets.rules import NOVEL, NOVEL_TEXT, UNCONFIRMED
+from hydra_assets.scores.queues import ARRIVAL, AUDIT
 from panel_app.components import LabelerGrid
 from panel_app.images import gradcam_url, image_url
 from panel_app.pages.common import (
@@ -31,18 +32,20 @@ from panel_app.pages.common import (
     request_args,
     restore,
 )
+from panel_app.pages.labeler_queues import QUEUE_OPTIONS, RankedQueues, queue_from_args
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import Tile
 
 QUEUE, EDITOR = "Queue", "Editor"
 ANY = 0
 SUGGESTION_KINDS = {NOVEL: NOVEL_TEXT, UNCONFIRMED: "left unconfirmed"}  # ?reason= -> what the header says
-SETTINGS = ["plot_type", "page_size", "tile_width"]  # remembered per browser (cookie, as on the other pages)
+SETTINGS = ["plot_type", "page_size", "tile_width", "queue"]  # remembered per browser (cookie, as on the other pages)
 
 
 class LabelerPage(pn.viewable.Viewer):
     plot_type = param.Selector(default=None, objects=[], label="Plot type")
     mode = param.Selector(default=QUEUE, objects=[QUEUE, EDITOR], label="Mode")
+    queue = param.Selector(default=ARRIVAL, objects=QUEUE_OPTIONS, label="Queue")  # ranked: labeler_queues.py
     editor_label = param.Selector(default=ANY, objects={"any label": ANY}, label="Label")
     start = param.Date(default=None, allow_None=True, label="Labeled from (UTC)")
     end = param.Date(default=None, allow_None=True, label="Labeled until (UTC)")
@@ -53,7 +56,13 @@ class LabelerPage(pn.viewable.Viewer):
         self.store = store
         super().__init__(**params)
         saved = remembered("hydra_labeler")
-        restore(self, saved, [n for n in ("page_size", "tile_width") if n not in params])
+        restore(self, saved, [n for n in ("page_size", "tile_width", "queue") if n not in params])
+        args = request_args() if args is None else args
+        wanted_queue, backtest_id, queue_problem = queue_from_args(args)  # ?queue=NAME, ?backtest=ID
+        self.queues = RankedQueues(store, backtest_id)
+        self.queues.audit.on_change = self._after_audit
+        if wanted_queue:
+            restore(self, {"queue": wanted_queue}, ["queue"])
         self.suggestion: tuple[int, str, int, str] | None = None  # (plot type id, name, run, reason) from the URL
         self._suggested: list[Tile] = []
         self.queue_header = html_pane("", visible=False)
@@ -69,9 +78,12 @@ class LabelerPage(pn.viewable.Viewer):
         self.grid.param.watch(lambda _e: self.apply(), "apply_requests")
         self.grid.param.watch(lambda _e: self.undo(), "undo_requests")
         self._refresh_counts()
-        problem = self._read_suggestion(request_args() if args is None else args)
+        problem = self._read_suggestion(args) or queue_problem
+        backtest_plot = self.queues.backtest_plot_type()
         if self.suggestion is not None:
             self.plot_type = self.suggestion[0]
+        elif backtest_plot in self.param.plot_type.objects:
+            self.plot_type = backtest_plot
         elif self.param.plot_type.objects:  # the first plot type with images to label; the watcher loads it
             ids = list(self.param.plot_type.names.values())
             wanted = saved.get("plot_type")  # the plot type this browser labeled last, while it exists
@@ -121,7 +133,7 @@ class LabelerPage(pn.viewable.Viewer):
         self.editor_label = ANY
         self.load(reset=True)
 
-    @param.depends("mode", "editor_label", "start", "end", "page_size", watch=True)
+    @param.depends("mode", "queue", "editor_label", "start", "end", "page_size", watch=True)
     def _on_filters(self) -> None:
         self.load(reset=True)
 
@@ -150,13 +162,26 @@ class LabelerPage(pn.viewable.Viewer):
                            "gradcam": gradcam_url(t.image_id, "full") if t.gradcam else None,
                            "caption": f"run {t.run} · chunk {t.chunk}", "detail": detail})
         self.grid.painted = {}
-        self.grid.images = images
+        self.grid.images = [] if self.auditing() else images  # the audit queue answers in its own rows
+        if not self.auditing():
+            self.queues.audit.show(self.plot_type, [])
         self._render_info()
         return self.tiles
 
     def suggested(self) -> bool:
         """Whether the page shows a retraining suggestion's queue (not the plot type's whole queue)."""
         return self.suggestion is not None and self.mode == QUEUE
+
+    def ranked(self) -> bool:
+        """Whether the page shows a ranked queue (labeler_queues.py) instead of arrival order."""
+        return self.mode == QUEUE and not self.suggested() and self.queue != ARRIVAL
+
+    def auditing(self) -> bool:
+        return self.ranked() and self.queue == AUDIT
+
+    def _after_audit(self) -> None:
+        self._refresh_counts()
+        self.load(reset=True)
 
     def _fetch(self, cursor: object) -> list[Tile]:
         if self.plot_type is None:
@@ -167,6 +192,8 @@ class LabelerPage(pn.viewable.Viewer):
                 self._suggested = self.store.suggested_tiles(name, run, reason)
             offset = int(cursor or 0)
             return self._suggested[offset: offset + self.page_size]
+        if self.ranked():
+            return self.queues.fetch(self.plot_type, self.queue, int(cursor or 0), self.page_size)
         if self.mode == QUEUE:
             return self.store.labeler_queue(self.plot_type, limit=self.page_size, after=cursor)
         info = self.store.plot_type(self.plot_type)
@@ -179,7 +206,7 @@ class LabelerPage(pn.viewable.Viewer):
             self._say("This is the last page.", "info")
             return
         last = self.tiles[-1]
-        if self.suggested():
+        if self.suggested() or self.ranked():
             self._pages.append(int(self._pages[-1] or 0) + len(self.tiles))  # type: ignore[call-overload]
         else:
             self._pages.append(last.queue_key if self.mode == QUEUE else last.editor_key)
@@ -259,6 +286,8 @@ class LabelerPage(pn.viewable.Viewer):
         elif not self.tiles and self.suggested():
             self.empty.object = empty_state("No image matches this suggestion",
                                             "The active model has no such images in this run (any more).")
+        elif not self.tiles and self.ranked():
+            self.empty.object = self.queues.empty_message(self.queue, info.name)
         elif not self.tiles and self.mode == QUEUE:
             self.empty.object = empty_state(
                 f"Nothing to label for {info.name}",
@@ -267,7 +296,8 @@ class LabelerPage(pn.viewable.Viewer):
         elif not self.tiles:
             self.empty.object = empty_state("No labeled images match", "Change the label or time filters.")
         self.empty.visible = not self.tiles
-        self.queue_header.object = self.suggestion_header()
+        self.queue_header.object = self.suggestion_header() or (
+            self.queues.header(self.queue, self.plot_type) if self.ranked() else "")
         self.queue_header.visible = bool(self.queue_header.object)
         page = len(self._pages)
         queued = self.counts.get(self.plot_type, 0) if self.plot_type is not None else 0
@@ -308,6 +338,7 @@ class LabelerPage(pn.viewable.Viewer):
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.plot_type, width=280),
             pn.widgets.RadioButtonGroup.from_param(self.param.mode, margin=(24, 10, 10, 10)),
+            pn.widgets.Select.from_param(self.param.queue, width=250, visible=self.param.mode.rx() == QUEUE),
             pn.widgets.Select.from_param(self.param.page_size, width=110),
             pn.widgets.IntSlider.from_param(self.param.tile_width, width=150),
             editor_filters,
@@ -323,5 +354,5 @@ class LabelerPage(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self.info.margin = (32, 10, 10, 10)
-        return pn.Column(self.queue_header, controls, actions, self.empty, self.grid,
+        return pn.Column(self.queue_header, controls, actions, self.empty, self.queues.audit, self.grid,
                          sizing_mode="stretch_width")

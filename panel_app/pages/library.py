@@ -14,6 +14,7 @@ import param
 
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
+from panel_app.pages.library_backtest import BacktestSection
 from panel_app.pages.library_masks import MaskSection
 from panel_app.pages.library_reference import ReferenceSection
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
@@ -137,6 +138,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.permission_note = html_pane("")
         self.reference = ReferenceSection(store)  # the Reference tab (issue 14)
         self.masks = MaskSection(store)  # the Mask tab (issue 14)
+        self.backtest = BacktestSection(store)  # the Backtest tab (issue 15)
         if options:
             self.plot_type = next(iter(options.values()))
         self._load_models()
@@ -214,7 +216,8 @@ class LibraryPage(pn.viewable.Viewer):
             self._say(str(error), "warning")
             return False
         self._load_models()  # before the message: a redraw hides the previous one
-        self._say(f"v{model.version} of {model.name} is now active. {note}".strip(), "success")
+        self._say(f"v{model.version} of {model.name} is now active. {note}".strip(),
+                  "warning" if "warning:" in note else "success")  # backtest notes (issue 15)
         return True
 
     def _show_threshold(self, *_events) -> None:
@@ -331,6 +334,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.feedback.visible = False
         self.models_pane.object = self.models_html()
         model = self.selected()
+        self.backtest.show(model)
         info = self.store.plot_type(self.plot_type)
         recent = window(SUGGESTION_HOURS)[0]  # bounded: the count reads every classification of the window
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name, since=recent)) if info else ""
@@ -388,6 +392,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.tabs[:] = [
             ("Confusion matrix", confusion_tab),
             ("Validation", html_pane(validation_html(summary, [lab.name for lab in info.labels]))),
+            ("Backtest", self.backtest),
             ("Loss & accuracy", curves_tab),
             ("Thresholds", pn.Column(self.thresholds_pane,
                                      pn.Row(self.label_select, self.threshold_input, self.save_threshold,

@@ -1,4 +1,7 @@
-"""Every read a page makes, as a typed store method; the SQL behind each lives in `panel_app.queries`."""
+"""Every read a page makes, as a typed store method; the SQL behind each lives in `panel_app.queries`.
+
+Long module: one short typed method per page read, kept in one class so the pages have one door.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
 from panel_app.queries import alarms as alarms_q
 from panel_app.queries import masks as masks_q
+from panel_app.queries import queues as queues_q
 from panel_app.queries import reference as reference_q
 from panel_app.queries import runs as runs_q
 from panel_app.queries import similarity as similarity_q
@@ -208,6 +212,27 @@ class PageReads:
     def labeler_queue(self, plot_type_id: int, *, limit: int = 100, after: tuple[int, int] | None = None
                       ) -> list[Tile]:
         return self._read(q.labeler_queue, plot_type_id, limit=limit, after=after)
+
+    # ---- ranked Labeler queues and the audit queue (docs/labeling-queues.md) -------------------------
+
+    def ranked_queue(self, plot_type_id: int, queue: str) -> list[int]:
+        """Image ids of a ranked queue (uncertain, novel, reference, disagreement), first to label first."""
+        return self._read(queues_q.ranked_images, plot_type_id, queue)
+
+    def ranked_tiles(self, image_ids: list[int]) -> list[Tile]:
+        return self._read(queues_q.tiles, image_ids)
+
+    def backtest_queue(self, backtest_id: int) -> tuple[int | None, list[int]]:
+        return self._read(queues_q.backtest_disagreement, backtest_id)
+
+    def challenger_key(self, plot_type_id: int) -> str | None:
+        return self._read(queues_q.challenger_key, plot_type_id)
+
+    def audit_queue(self, plot_type_id: int, *, limit: int = 100) -> list[queues_q.AuditItem]:
+        return self._read(queues_q.audit_items, plot_type_id, limit=limit)
+
+    def audit_model_key(self, plot_type_id: int) -> str | None:
+        return self._read(queues_q.audit_model_key, plot_type_id)
 
     def editor_page(self, plot_type_id: int, label_ids: Sequence[int], *, start: datetime | None = None,
                     end: datetime | None = None, before: tuple[datetime, int] | None = None, limit: int = 100

@@ -76,6 +76,16 @@ class PageWrites(PageReads):
             changes.extend(done)
         return count
 
+    def resolve_label_check(self, check_id: int, action: str, label_id: int | None = None) -> str:
+        """Answer an audit-queue check: `confirm` keeps the label, `fix` stores `label_id`; needs `label`
+        permission, audited (hydra_assets/label_audit.py)."""
+        from hydra_assets.label_audit import resolve_guarded
+
+        try:
+            return resolve_guarded(self.db, self.user, check_id, action, label_id)
+        finally:
+            self._changed()
+
     def undo_labels(self, plot_type_id: int, changes: Sequence[LabelChange]) -> tuple[int, int]:
         """Undo an Apply of this session (Labeler's Undo): checked like a label change and audited.
 
