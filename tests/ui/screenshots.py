@@ -53,6 +53,12 @@ def main(output: Path) -> None:
         unlike = max(scores, key=lambda image_id: scores[image_id][0])
         shots = [*SHOTS, ("compare.png", f"compare?image={unlike}", "limit", None),
                  ("library-reference.png", "library", "Confusion matrix", "reference")]
+        from hydra_assets.flags.compute import compute_run_flags  # issue 16: the Runs page and alarm history
+
+        for run in (131010, 131011, 131012, 131013):
+            compute_run_flags(db, run)
+        shots += [("runs.png", "runs?run=131012&scope=group&group=CDC", "Sign-off history", None),
+                  ("alarms.png", "alarms", "acknowledged by", None)]
         credentials = write_credentials(settings.home / "credentials.json", PASSWORDS)
         served = start_pages(settings, "--credentials", str(credentials))
         try:
