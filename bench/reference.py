@@ -152,6 +152,21 @@ def time_per_image(paths: list[str], profile_images: list[str], input_size: tupl
     return figures
 
 
+def classifier_ms(paths: list[str], topology: str, input_size: tuple[int, int]) -> float:
+    """Median ms per image of another topology (untrained: the time does not depend on the weights):
+    decode and resize, then its forward pass one image at a time."""
+    import tensorflow as tf
+
+    from hydra_assets.images import load_rgb
+    from hydra_assets.ml.topologies import build_model
+
+    model = build_model(topology, (*input_size, 3), 3)
+    spec = tf.TensorSpec((None, *input_size, 3), tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    forward(np.zeros((1, *input_size, 3), dtype=np.float32))
+    return _median_ms(lambda p: forward(load_rgb(Path(p), input_size)[None]).numpy(), paths)
+
+
 def run_plot_type(spec, scenario: Scenario, work: Path, seed: int, auto_runs: int) -> dict:  # type: ignore[no-untyped-def]
     from hydra_assets.simulate import content, drift
     from hydra_assets.simulate.drift import NOMINAL_RUNS
@@ -197,6 +212,7 @@ def run_plot_type(spec, scenario: Scenario, work: Path, seed: int, auto_runs: in
     return {"reference_images": len(reference), "test_images": len(test), "test_bad": int(truth_bad.sum()),
             "changed_good": int(changed.sum()), "nominal_good": int(nominal_good.sum()),
             "truth_bad": truth_bad.tolist(), "figures": figures, "timing": timing,
+            "paths": [r["path"] for r in test[:20]],
             "seconds": {"images": round(made, 1), "scoring": round(scoring_s, 1)}}
 
 
@@ -234,6 +250,9 @@ def main() -> None:
     parser.add_argument("--auto-runs", type=int, default=AUTO_RUNS, help="Runs the auto reference takes.")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hydra-bench-reference",
                         help="Images are kept here and reused.")
+    parser.add_argument("--topologies", default="",
+                        help="Also time these topologies' classifier per image, e.g. inceptionv3 (the production "
+                             "default; 299x299), against the reference step of the first plot type.")
     parser.add_argument("--save", type=Path, default=None, help="Also write the printed figures to this file.")
     parser.add_argument("--json", type=Path, default=None, help="Also write every figure to this JSON file.")
     args = parser.parse_args()
@@ -278,6 +297,13 @@ def main() -> None:
                    f"classifier's time per image, most of it decoding the PNG again; grid and score alone "
                    f"{alone:.0%}; target <= {TARGET_TIME_SHARE:.0%}: step {'PASS' if step <= TARGET_TIME_SHARE else 'MISS'}"
                    f", grid and score {'PASS' if alone <= TARGET_TIME_SHARE else 'MISS'}")
+    first = next(iter(results.values()))
+    for topology in [t.strip() for t in args.topologies.split(",") if t.strip()]:
+        size = {"inceptionv3": (299, 299), "vgg16": (224, 224)}.get(topology, (128, 128))
+        ms = classifier_ms(first["paths"], topology, size)
+        summary.append(f"time: {topology} {size[0]}x{size[1]} classifies in {ms:.1f} ms per image (decode, resize, "
+                       f"forward one at a time); the reference step ({first['timing']['step_ms']:.2f} ms) is "
+                       f"{first['timing']['step_ms'] / ms:.1%} of it")
     summary.append(f"total {time.perf_counter() - started:.0f} s")
     print("\n".join(summary))
     lines += summary
