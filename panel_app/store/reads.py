@@ -18,6 +18,7 @@ from hydra_assets.flags.standing import StandingFlag
 from hydra_assets.scores.suggestions import Suggestion
 from panel_app import queries as q
 from panel_app.queries import alarms as alarms_q
+from panel_app.queries import backtest as backtest_q
 from panel_app.queries import masks as masks_q
 from panel_app.queries import queues as queues_q
 from panel_app.queries import reference as reference_q
@@ -326,6 +327,12 @@ class PageReads:
 
     def active_model(self, plot_type_id: int) -> ModelInfo | None:
         return self._read(q.active_model, plot_type_id)
+
+    def backtests_of(self, model_id: int) -> list[dict[str, Any]]:
+        return self._read(backtest_q.backtests_of, model_id)  # newest first (issue 15)
+
+    def activation_notes(self, model_id: int) -> list[str]:
+        return self._read(backtest_q.activation_notes, model_id)  # warnings start with "warning:"
 
     def thresholds_of(self, model_id: int, plot_type_id: int) -> list[ThresholdInfo]:
         return self._read(q.thresholds_of, model_id, plot_type_id)

@@ -170,6 +170,7 @@ class PageWrites(PageReads):
         if info is None or plot_type is None:
             raise CatalogError(f"unknown model {model_id}")
         mlflow = self.config.settings if self.config.sync_mlflow_alias else None
+        notes = self.activation_notes(model_id)  # its latest backtest, or why there is none (hydra_assets/backtest.py)
         try:
             registry.activate_model(self.db, mlflow, plot_type.name, info.version, self.user or "",
                                     reason="Library page")
@@ -179,7 +180,22 @@ class PageWrites(PageReads):
             raise CatalogError(f"MLflow refused to move the alias, nothing changed: {error}") from error
         finally:
             self._changed()
-        return ""
+        return " ".join(notes)
+
+    def request_backtest(self, model_id: int, runs: str) -> Any:
+        """Ask for a backtest of a version over runs "A-B" (`hydra_assets.backtest.request_backtest`: checks
+        `activate_models`, refuses bad input with nothing written); the `backtest_requests` sensor launches it."""
+        from hydra_assets import backtest
+
+        info = self.model(model_id)
+        plot_type = self.plot_type(info.plot_type_id) if info else None
+        if info is None or plot_type is None:
+            raise CatalogError(f"unknown model {model_id}")
+        try:
+            return backtest.request_backtest(self.db, self.config.settings, plot_type.name, info.key, runs,
+                                             self.user or "")
+        finally:
+            self._changed()
 
     def acknowledge_alarms(self, alarm_ids: list[int]) -> int:
         """Mark alarms as seen by this user, for every Run page (the banner goes on all of them), and
