@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
@@ -93,17 +93,16 @@ def run_evidence(session: Session, run: int) -> tuple[list[ImageEvidence], int]:
     plot_types = dict(connection.execute(select(PlotType.id, PlotType.name)).tuples().all())
     labels = {lid: (name, bool(bad)) for lid, name, bad in connection.execute(
         select(Label.id, Label.name, Label.is_bad))}
-    newest = (select(func.max(Inference.id).label("id")).where(Inference.run_number == run)
-              .group_by(Inference.image_id).subquery())
-    latest = (select(Inference.image_id, Inference.status, Inference.confirmed, Inference.is_bad,
-                     Inference.top_label_id).join(newest, newest.c.id == Inference.id).subquery())
     images = connection.execute(
-        select(Image.id, Image.plot_type_id, Image.chunk, Image.label_id, latest.c.status, latest.c.confirmed,
-               latest.c.is_bad, latest.c.top_label_id)
-        .outerjoin(latest, latest.c.image_id == Image.id)
+        select(Image.id, Image.plot_type_id, Image.chunk, Image.label_id)
         .where(Image.run_number == run, Image.status.in_(IMAGE_STATUSES), Image.plot_type_id.is_not(None),
                Image.chunk.is_not(None))
     ).tuples().all()
+    # each image's newest classification: ordered by id, a later one replaces an earlier one (plain range
+    # scans on ix_inferences_run; MariaDB ran a join against a GROUP BY derived table for minutes)
+    inferences = {image_id: rest for image_id, *rest in connection.execute(
+        select(Inference.image_id, Inference.status, Inference.confirmed, Inference.is_bad, Inference.top_label_id)
+        .where(Inference.run_number == run).order_by(Inference.id))}
     alarms: dict[int, list[tuple[int, str]]] = defaultdict(list)
     alarm_count = 0
     for alarm_id, image_id, kind in connection.execute(
@@ -111,13 +110,15 @@ def run_evidence(session: Session, run: int) -> tuple[list[ImageEvidence], int]:
             .where(Image.run_number == run)):
         alarms[image_id].append((alarm_id, kind))
         alarm_count += 1
-    newest_score = (select(func.max(ReferenceScore.id)).where(ReferenceScore.run_number == run)
-                    .group_by(ReferenceScore.image_id).scalar_subquery())
-    reference_flagged = set(connection.execute(select(ReferenceScore.image_id).where(
-        ReferenceScore.id.in_(newest_score), ReferenceScore.flagged.is_(True))).scalars())
+    newest_score = dict(connection.execute(  # each image's newest reference score: later ids replace earlier
+        select(ReferenceScore.image_id, ReferenceScore.flagged).where(ReferenceScore.run_number == run)
+        .order_by(ReferenceScore.id)).tuples().all())
+    reference_flagged = {image_id for image_id, flagged in newest_score.items() if flagged}
     evidence = []
     no_label = (None, False)
-    for image_id, plot_type_id, chunk, label_id, status, confirmed, is_bad, top_label_id in images:
+    unclassified = (None, False, False, None)
+    for image_id, plot_type_id, chunk, label_id in images:
+        status, confirmed, is_bad, top_label_id = inferences.get(image_id, unclassified)
         human_label, human_bad = labels.get(label_id, no_label) if label_id is not None else no_label
         judged = status == "classified"
         model_label = labels.get(top_label_id, no_label)[0] if judged and top_label_id is not None else None

@@ -32,6 +32,7 @@ ALARM_KINDS_BAD = ("bad", "reference")  # alarm kinds that make an image Bad; "n
 MAX_ALARM_IDS = 20  # per plot type and range in the reasons, so a flood stays a short row
 
 _SEVERITY = {NULL: 0, GOOD: 1, MEDIUM: 2, BAD: 3}
+_BY_SEVERITY = {n: flag for flag, n in _SEVERITY.items()}
 _BAD_ALARM_KINDS = frozenset(ALARM_KINDS_BAD)
 
 
@@ -105,22 +106,23 @@ class ImageEvidence(NamedTuple):
 
 def image_verdict(image: ImageEvidence, ignore_labels: Collection[str] = ()) -> tuple[str, str]:
     """(flag, why) of one image; human labels beat the model's verdict."""
-    if image.human_label is not None:
-        if image.human_label in ignore_labels:
-            return NULL, f"labeled {image.human_label} (ignored)"
-        return (BAD if image.human_bad else GOOD), f"labeled {image.human_label} by a person"
-    if image.model_label is not None and image.model_label in ignore_labels:
-        return NULL, f"classified {image.model_label} (ignored)"
-    if image.judged and image.confirmed and image.model_bad:
-        return BAD, f"confirmed {image.model_label}"
-    kinds = {kind for _, kind in image.alarms} if image.alarms else set()
+    _, _, human_label, human_bad, model_label, judged, confirmed, model_bad, alarms, reference_flagged = image
+    if human_label is not None:
+        if human_label in ignore_labels:
+            return NULL, f"labeled {human_label} (ignored)"
+        return (BAD if human_bad else GOOD), f"labeled {human_label} by a person"
+    if model_label is not None and model_label in ignore_labels:
+        return NULL, f"classified {model_label} (ignored)"
+    if judged and confirmed and model_bad:
+        return BAD, f"confirmed {model_label}"
+    kinds = {kind for _, kind in alarms} if alarms else set()
     if kinds & _BAD_ALARM_KINDS:
         return BAD, ("alarm: " + ", ".join(sorted(kinds & _BAD_ALARM_KINDS)))
-    if image.judged and not image.confirmed:
+    if judged and not confirmed:
         return MEDIUM, "unlike the training data" if "novel" in kinds else "unconfirmed"
-    if image.reference_flagged:
+    if reference_flagged:
         return MEDIUM, "unlike its reference"
-    if image.judged:
+    if judged:
         return GOOD, "confirmed Good"
     return NULL, "no verdict (no model)"
 
@@ -138,17 +140,19 @@ class ChunkVerdict(NamedTuple):
 def chunk_verdicts(images: Iterable[ImageEvidence], ignore_labels: Collection[str] = ()
                    ) -> dict[tuple[str, int], ChunkVerdict]:
     """(plot type, chunk) → its verdict; pairs without images are absent (Null)."""
-    found: dict[tuple[str, int], ChunkVerdict] = {}
+    best: dict[tuple[str, int], tuple[int, str, str]] = {}  # (severity, flag, why) of the worst image so far
+    alarm_ids: dict[tuple[str, int], list[int]] = {}
+    severity = _SEVERITY
     for image in images:
         flag, why = image_verdict(image, ignore_labels)
-        alarm_ids = tuple(alarm_id for alarm_id, _ in image.alarms) if image.alarms else ()
-        key = (image.plot_type, image.chunk)
-        seen = found.get(key)
-        if seen is None or _SEVERITY[flag] > _SEVERITY[seen.flag]:
-            found[key] = ChunkVerdict(image.plot_type, image.chunk, flag, why, alarm_ids + (seen.alarm_ids if seen else ()))
-        elif alarm_ids:
-            found[key] = ChunkVerdict(seen.plot_type, seen.chunk, seen.flag, seen.why, seen.alarm_ids + alarm_ids)
-    return found
+        key = (image[0], image[1])
+        seen = best.get(key)
+        if seen is None or severity[flag] > seen[0]:
+            best[key] = (severity[flag], flag, why)
+        if image[8]:
+            alarm_ids.setdefault(key, []).extend(alarm_id for alarm_id, _ in image[8])
+    return {key: ChunkVerdict(key[0], key[1], flag, why, tuple(alarm_ids.get(key, ())))
+            for key, (_, flag, why) in best.items()}
 
 
 # ---- the rules over a run's chunks ----------------------------------------------------------------
@@ -249,7 +253,8 @@ def flag_ranges(members: Mapping[str, Mapping[int, ChunkVerdict | str]], chunks:
 
     `chunks` are the run's chunks in order; equal neighbouring chunks merge into one range."""
     chunks = sorted(chunks)
-    per_chunk = [worst(_flag_of(verdicts.get(c)) for verdicts in members.values()) for c in chunks]
+    severities = [{c: _SEVERITY[_flag_of(v)] for c, v in verdicts.items()} for verdicts in members.values()]
+    per_chunk = [_BY_SEVERITY[max((s.get(c, 0) for s in severities), default=0)] for c in chunks]
     final, notes = apply_rule(per_chunk, rule)
     ranges: list[FlagRange] = []
     start = 0
