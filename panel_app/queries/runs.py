@@ -135,7 +135,8 @@ def runs_page(session: Session, f: RunsFilter, *, limit: int = 50, offset: int =
     rows = session.execute(
         select(*RUN_COLUMNS).where(*runs_where(f)).order_by(RunModel.number.desc()).limit(limit + 1).offset(offset)
     ).all()
-    runs = [RunRow(int(r[0]), r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0, dict(r[8] or {}))
+    runs = [RunRow(int(r[0]), r[1], r[2], r[3], r[4], r[5] or 0, r[6] or 0, r[7] or 0,
+                   dict(r[8]) if isinstance(r[8], dict) else {})  # conditions: a flat object, else none
             for r in rows[:limit]]
     cells = flag_cells(session, [r.number for r in runs])
     for run in runs:
