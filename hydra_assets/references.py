@@ -138,9 +138,9 @@ def _mask_cells(session: Session, plot_type_id: int) -> tuple[int | None, np.nda
     from hydra_assets.masks import mask_array
 
     row = current_mask(session, plot_type_id)
-    if row is None or not row.regions:
+    if row is None:
         return None, None
-    return row.id, mask_array(*scoring.GRID, row.regions)
+    return row.id, (mask_array(*scoring.GRID, row.regions) if row.regions else None)  # [] : mask cleared
 
 
 # ---- building a reference -----------------------------------------------------------------------------------

@@ -203,3 +203,42 @@ def test_auto_reference_follows_the_latest_runs_confirmed_good(db, plot, tmp_pat
     with db.read() as s:
         (row,) = s.scalars(select(ReferenceSet))
         assert row.rule == "auto" and row.chosen_by == "auto" and row.chosen_at <= utcnow()
+
+
+def test_the_plot_types_mask_is_applied_to_the_reference_and_to_every_score(db, plot, tmp_path: Path):
+    from hydra_assets.mask_versions import set_mask
+
+    rng = np.random.default_rng(7)
+    add_images(db, tmp_path, 5, [curve(rng) for _ in range(10)])
+    (moved,) = add_images(db, tmp_path, 7, [curve(rng, shift=0.25)])  # the peak moves from 0.4 to 0.65
+
+    def masked(s) -> int:
+        plot_type = s.scalar(select(PlotType).where(PlotType.name == PLOT))
+        mask = set_mask(s, plot_type, [[0.2, 0.0, 0.9, 1.0]], "erin", "the peak region")
+        choose_reference(s, tmp_path, PLOT, [5], by="erin")
+        return mask.id
+
+    mask_id = db.write(masked)
+    db.write(lambda s: score_run(s, 7))
+    with db.read() as s:
+        reference = s.scalar(select(ReferenceSet).where(ReferenceSet.active.is_(True)))
+        assert reference.mask_id == mask_id and scoring.load(Path(reference.artifact_path)).mask.any()
+        row = s.scalar(select(ReferenceScore).where(ReferenceScore.image_id == moved))
+        assert row.status == "scored" and not row.flagged  # the change is all inside the mask
+    view = db.write(lambda s: compare_pictures(s, moved))
+    assert view.difference[:, 20:50].max() == 0.0 == view.difference[:, 20:50].min()  # masked columns
+
+    def cleared(s) -> int:
+        plot_type = s.scalar(select(PlotType).where(PlotType.name == PLOT))
+        mask = set_mask(s, plot_type, [], "erin", "cleared")
+        choose_reference(s, tmp_path, PLOT, [5], by="erin")
+        return mask.id
+
+    cleared_id = db.write(cleared)
+    db.write(lambda s: score_run(s, 7))
+    with db.read() as s:
+        reference = s.scalar(select(ReferenceSet).where(ReferenceSet.active.is_(True)))
+        assert (reference.version, reference.mask_id) == (2, cleared_id)
+        row = s.scalar(select(ReferenceScore).where(ReferenceScore.image_id == moved,
+                                                    ReferenceScore.reference_version == 2))
+        assert row.flagged
