@@ -288,3 +288,20 @@ def test_an_empty_queue_says_so_and_writes_nothing(demo):
     with db.read() as s:
         assert (s.scalar(select(func.count()).select_from(LabelHistory)),
                 s.scalar(select(func.count()).select_from(AuditLog))) == before
+
+
+def test_queue_links_name_their_plot_type_and_the_report_links_to_the_audit_queue(demo):
+    import panel as pn
+
+    from panel_app.config import PagesConfig
+    from panel_app.pages.report import ReportPage
+    from panel_app.store import HydraStore
+
+    db, settings, made = demo
+    page = _labeler(db, settings, queue="audit", plot_type="TOF_timing")
+    assert page.plot_type == made.plot_types["TOF_timing"] and page.queue == "audit"
+    assert not page.feedback.visible  # a queue link is not a retraining suggestion with a run missing
+    report = ReportPage(HydraStore(db, PagesConfig(settings=settings, sync_mlflow_alias=False), user="expert"))
+    report.plot_type = made.plot_types["CDC_occupancy"]
+    html = " ".join(p.object for p in pn.panel(report).select(pn.pane.HTML) if isinstance(p.object, str))
+    assert 'href="./labeler?queue=audit&amp;plot_type=CDC_occupancy"' in html

@@ -58,7 +58,7 @@ class LabelerPage(pn.viewable.Viewer):
         saved = remembered("hydra_labeler")
         restore(self, saved, [n for n in ("page_size", "tile_width", "queue") if n not in params])
         args = request_args() if args is None else args
-        wanted_queue, backtest_id, queue_problem = queue_from_args(args)  # ?queue=NAME, ?backtest=ID
+        wanted_queue, backtest_id, queue_problem, args = queue_from_args(args)  # ?queue=NAME, ?backtest=ID
         self.queues = RankedQueues(store, backtest_id)
         self.queues.audit.on_change = self._after_audit
         if wanted_queue:
@@ -79,11 +79,11 @@ class LabelerPage(pn.viewable.Viewer):
         self.grid.param.watch(lambda _e: self.undo(), "undo_requests")
         self._refresh_counts()
         problem = self._read_suggestion(args) or queue_problem
-        backtest_plot = self.queues.backtest_plot_type()
+        queue_plot = self.queues.wanted_plot_type(args)
         if self.suggestion is not None:
             self.plot_type = self.suggestion[0]
-        elif backtest_plot in self.param.plot_type.objects:
-            self.plot_type = backtest_plot
+        elif queue_plot in self.param.plot_type.objects:
+            self.plot_type = queue_plot
         elif self.param.plot_type.objects:  # the first plot type with images to label; the watcher loads it
             ids = list(self.param.plot_type.names.values())
             wanted = saved.get("plot_type")  # the plot type this browser labeled last, while it exists

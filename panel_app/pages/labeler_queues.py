@@ -42,9 +42,12 @@ WHY_EMPTY = {
 }
 
 
-def queue_from_args(args: Mapping[str, str]) -> tuple[str | None, int | None, str]:
-    """(queue, backtest id, problem) from ``?queue=NAME`` and ``?backtest=ID``; problem "" when both are fine."""
+def queue_from_args(args: Mapping[str, str]) -> tuple[str | None, int | None, str, dict[str, str]]:
+    """(queue, backtest id, problem, the other arguments) from ``?queue=NAME``, ``?backtest=ID`` and
+    ``?plot_type=NAME`` (with a queue: that plot type's queue, e.g. the training report's link to the audit
+    queue); problem "" when all are fine."""
     queue, backtest, problem = None, None, ""
+    rest = dict(args)
     raw = args.get("queue", "")
     if raw:
         if raw in TITLES:
@@ -57,7 +60,10 @@ def queue_from_args(args: Mapping[str, str]) -> tuple[str | None, int | None, st
             backtest, queue = int(raw), DISAGREEMENT
         else:
             problem = f"“{raw}” is not a backtest number: showing the queue without it."
-    return queue, backtest, problem
+    if queue is not None and not {"run", "reason"} & set(args):
+        plot_type = rest.pop("plot_type", "")  # not a retraining suggestion's link: just the plot type
+        rest["queue_plot_type"] = plot_type
+    return queue, backtest, problem, rest
 
 
 class RankedQueues:
@@ -73,11 +79,13 @@ class RankedQueues:
     def ranked(self, queue: str) -> bool:
         return queue != ARRIVAL
 
-    def backtest_plot_type(self) -> int | None:
-        if self.backtest_id is None:
-            return None
-        plot_type_id, _ids = self.store.backtest_queue(self.backtest_id)
-        return plot_type_id
+    def wanted_plot_type(self, args: Mapping[str, str]) -> int | None:
+        """The plot type the URL asks for: the backtest's, or ``?plot_type=NAME`` given with a queue."""
+        if self.backtest_id is not None:
+            plot_type_id, _ids = self.store.backtest_queue(self.backtest_id)
+            return plot_type_id
+        name = args.get("queue_plot_type", "")
+        return next((pt.id for pt in self.store.catalogue().values() if pt.name == name), None) if name else None
 
     def fetch(self, plot_type_id: int, queue: str, offset: int, page_size: int) -> list[Tile]:
         """A page of the ranked queue; its order is read again when `offset` is 0."""
@@ -184,3 +192,13 @@ class AuditPanel(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self.note, self.rows, sizing_mode="stretch_width")
+
+
+def audit_link(store: HydraStore, plot_type_id: int | None) -> pn.pane.HTML:
+    """The training report's line to the plot type's audit queue (likely mislabeled training images)."""
+    info = store.plot_type(plot_type_id) if plot_type_id is not None else None
+    if info is None:
+        return html_pane("")
+    href = f"./labeler?queue={AUDIT}&plot_type={info.name}"
+    return html_pane(f"<p class=audit-link>Labels the out-of-fold predictions doubt: "
+                     f"<a href=\"{esc(href)}\">the audit queue of {esc(info.name)}</a> (confirm or fix each).</p>")

@@ -182,4 +182,7 @@ class ReportPage(pn.viewable.Viewer):
         controls = pn.Row(pn.widgets.Select.from_param(self.param.plot_type, width=260),
                           pn.widgets.Select.from_param(self.param.report_id, width=420),
                           pn.widgets.Select.from_param(self.param.split, width=140), prev_button, next_button)
-        return pn.Column(controls, self.feedback, self.header, self.list, sizing_mode="stretch_width")
+        from panel_app.pages.labeler_queues import audit_link  # the audit queue (likely mislabeled), one line
+
+        return pn.Column(controls, pn.bind(audit_link, self.store, self.param.plot_type), self.feedback, self.header,
+                         self.list, sizing_mode="stretch_width")
