@@ -144,6 +144,10 @@ def test_run_page_shows_the_live_runs_flags_at_the_top(browser, served):
         assert "Run 121264 flags" in strip.inner_text()
         link = page.locator('.flags a.flag[data-group="CDC"]')
         assert link.get_attribute("data-flag") == "Good"
+        # the flags step recomputes the live run (FDC Bad now): the strip follows with the page's refresh
+        served.db.write(lambda s: s.query(RunFlag).filter(RunFlag.run_number == 121264, RunFlag.group_name == "FDC")
+                        .update({"flag": "Bad", "computed_at": utcnow()}))
+        expect(page.locator('.flags a.flag[data-group="FDC"]')).to_have_attribute("data-flag", "Bad", timeout=10000)
         link.click()
         page.get_by_text("Run 121264 · CDC").wait_for(timeout=30000)
         assert page.get_by_text("Traceback").count() == 0, served.server_log()
