@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from hydra_assets.assets.challenger import CHALLENGER_ASSETS
 from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.assets.reference import REFERENCE_ASSETS
@@ -45,7 +46,8 @@ def resources_for(settings: HydraSettings | None = None) -> dict[str, dg.Configu
 
 
 defs = dg.Definitions(
-    assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS, *BACKTEST_ASSETS],
+    assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *TRAINING_ASSETS, *FLAG_ASSETS, *BACKTEST_ASSETS,
+            *CHALLENGER_ASSETS],
     jobs=[ingest_chunk_job(load_settings().executor), train_plot_type, recompute_flags, reference_refresh,
           backtest_model],
     schedules=[reference_refresh_schedule],

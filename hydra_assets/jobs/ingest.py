@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from hydra_assets.assets.challenger import CHALLENGER_ASSETS
 from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.assets.ingest import INGEST_ASSETS
 from hydra_assets.assets.reference import REFERENCE_ASSETS
@@ -39,7 +40,8 @@ def ingest_chunk_job(executor: str = "in_process") -> UnresolvedAssetJobDefiniti
     """The chunk job with the executor of the `executor` setting."""
     return dg.define_asset_job(
         INGEST_CHUNK,
-        selection=dg.AssetSelection.assets(*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS),  # flags: the run's, after every chunk
+        selection=dg.AssetSelection.assets(*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS,  # flags: the run's, after every chunk
+                                            *CHALLENGER_ASSETS),  # last: the challenger in shadow
         partitions_def=run_number,
         executor_def=chunk_executor(executor),
         description="Feeder → Predict → Keeper for the files of one run number's chunks (or the whole run), "

@@ -10,6 +10,7 @@ audit trail.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -128,21 +129,27 @@ def _sync_alias(config: HydraSettings | None, plot_type: str, active: Model | No
 
 def activate_model(
     db: HydraDB, config: HydraSettings | None, plot_type: str, version: str | int, user: str, *,
-    reason: str = "",
+    reason: str = "", action: str = "", also: Callable[[Session, Model], None] | None = None,
 ) -> Model:
-    """Make `version` the plot type's active model (needs `activate_models`); the previous one steps down."""
+    """Make `version` the plot type's active model (needs `activate_models`); the previous one steps down.
+
+    `also` runs in the same transaction before the alias moves (a promoted challenger steps down as
+    challenger there: `hydra_assets/challenger.promote`); `action` names the change in the audit log.
+    """
     with db.read() as s:
         plot_type_id = catalog.get_plot_type(s, plot_type).id
 
     def work(session: Session) -> Model:
         model = find_model(session, plot_type, version)
         mark_active(session, model, by=user)
+        if also is not None:
+            also(session, model)
         # Inside the transaction: if MLflow refuses, the database change rolls back too.
         _sync_alias(config, plot_type, model)
         return model
 
-    return guarded_write(db, user, "activate_models", plot_type_id, f"activate model {plot_type} {version}", work,
-                         detail=reason)
+    return guarded_write(db, user, "activate_models", plot_type_id, action or f"activate model {plot_type} {version}",
+                         work, detail=reason)
 
 
 def deactivate_model(db: HydraDB, config: HydraSettings | None, plot_type: str, user: str) -> Model | None:
