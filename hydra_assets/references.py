@@ -51,6 +51,7 @@ AUTO_MIN_IMAGES = 5
 AUTO_GOOD_SHARE = 0.8
 AUTO_RUNS = 3  # measured in bench/reference.py: 3 runs follow drift better than 1 (more images, more spread)
 AUTO_QUIET = timedelta(minutes=15)
+MAX_IMAGES = 500  # per reference version (mean and spread settle long before; decoding them is the cost)
 AUTO_LOOKBACK = 50  # runs looked at, newest first: the hourly refresh stays cheap where none qualifies
 RULES = ("expert", "auto")
 
@@ -160,8 +161,8 @@ def _bad_label_ids(session: Session, plot_type_id: int) -> set[int]:
 
 
 def reference_images(session: Session, plot_type_id: int, runs: Collection[int]) -> list[Image]:
-    """The usable images of `runs` that may stand for "good": not labeled Bad by a person and not confirmed
-    Bad by the classifier (its latest inference)."""
+    """The usable images of `runs` that may stand for "good": not labeled Bad by a person and never confirmed
+    Bad by a classifier; at most `MAX_IMAGES`, spread evenly over the runs' chunks."""
     images = list(session.scalars(select(Image).where(
         Image.plot_type_id == plot_type_id, Image.run_number.in_(list(runs)), Image.status.in_(USABLE))
         .order_by(Image.run_number, Image.chunk, Image.id)))
@@ -169,7 +170,10 @@ def reference_images(session: Session, plot_type_id: int, runs: Collection[int])
     confirmed_bad = set(session.scalars(select(Inference.image_id).where(
         Inference.plot_type_id == plot_type_id, Inference.run_number.in_(list(runs)),
         Inference.confirmed.is_(True), Inference.is_bad.is_(True))))
-    return [i for i in images if i.label_id not in bad and (i.label_id is not None or i.id not in confirmed_bad)]
+    good = [i for i in images if i.label_id not in bad and (i.label_id is not None or i.id not in confirmed_bad)]
+    if len(good) > MAX_IMAGES:  # every image decoded at each new version: keep the hourly refresh bounded
+        good = [good[k] for k in np.unique(np.linspace(0, len(good) - 1, MAX_IMAGES).round().astype(int))]
+    return good
 
 
 def _where(image: Image) -> str:

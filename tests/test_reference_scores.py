@@ -242,3 +242,17 @@ def test_the_plot_types_mask_is_applied_to_the_reference_and_to_every_score(db, 
         row = s.scalar(select(ReferenceScore).where(ReferenceScore.image_id == moved,
                                                     ReferenceScore.reference_version == 2))
         assert row.flagged
+
+
+def test_a_reference_takes_at_most_max_images_spread_over_the_runs(db, plot, tmp_path: Path, monkeypatch):
+    import hydra_assets.references as references
+
+    monkeypatch.setattr(references, "MAX_IMAGES", 5)
+    rng = np.random.default_rng(8)
+    first = add_images(db, tmp_path, 5, [curve(rng) for _ in range(6)])
+    last = add_images(db, tmp_path, 6, [curve(rng) for _ in range(6)])
+    with db.read() as s:
+        chosen = [i.id for i in references.reference_images(s, s.get(Image, first[0]).plot_type_id, [5, 6])]
+    assert len(chosen) == 5 and chosen[0] == first[0] and chosen[-1] == last[-1]
+    change = db.write(lambda s: choose_reference(s, tmp_path, PLOT, [5, 6], by="erin"))
+    assert change.n_images == 5
