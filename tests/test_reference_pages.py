@@ -315,3 +315,14 @@ def test_switching_the_rule_to_auto_follows_the_latest_good_runs_now(db, demo, h
     assert "Saved: rule expert → auto" in section.feedback.object
     assert section.save_settings("auto", None, "0.99") == []  # nothing changed: nothing written
     assert "Nothing changed" in section.feedback.object
+
+
+def test_library_reference_messages_belong_to_the_plot_type_shown(db, demo, hydra_home):
+    library = LibraryPage(store=store(db, hydra_home, "viewer"))
+    library.plot_type = demo.plot_types[PLOT_TYPE]
+    section = library.reference
+    assert section.save_settings("expert", True, "0.99") == [] and "Refused" in section.feedback.object
+    assert section.feedback.visible and section.alarm_box.value is False  # the form shows what is stored
+    assert section.use_runs("12x") is False and "not a run number" in section.runs_note.object
+    library.plot_type = demo.plot_types["FCAL_hits"]
+    assert not section.feedback.visible and section.runs_note.object == ""

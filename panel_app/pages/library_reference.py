@@ -117,8 +117,12 @@ class ReferenceSection(pn.viewable.Viewer):
     # ---- logic ------------------------------------------------------------------------------------
 
     def show(self, plot_type_id: int | None) -> None:
-        """Load a plot type's reference and put its settings in the form (as they are: nothing to write)."""
+        """Load a plot type's reference and put its settings in the form (as they are: nothing to write); the
+        last message goes (it was about what was shown before)."""
         self.plot_type_id = plot_type_id
+        self.feedback.visible = False
+        self._note(self.runs_note, "")
+        self._note(self.settings_note, "")
         self.sets = self.store.reference_sets(plot_type_id) if plot_type_id is not None else []
         self.settings = self.store.reference_settings(plot_type_id) if plot_type_id is not None else None
         self.current_pane.object = current_html(self.sets, self.settings) if plot_type_id is not None else ""
@@ -146,7 +150,6 @@ class ReferenceSection(pn.viewable.Viewer):
         except CatalogError as error:  # unknown run, no images: next to the field
             self._note(self.runs_note, str(error))
             return False
-        self._note(self.runs_note, "")
         self.show(self.plot_type_id)
         excluded = f" {len(change.excluded)} image(s) left out: {'; '.join(change.excluded[:3])}" if change.excluded else ""
         self._say(f"{change.message or f'Reference version {change.version}'}.{excluded}", "success")
@@ -173,8 +176,8 @@ class ReferenceSection(pn.viewable.Viewer):
                 change = self.store.follow_latest_good_runs(self.plot_type_id)
                 done.append(f"rule {old_rule} → auto: {change.message}")
         except PermissionDenied as refusal:
+            self.show(self.plot_type_id)  # the form as stored again
             self._say(f"Refused: {refusal}. Nothing was changed.", "danger")
-            self.show(self.plot_type_id)
             return []
         except CatalogError as error:
             self._say(str(error), "warning")
