@@ -353,3 +353,23 @@ def test_a_download_that_cannot_be_made_says_why(world, monkeypatch):
     monkeypatch.setattr(store, "export_flags", refuse)
     assert "unknown plot group" in page.export("json").getvalue()
     assert page.feedback.visible and "No certification file" in page.feedback.object
+
+
+def test_runs_page_pages_forward_and_back(world):
+    db, _ids = world
+    page = RunsPage(store=store_for(db, "viewer"))
+    page.param.page_size.objects = [5, 25, 50, 100]
+    page.page_size = 5
+
+    def shown() -> list[int]:
+        return [r.number for r in page.runs]
+
+    assert shown() == [1011, 1010, 1009, 1008, 1007] and page.has_more
+    page.page = 1
+    assert shown() == [1006, 1005, 1004, 1003, 1002] and "runs 6–10 of 12" in page.pager.object
+    page.page = 2
+    assert shown() == [1001, 1000] and not page.has_more
+    page.page = 1
+    assert shown() == [1006, 1005, 1004, 1003, 1002]
+    page.flag = "Bad"  # a filter starts again at the first page
+    assert page.page == 0 and shown() == [1009, 1003]

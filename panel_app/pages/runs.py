@@ -7,6 +7,7 @@ there with a comment, and its whole sign-off history shows below.  Certification
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -148,6 +149,7 @@ class RunsPage(pn.viewable.Viewer):
         self.has_more = False
         self.total: int | None = 0  # None: not counted (flag and condition filters)
         self.window_start: int | None = None  # the oldest run a flag filter searched (no "Run from" given)
+        self._cursors: list[int | None] = [None]  # per page visited: the run number the page starts below
         self.matrix = FlagMatrix(sizing_mode="stretch_width")
         self.matrix.param.watch(self._on_pick, "picked")
         self.pager = html_pane("")
@@ -193,11 +195,23 @@ class RunsPage(pn.viewable.Viewer):
 
     @param.depends("page", watch=True)
     def search(self) -> None:
+        """One page of runs: each page starts below the last run of the page before (a keyset on the run
+        number: page 20 costs what page 1 does, a filter is not re-evaluated over the pages before), under the
+        look-back the first page took."""
         current = self.current_filter()
-        self.runs, self.has_more = self.store.runs_page(current, limit=self.page_size,
-                                                        offset=self.page * self.page_size)
+        if self.page == 0:
+            self._cursors = [None]
+            self.window_start = self.store.look_back_start(current)
+        known = min(self.page, len(self._cursors) - 1)  # a page reached other than by Next: OFFSET from there
+        f = replace(current, run_min=current.run_min if self.window_start is None else self.window_start)
+        below = self._cursors[known]
+        if below is not None:
+            f = replace(f, run_max=below - 1 if f.run_max is None else min(f.run_max, below - 1))
+        self.runs, self.has_more = self.store.runs_page(f, limit=self.page_size,
+                                                        offset=(self.page - known) * self.page_size)
+        if self.runs and len(self._cursors) == self.page + 1:
+            self._cursors.append(self.runs[-1].number)
         self.total = self.store.runs_count(current, cap=COUNT_CAP)
-        self.window_start = self.store.look_back_start(current)
         self._draw()
 
     @param.depends("shown_conditions", watch=True)
