@@ -370,3 +370,34 @@ def test_running_comparison_reads_shadow_and_live_rows_per_run(home, sqlite_db, 
     lines = result.output.splitlines()
     assert lines[0].startswith(f"challenger {NAME}/2 vs active {NAME}/1 since ")
     assert [line.split()[0] for line in lines[2:]] == ["70", "71", "all"]
+
+
+# ---- the Library's Challenger tab (logic; the browser test is tests/ui/test_challenger_ui.py) -------------
+
+
+def test_library_tab_names_promotes_and_says_refusals_next_to_the_buttons(home, sqlite_db, model_files):
+    from panel_app.config import PagesConfig
+    from panel_app.pages.library import LibraryPage
+    from panel_app.store import HydraStore
+
+    ids = register(sqlite_db, home, model_files, ["good", "bad"])
+    sqlite_db.write(lambda s: catalog.add_user(s, "viewer1", role="viewer"))
+    viewer = LibraryPage(HydraStore(sqlite_db, PagesConfig(settings=home), user="viewer1"))
+    viewer.model_id = ids["2"]
+    assert viewer.challenger.set_button.visible and "activate_models" in viewer.challenger.permission_note.object
+    assert not viewer.challenger.set_challenger()
+    assert "Refused" in viewer.challenger.action_note.object and not any(challenger_flags(sqlite_db).values())
+
+    page = LibraryPage(HydraStore(sqlite_db, PagesConfig(settings=home), user="cli"))
+    page.model_id = ids["2"]
+    assert page.challenger.set_challenger()
+    assert page.challenger.report.challenger == f"{NAME}/2" and page.challenger.promote_button.visible
+    assert "No images classified by the challenger yet" in page.challenger.table_pane.object
+    assert aliases(home) == {ACTIVE_ALIAS: "1", CHALLENGER_ALIAS: "2"}
+    page.model_id = ids["1"]  # the active version's row offers no "make it the challenger"
+    assert not page.challenger.set_button.visible
+    assert page.challenger.promote()
+    assert aliases(home) == {ACTIVE_ALIAS: "2"} and page.selected().id == ids["2"] and page.selected().active
+    assert "is now the active version" in page.challenger.feedback.object
+    assert not page.challenger.promote_button.visible
+    assert not page.challenger.promote() and "no challenger" in page.challenger.action_note.object

@@ -15,6 +15,7 @@ import param
 from panel_app.pages.charts import confusion_figure, curves_figure
 from panel_app.pages.common import empty_state, esc, fmt_time, fmt_weight, html_pane, suggestions_html
 from panel_app.pages.library_backtest import BacktestSection
+from panel_app.pages.library_challenger import ChallengerSection
 from panel_app.pages.library_masks import MaskSection
 from panel_app.pages.library_reference import ReferenceSection
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
@@ -139,6 +140,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.reference = ReferenceSection(store)  # the Reference tab (issue 14)
         self.masks = MaskSection(store)  # the Mask tab (issue 14)
         self.backtest = BacktestSection(store)  # the Backtest tab (issue 15)
+        self.challenger = ChallengerSection(store, on_change=self._load_models)  # the Challenger tab (issue 15)
         if options:
             self.plot_type = next(iter(options.values()))
         self._load_models()
@@ -335,6 +337,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.models_pane.object = self.models_html()
         model = self.selected()
         self.backtest.show(model)
+        self.challenger.show(model)
         info = self.store.plot_type(self.plot_type)
         recent = window(SUGGESTION_HOURS)[0]  # bounded: the count reads every classification of the window
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name, since=recent)) if info else ""
@@ -393,6 +396,7 @@ class LibraryPage(pn.viewable.Viewer):
             ("Confusion matrix", confusion_tab),
             ("Validation", html_pane(validation_html(summary, [lab.name for lab in info.labels]))),
             ("Backtest", self.backtest),
+            ("Challenger", self.challenger),
             ("Loss & accuracy", curves_tab),
             ("Thresholds", pn.Column(self.thresholds_pane,
                                      pn.Row(self.label_select, self.threshold_input, self.save_threshold,

@@ -334,6 +334,13 @@ class PageReads:
     def activation_notes(self, model_id: int) -> list[str]:
         return self._read(backtest_q.activation_notes, model_id)  # warnings start with "warning:"
 
+    def challenger_comparison(self, plot_type: str, since: datetime | None = None) -> Any:
+        """`hydra_assets.challenger.ChallengerComparison`: the plot type's challenger against the live results,
+        per run since `since` (issue 15)."""
+        from hydra_assets.challenger import running_comparison
+
+        return self._read(running_comparison, plot_type, since)
+
     def thresholds_of(self, model_id: int, plot_type_id: int) -> list[ThresholdInfo]:
         return self._read(q.thresholds_of, model_id, plot_type_id)
 

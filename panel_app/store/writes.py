@@ -197,6 +197,48 @@ class PageWrites(PageReads):
         finally:
             self._changed()
 
+    def _challenger_write(self, plot_type_id: int, write: Callable[[str, bool], Any]) -> Any:
+        """Run a `hydra_assets.challenger` write (it checks `activate_models` and audits) for this plot type."""
+        plot_type = self.plot_type(plot_type_id)
+        if plot_type is None:
+            raise CatalogError(f"unknown plot type {plot_type_id}")
+        try:
+            return write(plot_type.name, self.config.sync_mlflow_alias)
+        except (PermissionDenied, CatalogError):
+            raise
+        except Exception as error:  # MLflow refused the alias: the whole change rolled back
+            raise CatalogError(f"MLflow refused to move the alias, nothing changed: {error}") from error
+        finally:
+            self._changed()
+
+    def set_challenger(self, model_id: int) -> str:
+        """Make a version its plot type's challenger (issue 15); returns its key."""
+        from hydra_assets import challenger
+
+        info = self.model(model_id)
+        if info is None:
+            raise CatalogError(f"unknown model {model_id}")
+        return self._challenger_write(info.plot_type_id, lambda name, sync: challenger.set_challenger(
+            self.db, self.config.settings, name, f"{info.name}/{info.version}", self.user or "", sync_alias=sync).key)
+
+    def clear_challenger(self, plot_type_id: int) -> str | None:
+        """The plot type has no challenger any more; returns the key of the one that stepped down."""
+        from hydra_assets import challenger
+
+        def write(name: str, sync: bool) -> str | None:
+            previous = challenger.clear_challenger(self.db, self.config.settings, name, self.user or "",
+                                                   sync_alias=sync)
+            return previous.key if previous else None
+
+        return self._challenger_write(plot_type_id, write)
+
+    def promote_challenger(self, plot_type_id: int) -> str:
+        """The plot type's challenger becomes its active version, in one audited action; returns its key."""
+        from hydra_assets import challenger
+
+        return self._challenger_write(plot_type_id, lambda name, sync: challenger.promote(
+            self.db, self.config.settings, name, self.user or "", sync_alias=sync).key)
+
     def acknowledge_alarms(self, alarm_ids: list[int]) -> int:
         """Mark alarms as seen by this user, for every Run page (the banner goes on all of them), and
         audit it; any signed-in user may (the shift crew).  Returns how many were still unacknowledged."""
