@@ -209,25 +209,38 @@ def test_a_bad_backtest_request_says_why_and_writes_nothing(home, sqlite_db, mod
     assert count(sqlite_db, AuditLog) == audits
 
 
-def test_launch_adds_an_asset_backfill_over_the_runs(home, sqlite_db, model_files, tmp_path):
+def test_the_sensor_launches_a_requested_backtest_once_as_an_asset_backfill(home, sqlite_db, model_files, tmp_path):
     import dagster as dg
 
     from hydra_assets.backtest import claim, request_backtest
-    from hydra_assets.jobs.backtest import daemon_running, launch_backfill
+    from hydra_assets.db.models import Backtest
+    from hydra_assets.jobs.backtest import backtest_requests, daemon_running
+    from hydra_assets.resources.hydra import HydraResource
 
     _active, candidate = labeled_setup(sqlite_db, home, model_files)
     request = request_backtest(sqlite_db, home, PLOT, candidate.mlflow_version, "100-102", USER)
-    assert claim(sqlite_db, request.id, backfill_id="", how="test")
-    assert not claim(sqlite_db, request.id, backfill_id="", how="twice")  # launched once
+    hydra = HydraResource(home=str(home.home), db_url=home.db_url)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         assert not daemon_running(instance)
-        backfill_id = launch_backfill(instance, request.id, request.runs)
+        with dg.build_sensor_context(instance=instance, resources={"hydra": hydra}) as context:
+            tick = backtest_requests(context)
+        assert f"launched backtests {request.id}" in str(tick.skip_message)
+        with sqlite_db.read() as s:
+            row = s.get(Backtest, request.id)
+            status, backfill_id = row.status, row.dagster_backfill_id
+        assert status == "running" and backfill_id
         backfill = instance.get_backfill(backfill_id)
         assert backfill.tags["hydra/backtest"] == str(request.id)
         assert backfill.run_config == {"ops": {"backtest_inference": {"config": {"backtest_id": request.id}}}}
         subset = backfill.asset_backfill_data.target_subset
         assert sorted(subset.get_partitions_subset(dg.AssetKey("backtest_inference")).get_partition_keys()) == [
             "100", "101", "102"]
+        with dg.build_sensor_context(instance=instance, resources={"hydra": hydra}) as context:
+            again = backtest_requests(context)
+        assert "no backtest requested" in str(again.skip_message)
+        assert len(instance.get_backfills()) == 1
+    assert not claim(sqlite_db, request.id, backfill_id="", how="twice")  # launched once
+
 
 
 def test_cli_backtest_waits_reports_and_activation_warns(home, sqlite_db, model_files, monkeypatch):

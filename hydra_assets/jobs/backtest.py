@@ -27,6 +27,7 @@ from hydra_assets.settings import HydraSettings
 
 BACKTEST_JOB = "backtest_model"
 TAG = "hydra/backtest"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # in-process: no per-step lines in the terminal
 
 backtest_model = dg.define_asset_job(
     BACKTEST_JOB,
@@ -102,7 +103,7 @@ def run_in_process(instance: dg.DagsterInstance, config: HydraSettings, backtest
     job = _definitions(HydraResource(home=str(config.home), db_url=config.db_url)).resolve_job_def(BACKTEST_JOB)
     out = InProcessResult()
     for run in runs:
-        result = job.execute_in_process(run_config=run_config(backtest_id), instance=instance,
+        result = job.execute_in_process(run_config={**run_config(backtest_id), **QUIET}, instance=instance,
                                         partition_key=str(run), tags={TAG: str(backtest_id)},
                                         raise_on_error=False)
         out.run_ids.append(result.run_id)
