@@ -159,3 +159,43 @@ def test_golden_json_and_csv(run_db):
     assert {r["run"] for r in rows} == {str(RUN), str(RUN + 1), str(RUN + 2)}
     assert {(r["scope"], r["group"]) for r in rows} == {("group", "Tracker"), ("group", "Calo"),
                                                         ("super_group", "Detector")}
+
+
+def test_novel_reference_and_unclassified_images_from_the_database(db):
+    """A novel alarm and an unconfirmed image are Medium, a reference-flagged Good image is Medium, a
+    reference alarm is Bad, an image no model classified is Null; each image's newest classification counts."""
+    from hydra_assets.db.models import Alarm, Inference, ReferenceScore
+
+    setup_groups(db)
+    add_run(db, RUN, range(6), lambda pt, c: "none" if pt != "A" else "unsure" if c == 0 else "good")
+    ids = labels(db)
+
+    def evidence(s) -> None:  # type: ignore[no-untyped-def]
+        def newest(chunk: int) -> Inference:
+            return s.scalars(select(Inference).where(Inference.image_id == image_id(db, RUN, "A", chunk))
+                             .order_by(Inference.id.desc())).first()
+
+        first = newest(1)
+        s.add(Alarm(inference_id=first.id, image_id=first.image_id, plot_type_id=first.plot_type_id, kind="novel"))
+        first.confirmed = False
+        second = newest(2)
+        s.add(ReferenceScore(image_id=second.image_id, plot_type_id=second.plot_type_id, run_number=RUN, chunk=2,
+                             flagged=True, score=9.0))
+        third = newest(3)
+        s.add(Alarm(inference_id=third.id, image_id=third.image_id, plot_type_id=third.plot_type_id,
+                    kind="reference"))
+        fourth = newest(4)
+        fourth.status, fourth.top_label_id = "no_model", None
+        fifth = newest(5)  # an older Bad classification replaced by a newer Good one
+        s.add(Inference(image_id=fifth.image_id, plot_type_id=fifth.plot_type_id, run_number=RUN, chunk=5,
+                        model_key="m/2", status="classified", weights={}, top_label_id=ids[("A", "Good")],
+                        confirmed=True))
+        fifth.is_bad, fifth.top_label_id = True, ids[("A", "Bad")]
+
+    db.write(evidence)
+    compute_run_flags(db, RUN)
+    assert stored(db) == [(0, 2, "Medium"), (3, 3, "Bad"), (4, 4, "Null"), (5, 5, "Good")]
+    with db.read() as s:
+        (flag,) = standing_flags(s, [RUN], groups=["Tracker"])
+    assert flag.ranges[0].reasons[0]["text"] == "unconfirmed, unlike the training data, unlike its reference"
+    assert flag.ranges[1].reasons[0]["text"] == "alarm: reference"

@@ -223,9 +223,8 @@ def _reasons(flag: str, members: Mapping[str, Mapping[int, ChunkVerdict | str]],
             if not hits:
                 continue
             entry: dict[str, Any] = {member_kind: name, "flag": level, "chunks": chunk_spans(hits)}
-            first = verdicts.get(hits[0])
-            if isinstance(first, ChunkVerdict):
-                entry["text"] = first.why
+            if isinstance(verdicts.get(hits[0]), ChunkVerdict):
+                entry["text"] = ", ".join(dict.fromkeys(getattr(verdicts.get(c), "why", "") for c in hits))
                 alarms = sorted({a for c in hits for a in getattr(verdicts.get(c), "alarm_ids", ())})
                 if alarms:
                     entry["alarms"] = alarms[:MAX_ALARM_IDS]
