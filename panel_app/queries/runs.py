@@ -170,8 +170,9 @@ def flag_cells(session: Session, runs: Sequence[int], *, reasons: bool = False
                FlagSignoff.signed_at, FlagSignoff.comment, FlagSignoff.previous_flag)
         .where(FlagSignoff.run_number.in_(runs)).order_by(FlagSignoff.signed_at, FlagSignoff.id)
     ):
-        signed[(int(run), scope, group)].append(SignoffView(first, last, action, flag, user, at, comment or "",
-                                                            previous))
+        signed[(int(run), scope, group)].append(SignoffView(
+            first_chunk=first, last_chunk=last, action=action, flag=flag, user_name=user, signed_at=at,
+            comment=comment or "", previous_flag=previous))
     computed: dict[tuple[int, str, str], list[FlagRange]] = defaultdict(list)
     newest: dict[tuple[int, str, str], Any] = {}
     why = RunFlag.reasons if reasons else literal(None)
@@ -182,7 +183,7 @@ def flag_cells(session: Session, runs: Sequence[int], *, reasons: bool = False
         .order_by(RunFlag.run_number, RunFlag.scope, RunFlag.group_name, RunFlag.first_chunk)
     ):
         key = (int(run), scope, group)
-        computed[key].append(FlagRange(first, last, flag, tuple(said or ())))
+        computed[key].append(FlagRange(first_chunk=first, last_chunk=last, flag=flag, reasons=tuple(said or ())))
         newest[key] = max(newest.get(key) or at, at)
     cells: dict[int, dict[tuple[str, str], StandingFlag]] = defaultdict(dict)
     for key, ranges in computed.items():
