@@ -1,0 +1,164 @@
+"""What a challenger costs the live chunk job, and whether the Keeper (alarms) waits for it.
+
+    .venv/bin/python bench/challenger.py                       # 6 chunks of 16 images, 128 px, compact models
+    .venv/bin/python bench/challenger.py --chunks 10 --images 32
+
+A fresh Hydra home in a temporary folder, one plot type with two compact models (random weights) at the
+demo's 128x128 input: version 1 active, version 2 the challenger for the second half of the chunks.  Each
+chunk is dropped in the incoming folder, seen by the sensor and run as the chunk job in this process (the
+in-process executor, as shipped).  Printed per phase (median over chunks): time from the run's start to
+the Keeper's end (what alarms wait for), the whole run, the challenger step, and the challenger's and the
+active version's forward pass per image; and what the step costs when no plot type has a challenger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PLOT = "BENCH_plot"
+SIZE = (128, 128)
+
+
+def png(seed: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (360, 480, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def step_times(instance, run_id: str) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """step key -> (start, end) timestamps from the run's event log."""
+    starts, ends = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS":
+            ends[event.step_key] = entry.timestamp
+    return {k: (starts[k], ends[k]) for k in ends}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=6, help="chunks per phase (without, then with a challenger)")
+    parser.add_argument("--images", type=int, default=16, help="images per chunk")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="hydra-bench-challenger-"))
+    os.environ["HYDRA_HOME"] = str(root)
+
+    import dagster as dg
+    from sqlalchemy import event, select
+
+    from hydra_assets import catalog
+    from hydra_assets.assets.challenger import CHALLENGER_ASSETS
+    from hydra_assets.assets.flags import FLAG_ASSETS
+    from hydra_assets.assets.ingest import INGEST_ASSETS
+    from hydra_assets.assets.reference import REFERENCE_ASSETS
+    from hydra_assets.challenger import challenger_chunk, set_challenger
+    from hydra_assets.db.engine import HydraDB
+    from hydra_assets.db.migrate import upgrade
+    from hydra_assets.db.models import Inference, ShadowInference
+    from hydra_assets.jobs.ingest import INGEST_CHUNK, ingest_chunk_job
+    from hydra_assets.ml.active import register_local_model
+    from hydra_assets.ml.registry import ensure_cli_user
+    from hydra_assets.ml.topologies import build_model
+    from hydra_assets.partitions import run_number
+    from hydra_assets.resources.hydra import HydraResource
+    from hydra_assets.resources.predictor import PredictorResource
+    from hydra_assets.sensors.incoming import incoming_images
+    from hydra_assets.settings import load_settings
+
+    config = load_settings()
+    config.ensure_folders()
+    upgrade(config.db_url)
+    db = HydraDB(config.db_url)
+    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=0.0, input_size=SIZE))
+    for version in (1, 2):
+        path = root / f"model{version}.keras"
+        build_model("compact", (*SIZE, 3), 2).save(path)
+        register_local_model(db, PLOT, path, ["Good", "Bad"], activate=version == 1, input_size=SIZE)
+    ensure_cli_user(db)
+    resources = {"hydra": HydraResource(), "predictor": PredictorResource(mode="inprocess")}
+    job = dg.Definitions(assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS, *CHALLENGER_ASSETS],
+                         jobs=[ingest_chunk_job()], resources=resources).resolve_job_def(INGEST_CHUNK)
+    instance = dg.DagsterInstance.ephemeral()
+    cursor = None
+    phases: dict[str, list[dict[str, float]]] = {"without a challenger": [], "with a challenger": []}
+    chunk = 0
+    for phase, chunks in phases.items():
+        if phase == "with a challenger":
+            set_challenger(db, config, PLOT, "2", "cli", sync_alias=False)
+        for _ in range(args.chunks + 1):  # the first chunk of each phase warms up (model load, tracing)
+            chunk += 1
+            for k in range(args.images):
+                name = f"{PLOT}-{1000 + chunk}-{k:04d}.png"
+                staged = config.input_dir / f".{name}.tmp"
+                staged.write_bytes(png(chunk * 1000 + k))
+                stamp = time.time() - 30
+                os.utime(staged, (stamp, stamp))
+                os.replace(staged, config.input_dir / name)
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+                tick = incoming_images(context)
+            cursor = tick.cursor
+            for request in tick.run_requests or []:
+                instance.add_dynamic_partitions(run_number.name, [request.partition_key])
+                started = time.time()
+                result = job.execute_in_process(partition_key=request.partition_key, run_config=request.run_config,
+                                                tags=request.tags, instance=instance)
+                ended = time.time()
+                steps = step_times(instance, result.run_id)
+                challenger = steps["challenger_inference"]
+                chunks.append({"keep_done_s": steps["keep"][1] - started, "run_s": ended - started,
+                               "challenger_s": challenger[1] - challenger[0],
+                               "keep_before_challenger": float(steps["keep"][1] <= challenger[0])})
+        chunks.pop(0)
+    with db.read() as s:
+        active_ms = [v for v in s.scalars(select(Inference.predict_ms)) if v is not None]
+        shadow_ms = [v for v in s.scalars(select(ShadowInference.predict_ms)) if v is not None]
+        shadow_rows = len(shadow_ms)
+
+    print(f"{args.chunks} chunks of {args.images} images (480x360 PNG -> {SIZE[0]}x{SIZE[1]}) per phase, "
+          "compact models, in-process executor; medians")
+    for phase, chunks in phases.items():
+        def med(key: str, chunks: list[dict[str, float]] = chunks) -> float:
+            return statistics.median(c[key] for c in chunks)
+
+        print(f"  {phase:<22} keep done after {med('keep_done_s'):6.3f} s · run {med('run_s'):6.3f} s · "
+              f"challenger step {med('challenger_s') * 1000:7.1f} ms · keep ended before the challenger "
+              f"started in {sum(c['keep_before_challenger'] for c in chunks):.0f}/{len(chunks)} runs")
+    print(f"  forward pass per image: active {statistics.median(active_ms):.3f} ms, challenger "
+          f"{statistics.median(shadow_ms):.3f} ms ({shadow_rows} shadow rows)")
+
+    from hydra_assets.challenger import clear_challenger
+
+    clear_challenger(db, config, PLOT, "cli", sync_alias=False)
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    times = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        challenger_chunk(db, config, 1001, None)
+        times.append(time.perf_counter() - t0)
+    print(f"  without any challenger the step's work is {len(statements) // 50} query, "
+          f"{statistics.median(times) * 1000:.2f} ms (median of 50)")
+    db.dispose()
+
+
+if __name__ == "__main__":
+    main()
