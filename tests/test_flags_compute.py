@@ -199,3 +199,14 @@ def test_novel_reference_and_unclassified_images_from_the_database(db):
         (flag,) = standing_flags(s, [RUN], groups=["Tracker"])
     assert flag.ranges[0].reasons[0]["text"] == "unconfirmed, unlike the training data, unlike its reference"
     assert flag.ranges[1].reasons[0]["text"] == "alarm: reference"
+
+
+def test_concurrent_computations_of_one_run_leave_one_set_of_rows(run_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: compute_run_flags(run_db, RUN), range(8)))
+    assert all(r.rows == 5 for r in results)
+    with run_db.read() as s:
+        assert s.scalar(select(func.count(RunFlag.id)).where(RunFlag.run_number == RUN)) == 5
+    assert stored(run_db) == [(0, 39, "Good"), (40, 49, "Bad")]

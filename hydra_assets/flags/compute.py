@@ -132,7 +132,11 @@ def run_evidence(session: Session, run: int) -> tuple[list[ImageEvidence], int]:
 
 def store_flags(session: Session, run: int, ranges: dict[tuple[str, str], list[FlagRange]], *,
                 chunks: int, alarms: int) -> int:
-    """Replace the run's computed rows (sign-offs untouched) and its counts; returns the rows written."""
+    """Replace the run's computed rows (sign-offs untouched) and its counts; returns the rows written.
+
+    The run's row is locked first, so two chunk jobs of one run finishing together write one after the
+    other (each deleting what the other wrote) instead of leaving both sets of rows."""
+    session.execute(select(Run.number).where(Run.number == run).with_for_update())
     session.execute(delete(RunFlag).where(RunFlag.run_number == run))
     now = utcnow()
     rows = [{"run_number": run, "scope": scope, "group_name": group, "first_chunk": r.first_chunk,
