@@ -229,12 +229,15 @@ def _size(value: str | None) -> list[int]:
               help="Activate only if it beats the active version on the same validation set (or none is active).")
 @click.option("--no-activate", "activate", flag_value="never", default=True, help="Leave activation alone (default).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress line on stderr.")
+@click.option("--backtest-runs", default=None, metavar="A-B",
+              help="Then backtest the new version on these stored runs and say what activating it would mean.")
 @USER_OPTION
 @friendly_errors
 def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_size: int | None,
           learning_rate: float | None, input_size: str | None, weights_path: str | None, sampling: str,
           min_per_label: int, max_per_label: int, validation_fraction: float, seed: int,
-          precision_target: float | None, augment: bool, activate: str, progress: bool, user_name: str) -> None:
+          precision_target: float | None, augment: bool, activate: str, progress: bool, user_name: str,
+          backtest_runs: str | None) -> None:
     """Train a model for PLOT_TYPE through Dagster and print a JSON summary.
 
     Runs the training_set, model, thresholds and training_report assets of the plot type's partition as
@@ -242,6 +245,10 @@ def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_s
     model is registered as `hydra-PLOT_TYPE`.  The split is by run; where the validation figures come from,
     per-run figures and warnings are printed on stderr after training.
     """
+    from hydra_assets.cli import train_backtest
+
+    if backtest_runs:  # checked before training: bad runs train nothing
+        train_backtest.check_runs(database(), plot_type_name, backtest_runs, activate)
     summary = train_plot_type(
         plot_type_name, topology=topology, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         input_size=_size(input_size), weights_path=weights_path, sampling=sampling, min_per_label=min_per_label,
@@ -250,6 +257,10 @@ def train(plot_type_name: str, topology: str | None, epochs: int | None, batch_s
     )
     for line in validation_text(summary):
         click.echo(line, err=True)
+    if backtest_runs:
+        config, db = settings(), database()
+        summary["backtest"] = train_backtest.backtest_new_version(config, db, plot_type_name, summary["version"],
+                                                                  backtest_runs, acting_user(db, user_name))
     echo_json(summary)
 
 

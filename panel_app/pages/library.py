@@ -18,6 +18,7 @@ from panel_app.pages.library_backtest import BacktestSection
 from panel_app.pages.library_challenger import ChallengerSection
 from panel_app.pages.library_masks import MaskSection
 from panel_app.pages.library_reference import ReferenceSection
+from panel_app.pages.library_training import TrainingSuggestionSection
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import (
     ModelInfo,
@@ -141,6 +142,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.masks = MaskSection(store)  # the Mask tab (issue 14)
         self.backtest = BacktestSection(store)  # the Backtest tab (issue 15)
         self.challenger = ChallengerSection(store, on_change=self._load_models)  # the Challenger tab (issue 15)
+        self.training = TrainingSuggestionSection(store)  # suggested training (issue 15)
         if options:
             self.plot_type = next(iter(options.values()))
         self._load_models()
@@ -341,6 +343,7 @@ class LibraryPage(pn.viewable.Viewer):
         info = self.store.plot_type(self.plot_type)
         recent = window(SUGGESTION_HOURS)[0]  # bounded: the count reads every classification of the window
         self.suggestions_pane.object = suggestions_html(self.store.suggestions(info.name, since=recent)) if info else ""
+        self.training.show(info.id if info else None)
         if model is None or info is None:
             self.details_pane.object = self.warnings_pane.object = ""
             self.tabs[:] = [("Reference", self.reference), ("Mask", self.masks)] if info is not None else []
@@ -426,5 +429,5 @@ class LibraryPage(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self.activate_button.margin = (24, 10, 10, 10)
-        return pn.Column(top, self.suggestions_pane, self.feedback, self.models_pane, self.details_pane,
+        return pn.Column(top, self.suggestions_pane, self.training, self.feedback, self.models_pane, self.details_pane,
                          self.warnings_pane, self.permission_note, self.tabs, sizing_mode="stretch_width")

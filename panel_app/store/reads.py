@@ -235,6 +235,13 @@ class PageReads:
     def audit_model_key(self, plot_type_id: int) -> str | None:
         return self._read(queues_q.audit_model_key, plot_type_id)
 
+    def training_suggestion(self, plot_type_id: int) -> Any:
+        """`hydra_assets.training_suggestion.TrainingSuggestion` of the plot type's version, or None."""
+        from hydra_assets import training_suggestion
+
+        info = self.plot_type(plot_type_id)
+        return self._read(training_suggestion.suggest_training, plot_type_id, info.name) if info else None
+
     def editor_page(self, plot_type_id: int, label_ids: Sequence[int], *, start: datetime | None = None,
                     end: datetime | None = None, before: tuple[datetime, int] | None = None, limit: int = 100
                     ) -> list[Tile]:

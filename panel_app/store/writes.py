@@ -86,6 +86,24 @@ class PageWrites(PageReads):
         finally:
             self._changed()
 
+    def start_suggested_training(self, plot_type_id: int, runs: str) -> tuple[int, Any]:
+        """Train, backtest on `runs` and offer activation, in the background (Library's suggested training):
+        needs `activate_models`, audited; runs written wrongly or without images start nothing."""
+        from hydra_assets import training_suggestion
+        from hydra_assets.backtest import count_images, parse_runs
+
+        info = self.plot_type(plot_type_id)
+        if info is None:
+            raise CatalogError(f"unknown plot type {plot_type_id}")
+        first, last = parse_runs(runs)
+
+        def work(session: Session) -> None:
+            if count_images(session, plot_type_id, first, last) == 0:
+                raise CatalogError(f"plot type {info.name} has no stored images in runs {first}-{last}")
+
+        self._guarded("activate_models", plot_type_id, "train and backtest", work, detail=f"{info.name} runs {runs}")
+        return training_suggestion.start_training(self.config.settings, info.name, f"{first}-{last}", self.user or "")
+
     def undo_labels(self, plot_type_id: int, changes: Sequence[LabelChange]) -> tuple[int, int]:
         """Undo an Apply of this session (Labeler's Undo): checked like a label change and audited.
 
