@@ -251,8 +251,9 @@ def test_runs_page_detail_sign_off_form_and_downloads(world):
 
 def test_reasons_in_words():
     assert reasons_text([{"plot_type": "CDC_hits", "flag": "Bad", "chunks": [[5, 9], [12, 12]], "text": "why",
-                          "alarms": [3, 4]}, {"rule": "bad_share 0.2"}, "plain"]) == (
-        "CDC_hits Bad in chunks 5-9, 12 (why) alarms 3, 4; bad_share 0.2; plain")
+                          "alarms": [3, 4], "more_alarms": 7}, {"rule": "bad_share 0.2"}, "plain",
+                         {"group": "CDC", "flag": "Medium", "chunks": [[1, 1]]}]) == (
+        "CDC_hits Bad in chunks 5-9, 12 (why) alarms 3, 4 and 7 more; bad_share 0.2; plain; CDC Medium in chunks 1")
 
 
 def test_run_page_strip_shows_the_live_runs_flags(world):

@@ -105,6 +105,7 @@ def reasons_text(reasons: Sequence[Any]) -> str:
             text = f"{who} {reason.get('flag', '')} in chunks {spans}"
             text += f" ({reason['text']})" if reason.get("text") else ""
             text += f" alarms {', '.join(map(str, reason['alarms']))}" if reason.get("alarms") else ""
+            text += f" and {reason['more_alarms']} more" if reason.get("more_alarms") else ""
             parts.append(text)
         else:
             parts.append(str(reason.get("rule") or reason.get("text") or ""))
