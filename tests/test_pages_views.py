@@ -347,7 +347,9 @@ def test_library_read_only_for_viewer_and_editable_for_expert(demo_db):
     assert expert.feedback.visible and "is now active" in expert.feedback.object
     assert expert.selected().active and any(n.startswith("★ v1") for n in expert.param.model_id.names)
     tabs = [name for name, _ in zip(expert.tabs._names, expert.tabs, strict=False)]
-    assert tabs == ["Confusion matrix", "Validation", "Loss & accuracy", "Thresholds", "Reference", "Mask"]
+    assert tabs == ["Confusion matrix", "Validation", "Backtest", "Challenger", "Loss & accuracy", "Thresholds",
+                    "Reference", "Mask"]
+    assert "has no backtest" in expert.feedback.object  # activation says so (issue 15)
 
 
 def test_library_threshold_form_writes_only_a_chosen_label_and_a_weight(demo_db):
