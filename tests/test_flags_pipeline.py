@@ -93,3 +93,24 @@ def test_a_label_requests_recomputation_of_its_run_and_the_run_changes_its_flag(
     assert tracker(flagged) == [(0, 5, "Good")]
     assert tracker(flagged, RUN + 1) == [(0, 0, "Bad"), (1, 2, "Good")]
     assert not tick(instance, result.cursor).run_requests
+
+
+def test_a_bulk_of_labels_over_many_runs_is_spread_over_ticks(sqlite_db):
+    from hydra_assets.flags.relabel import relabeled_runs
+
+    setup_groups(sqlite_db)
+    for run in range(10, 15):
+        add_run(sqlite_db, run, range(1), lambda pt, c: "good")
+    ids = labels(sqlite_db)
+    for run in range(10, 15):
+        sqlite_db.write(lambda s, run=run: apply_labels(s, {image_id(sqlite_db, run, "A", 0): ids[("A", "Bad")],
+                                                            image_id(sqlite_db, run, "B", 0): ids[("B", "Bad")]},
+                                                        user_id=None))
+    with sqlite_db.read() as s:
+        first = relabeled_runs(s, 0, max_runs=2)
+        second = relabeled_runs(s, first.last_id, max_runs=2)
+        third = relabeled_runs(s, second.last_id, max_runs=2)
+        rest = relabeled_runs(s, third.last_id, max_runs=2)
+    assert (first.runs, first.last_id, first.labels) == ((10, 11), 4, 4)
+    assert (second.runs, third.runs) == ((12, 13), (14,))
+    assert (rest.runs, rest.last_id) == ((), third.last_id)

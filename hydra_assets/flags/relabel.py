@@ -36,13 +36,21 @@ def start_id(session: Session) -> int:
     return int(session.scalar(select(func.max(LabelHistory.id))) or 0)
 
 
-def relabeled_runs(session: Session, after_id: int, *, limit: int = 5000) -> Relabeled:
-    """Run numbers of images labeled (or unlabeled) after label_history id `after_id`, oldest first."""
+def relabeled_runs(session: Session, after_id: int, *, limit: int = 5000, max_runs: int = 100) -> Relabeled:
+    """Run numbers of images labeled (or unlabeled) after label_history id `after_id`, oldest first.
+
+    At most `max_runs` runs per tick (a tick with thousands of run keys does not fit Dagster's MySQL tick
+    row): `last_id` stops before the first label of a run beyond them, so the next tick carries on there."""
     rows = session.execute(
         select(LabelHistory.id, Image.run_number).join(Image, Image.id == LabelHistory.image_id)
         .where(LabelHistory.id > after_id).order_by(LabelHistory.id).limit(limit)
     ).all()
-    if not rows:
-        return Relabeled((), after_id, 0)
-    runs = tuple(sorted({int(run) for _, run in rows if run is not None}))
-    return Relabeled(runs, int(rows[-1][0]), len(rows))
+    runs: set[int] = set()
+    last_id, labels = after_id, 0
+    for label_id, run in rows:
+        if run is not None and int(run) not in runs:
+            if len(runs) == max_runs:
+                break
+            runs.add(int(run))
+        last_id, labels = int(label_id), labels + 1
+    return Relabeled(tuple(sorted(runs)), last_id, labels)
