@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import panel as pn
 
@@ -125,8 +126,13 @@ class ChallengerSection(pn.viewable.Viewer):
             "<p class=muted>Naming, clearing or promoting a challenger needs the <code>activate_models</code> "
             "permission: the server refuses these buttons for you.</p>")
         period = "" if since is None else f" since {fmt_time(since)} UTC"
+        labeler = ""
+        if current and report.totals and report.totals.agreement not in (None, 1.0):
+            href = "./labeler?" + urlencode({"plot_type": info.name, "queue": "disagreement"})
+            labeler = (f"<p><a class='challenger-labeler' href='{esc(href)}'>Label the images where they disagree "
+                       "in the Labeler →</a></p>")
         self.table_pane.object = (f"<h4>Running comparison{esc(period)}</h4>" if report.totals else "") + \
-            comparison_html(report)
+            comparison_html(report) + labeler
 
     def _write(self, action: Callable[[], str], done: str) -> bool:
         """Run one store write; a refusal or bad input is said next to the buttons and nothing changes."""

@@ -100,6 +100,8 @@ def test_an_expert_names_the_challenger_sees_the_comparison_and_promotes_it(brow
     totals = dict(zip(header, rows[-1].split("\t"), strict=True))
     assert int(totals["alarms challenger"]) > int(totals["alarms active"])  # it calls every other image Bad
     assert totals["ms / image challenger"] == "3.500"
+    link = page.locator("a.challenger-labeler:visible")
+    assert link.get_attribute("href") == f"./labeler?plot_type={PLOT_TYPE}&queue=disagreement"
 
     page.get_by_role("button", name=f"Promote {NAME}/1 to active").click()
     page.get_by_text(re.compile(rf"{NAME}/1 \(the challenger\) is now the active version")).first.wait_for(
