@@ -305,3 +305,37 @@ def test_queue_links_name_their_plot_type_and_the_report_links_to_the_audit_queu
     report.plot_type = made.plot_types["CDC_occupancy"]
     html = " ".join(p.object for p in pn.panel(report).select(pn.pane.HTML) if isinstance(p.object, str))
     assert 'href="./labeler?queue=audit&amp;plot_type=CDC_occupancy"' in html
+
+
+def test_most_novel_queue_puts_the_images_furthest_above_their_limit_first(demo):
+    from pages_factory import add_novel_image
+
+    db, settings, made = demo
+    name = "TOF_timing"
+    ids = [add_novel_image(db, settings, name, 121290, chunk, seed=60 + chunk, novelty=score, limit=1.5)
+           for chunk, score in ((1, 2.0), (2, 6.0), (3, 3.0))]
+    page = _labeler(db, settings, queue="novel", plot_type=name)
+    assert page.plot_type == made.plot_types[name]
+    assert [t.image_id for t in page.tiles][:3] == [ids[1], ids[2], ids[0]]
+
+
+def test_hydra_label_audit_computes_stored_checks_and_lists_the_queue(sqlite_db, hydra_home):
+    from click.testing import CliRunner
+
+    from hydra_assets.cli import cli
+
+    model_id, image_ids, weights, flipped = _labeled_set(sqlite_db)
+    folder = hydra_home.models_dir / "hydra-A" / "1"
+    folder.mkdir(parents=True)
+    label_audit.save_out_of_fold(folder / label_audit.OUT_OF_FOLD_FILE, image_ids, weights, "test weights")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["label", "audit", "A", "--show", "3"])
+    assert result.exit_code == 0, result.output
+    assert f"hydra-A/1: {N} labeled image(s) checked (test weights)" in result.output
+    assert result.output.count("suggested") == 3
+    again = runner.invoke(cli, ["label", "audit", "A"])
+    assert "checked (stored)" in again.output  # not computed twice
+    assert len(_checks(sqlite_db, model_id)) == N
+    sqlite_db.write(lambda s: setattr(s.get(Model, model_id), "active", False))
+    refused = runner.invoke(cli, ["label", "audit", "A"])
+    assert refused.exit_code != 0 and "no active model version" in refused.output
