@@ -339,3 +339,36 @@ def test_hydra_label_audit_computes_stored_checks_and_lists_the_queue(sqlite_db,
     sqlite_db.write(lambda s: setattr(s.get(Model, model_id), "active", False))
     refused = runner.invoke(cli, ["label", "audit", "A"])
     assert refused.exit_code != 0 and "no active model version" in refused.output
+
+
+def test_disagreement_queue_lists_images_the_challenger_labels_otherwise(demo):
+    from hydra_assets.db.models import Inference, Label, ShadowInference
+
+    db, settings, made = demo
+    name = "CDC_occupancy"
+    plot_id = made.plot_types[name]
+    old, _active = made.models[name][:2]
+
+    def write(s):
+        s.get(Model, old).challenger = True
+        labels = list(s.scalars(select(Label.id).where(Label.plot_type_id == plot_id)))
+        chosen = {}
+        queued = made.queue[name][:6]
+        latest = {}
+        for row in s.scalars(select(Inference).where(Inference.image_id.in_(queued)).order_by(Inference.id)):
+            latest[row.image_id] = row
+        for k, image_id in enumerate(i for i in queued if i in latest):
+            live = latest[image_id]
+            other = next(lid for lid in labels if lid != live.top_label_id) if k % 2 == 0 else live.top_label_id
+            s.add(ShadowInference(image_id=image_id, plot_type_id=plot_id, run_number=live.run_number,
+                                  chunk=live.chunk, model_id=old, model_key=f"hydra-{name}/1", purpose="challenger",
+                                  top_label_id=other, top_weight=0.5 + k / 20))
+            if k % 2 == 0:
+                chosen[image_id] = 0.5 + k / 20
+        return sorted(chosen, key=lambda i: -chosen[i])
+
+    expected = db.write(write)
+    assert expected
+    page = _labeler(db, settings, queue="disagreement", plot_type=name)
+    assert [t.image_id for t in page.tiles] == expected  # only those, the challenger's most confident first
+    assert "challenger hydra-CDC_occupancy/1" in page.queue_header.object
