@@ -8,7 +8,8 @@ demo's 128x128 input: version 1 active, version 2 the challenger for the second 
 chunk is dropped in the incoming folder, seen by the sensor and run as the chunk job in this process (the
 in-process executor, as shipped).  Printed per phase (median over chunks): time from the run's start to
 the Keeper's end (what alarms wait for), the whole run, the challenger step, and the challenger's and the
-active version's forward pass per image; and what the step costs when no plot type has a challenger.
+active version's forward pass per image; what the step costs in a fresh process (TensorFlow not imported
+yet, as in a Dagster run when Predict uses the predictor service); and its cost without any challenger.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import io
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,6 +146,22 @@ def main() -> None:
               f"started in {sum(c['keep_before_challenger'] for c in chunks):.0f}/{len(chunks)} runs")
     print(f"  forward pass per image: active {statistics.median(active_ms):.3f} ms, challenger "
           f"{statistics.median(shadow_ms):.3f} ms ({shadow_rows} shadow rows)")
+
+    # A fresh process per chunk (Dagster's run process when Predict uses the warm predictor service, which
+    # serves active versions only): TensorFlow imported and the challenger loaded again on every chunk.
+    # Hydra's modules are imported before the clock starts: the warm launcher's runs have them already.
+    script = ("import sys, time; from hydra_assets.challenger import challenger_chunk; "
+              "from hydra_assets.db.engine import HydraDB; from hydra_assets.settings import load_settings; "
+              "c = load_settings(); t = time.perf_counter(); "
+              "r = challenger_chunk(HydraDB(c.db_url), c, int(sys.argv[1]), None); "
+              "print(r.classified, (time.perf_counter() - t) * 1000)")
+    fresh = []
+    for run in range(1002, 1002 + min(3, args.chunks)):  # the first phase's runs: not classified by it yet
+        done = subprocess.run([sys.executable, "-c", script, str(run)], capture_output=True, text=True, check=True,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        fresh.append(float(done.stdout.split()[-1]))
+    print(f"  in a fresh process (no TensorFlow imported yet) the step took {statistics.median(fresh):.0f} ms per "
+          f"chunk of {args.images} images (median of {len(fresh)})")
 
     from hydra_assets.challenger import clear_challenger
 
