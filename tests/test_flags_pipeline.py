@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 from flags_support import add_run, image_id, labels, setup_groups
 from sqlalchemy import select
+from test_ingest_support import home, model_files  # noqa: F401 - fixtures
 
 from hydra_assets.assets.flags import FLAG_ASSETS
 from hydra_assets.db.models import RunFlag
@@ -114,3 +115,41 @@ def test_a_bulk_of_labels_over_many_runs_is_spread_over_ticks(sqlite_db):
     assert (first.runs, first.last_id, first.labels) == ((10, 11), 4, 4)
     assert (second.runs, third.runs) == ((12, 13), (14,))
     assert (rest.runs, rest.last_id) == ((), third.last_id)
+
+
+@pytest.mark.slow
+def test_the_chunk_job_leaves_the_runs_flags(home, sqlite_db, model_files):
+    """Files dropped → the real ingest_chunk job (Feeder, Predict, Keeper, then run_flags) → the run's flags."""
+    from test_ingest_support import PLOT, activate, drop, png_bytes
+    from test_ingest_support import tick as ingest_tick
+
+    from hydra_assets import catalog
+    from hydra_assets.db.models import PlotType, Run
+    from hydra_assets.definitions import defs
+
+    def group(s) -> None:  # type: ignore[no-untyped-def]
+        plot_type = s.scalar(select(PlotType).where(PlotType.name == PLOT))
+        plot_type.groups.append(catalog.ensure_plot_group(s, "FDC", super_group="Tracking"))
+
+    sqlite_db.write(group)
+    activate(sqlite_db, model_files["bad"])
+    for chunk in (1, 2):
+        drop(home.input_dir, f"{PLOT}-77-{chunk:04d}.png", png_bytes(chunk))
+    instance = dg.DagsterInstance.ephemeral()
+    (request,) = ingest_tick(instance).run_requests
+    instance.add_dynamic_partitions(run_number.name, [request.partition_key])
+    job = defs.resolve_job_def("ingest_chunk")
+    assert job.execute_in_process(run_config=request.run_config, instance=instance, tags=request.tags,
+                                  partition_key=request.partition_key).success
+    assert tracker_like(sqlite_db, 77, "FDC") == [(1, 2, "Bad")]
+    assert tracker_like(sqlite_db, 77, "Tracking", scope="super_group") == [(1, 2, "Bad")]
+    with sqlite_db.read() as s:
+        run = s.get(Run, 77)
+        assert (run.chunk_count, run.alarm_count) == (2, 2)
+
+
+def tracker_like(db, run: int, group: str, *, scope: str = "group") -> list[tuple[int, int, str]]:
+    with db.read() as s:
+        return [(r.first_chunk, r.last_chunk, r.flag) for r in s.scalars(
+            select(RunFlag).where(RunFlag.run_number == run, RunFlag.scope == scope, RunFlag.group_name == group)
+            .order_by(RunFlag.first_chunk))]
