@@ -372,3 +372,25 @@ def test_disagreement_queue_lists_images_the_challenger_labels_otherwise(demo):
     page = _labeler(db, settings, queue="disagreement", plot_type=name)
     assert [t.image_id for t in page.tiles] == expected  # only those, the challenger's most confident first
     assert "challenger hydra-CDC_occupancy/1" in page.queue_header.object
+
+
+def test_backtest_link_opens_the_disagreement_queue_of_its_images(demo, monkeypatch):
+    from hydra_assets import backtest
+    from hydra_assets.db.models import Backtest
+
+    db, settings, made = demo
+    name = "FCAL_hits"
+    plot_id = made.plot_types[name]
+    old, active = made.models[name][:2]
+    backtest_id = db.write(lambda s: (s.add(row := Backtest(plot_type_id=plot_id, candidate_model_id=old,
+                                                            active_model_id=active, first_run=1, last_run=2,
+                                                            status="done")), s.flush(), row.id)[-1])
+    chosen = made.queue[name][:3][::-1]
+    monkeypatch.setattr(backtest, "disagreeing_images", lambda session, wanted: chosen if wanted == backtest_id else [])
+    page = _labeler(db, settings, backtest=backtest_id, plot_type=name)
+    assert page.plot_type == plot_id and page.queue == "disagreement"
+    assert [t.image_id for t in page.tiles] == chosen
+    assert f"backtest {backtest_id}'s candidate" in page.queue_header.object
+    missing = _labeler(db, settings, backtest=backtest_id + 99)
+    missing.plot_type = plot_id
+    assert missing.tiles == [] and f"backtest {backtest_id + 99} does not exist" in missing.empty.object
