@@ -8,6 +8,8 @@ predicts its held-out run first (the out-of-fold predictions are the validation 
 registered model is fit on every image.  The novelty reference of the registered model (its embedding of
 its training images, `hydra_assets.scores.novelty`) is saved beside it as ``novelty.npz`` and logged to
 its MLflow run as ``novelty/novelty.npz``.
+Last, the version's label checks (the audit queue) are written from out-of-fold weights
+(`hydra_assets/label_audit.py`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ suggestion's link) shows the queue of exactly the images that suggestion names, 
 permission for the plot type server-side.  Labeling works with the keyboard alone (the keys are listed on the
 page, `components.KEY_HELP`); Undo puts back what this session's last Apply replaced (audited like any
 label change); the toolbar with the palette, Apply and Undo stays on screen while the page scrolls.
+In Queue mode the Queue selector also offers ranked queues and the audit queue (`labeler_queues.py`,
+`?queue=NAME`, `?backtest=ID`; docs/labeling-queues.md).
 """
 
 from __future__ import annotations
