@@ -305,7 +305,10 @@ def judge(result: Classified, images: Images) -> dict:
     truth_bad = np.isin(images.truth, bad_index)
     good = ~truth_bad
     caught = result.alarm | result.novel
-    return {"bad_recall": float(caught[truth_bad].mean()) if truth_bad.any() else None,
+    missed = truth_bad & ~caught
+    return {"bad": int(truth_bad.sum()), "missed": {str(c): int(n) for c, n in zip(*np.unique(
+                images.conditions[missed], return_counts=True), strict=True)},
+            "bad_recall": float(caught[truth_bad].mean()) if truth_bad.any() else None,
             "false_alarms": float(result.alarm[good].mean()) if good.any() else None,
             "novel_good": float(result.novel[good].mean()) if good.any() else None,
             "auc": float(roc_auc_score(truth_bad, result.weights[:, bad_index].sum(axis=1)))
@@ -436,8 +439,15 @@ def _fmt(value: float | None) -> str:
     return "  n/a" if value is None else f"{value:5.3f}"
 
 
+def _missed(f: dict) -> str:
+    """Missed Bad images of the later runs by condition, e.g. `3 (degrading 2, nominal 1)`."""
+    missed = f.get("missed") or {}
+    total = sum(missed.values())
+    return f"{total}" + (f" ({', '.join(f'{c} {n}' for c, n in missed.items())})" if total else "")
+
+
 def _row_text(f: dict) -> str:
-    return (f"Bad recall {_fmt(f['bad_recall'])}, false alarms {_fmt(f['false_alarms'])}, "
+    return (f"Bad recall {_fmt(f['bad_recall'])} (missed {_missed(f)}), false alarms {_fmt(f['false_alarms'])}, "
             f"novel Good {_fmt(f['novel_good'])}, AUC {_fmt(f['auc'])}")
 
 
@@ -451,7 +461,7 @@ def report(name: str, loop: dict[str, list[dict]], audited: dict, setup: Setup) 
         for r in rows:
             lines.append(f"   {r['round']:>5} {r['labels']:>6} {r['added']:>6} {r['picked_bad']:>10} "
                          f"{_fmt(r['bad_recall']):>10} {_fmt(r['false_alarms']):>9} {_fmt(r['novel_good']):>10} "
-                         f"{_fmt(r['auc']):>6} {'met' if reached(r) else '-':>7}")
+                         f"{_fmt(r['auc']):>6} {'met' if reached(r) else '-':>7}  missed Bad: {_missed(r)}")
     lines.append("   labels added until the targets (recall >= "
                  f"{TARGET_RECALL:.2f} and false alarms <= {TARGET_FALSE_ALARMS:.2f}) were first met:")
     limit = setup.rounds * setup.per_round
@@ -493,6 +503,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="The test's configuration: a smoke run.")
     parser.add_argument("--plot-types", default=None, help="Comma-separated demo plot types.")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--later-chunks", type=int, default=None,
+                        help=f"Chunks per later run judged (default {Setup.eval_chunks}): more, finer recall figures.")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "hydra-bench-loop",
                         help="Generated images are cached here.")
@@ -504,6 +516,8 @@ def main() -> None:
         setup = replace(setup, plot_types=tuple(p.strip() for p in args.plot_types.split(",") if p.strip()))
     if args.rounds is not None:
         setup = replace(setup, rounds=args.rounds)
+    if args.later_chunks is not None:
+        setup = replace(setup, eval_chunks=args.later_chunks)
     configure_tensorflow()
     started = time.perf_counter()
     lines = [f"bench/loop.py {'--tiny ' if args.tiny else ''}seed {args.seed}, {time.strftime('%Y-%m-%d %H:%M')} UTC, "
@@ -522,7 +536,8 @@ def main() -> None:
         printed = report(name, loop, audited, setup) + [f"   ({time.perf_counter() - begun:.0f} s for {name})", ""]
         print("\n".join(printed), flush=True)
         lines += printed
-    lines.append(f"total {time.perf_counter() - started:.0f} s")
+    lines.append(f"total {time.perf_counter() - started:.0f} s wall, {time.process_time():.0f} s CPU of this process, "
+                 f"load average {os.getloadavg()[0]:.1f}")
     print(lines[-1])
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,8 @@ def test_tiny_loop_counts_every_label_once(loop) -> None:  # type: ignore[no-unt
         assert all(r["picked_bad"] == int((data.pool.truth[r["picked"]] != 0).sum()) for r in rows)
         for r in rows:
             assert all(r[k] is None or 0.0 <= r[k] <= 1.0 for k in ("bad_recall", "false_alarms", "novel_good"))
+            if r["bad_recall"] is not None:  # the missed Bad, by condition, are the ones recall did not count
+                assert sum(r["missed"].values()) == r["bad"] - round(r["bad_recall"] * r["bad"])
     # a ranked queue always has images to offer: every round labels exactly per_round
     assert [len(r["picked"]) for r in result["disagreement"]] == [0, 4, 4]
     assert result["disagreement"][0]["bad_recall"] == result["arrival"][0]["bad_recall"]  # round 0 is shared
