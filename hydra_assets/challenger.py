@@ -30,6 +30,7 @@ from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Inference, Label, Model, PlotType, ShadowInference, utcnow
 from hydra_assets.ingest.health import write_resolving_conflicts
 from hydra_assets.ingest.predict import ScopeImage, images_in_scope
+from hydra_assets.ml.registry import CHALLENGER_ALIAS, activate_model, find_model, remove_alias
 from hydra_assets.rules import is_novel
 from hydra_assets.settings import HydraSettings
 from hydra_assets.shadow import ShadowCounts, classify_shadow, would_alarm
@@ -37,7 +38,6 @@ from hydra_assets.tracking import TrackingService, registered_model_name
 
 log = logging.getLogger(__name__)
 
-CHALLENGER_ALIAS = "challenger"
 PURPOSE = "challenger"
 PERMISSION = "activate_models"  # naming, clearing and promoting a challenger: as activating a version
 
@@ -53,8 +53,6 @@ def challenger_of(session: Session, plot_type_id: int) -> Model | None:
 
 def find_version(session: Session, plot_type: str, version: str | int) -> Model:
     """A version of `plot_type` (``3``, ``hydra-T/3``, ``local-T/1``); one of another plot type is named as such."""
-    from hydra_assets.ml.registry import find_model
-
     plot = catalog.get_plot_type(session, plot_type)
     text = str(version).strip()
     if "/" in text:
@@ -96,15 +94,12 @@ def _sync_challenger_alias(config: HydraSettings | None, plot_type: str, model: 
     """Point the MLflow alias `challenger` at `model` (remove it for None or a version outside MLflow)."""
     if config is None:
         return
-    client = TrackingService.from_settings(config).client
     name = registered_model_name(plot_type)
     if model is not None and model.mlflow_name == name:
-        client.set_registered_model_alias(name, CHALLENGER_ALIAS, model.mlflow_version)
+        TrackingService.from_settings(config).client.set_registered_model_alias(name, CHALLENGER_ALIAS,
+                                                                                model.mlflow_version)
         return
-    try:
-        client.delete_registered_model_alias(name, CHALLENGER_ALIAS)
-    except Exception:  # no such registered model or alias: nothing to remove
-        log.debug("no challenger alias to remove on %s", name)
+    remove_alias(config, plot_type, CHALLENGER_ALIAS)
 
 
 def set_challenger(db: HydraDB, config: HydraSettings, plot_type: str, version: str | int, user: str, *,
@@ -168,8 +163,6 @@ def promote(db: HydraDB, config: HydraSettings, plot_type: str, user: str, *, sy
     the `challenger` alias is removed.  Refused with nothing changed: no challenger, a challenger that can
     no longer be loaded, or a challenger changed by someone else meanwhile.
     """
-    from hydra_assets.ml.registry import activate_model
-
     with db.read() as s:
         plot_type_id = catalog.get_plot_type(s, plot_type).id
         challenger = challenger_of(s, plot_type_id)

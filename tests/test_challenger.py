@@ -401,3 +401,12 @@ def test_library_tab_names_promotes_and_says_refusals_next_to_the_buttons(home, 
     assert "is now the active version" in page.challenger.feedback.object
     assert not page.challenger.promote_button.visible
     assert not page.challenger.promote() and "no challenger" in page.challenger.action_note.object
+
+
+def test_activating_the_challenger_directly_ends_its_challenge(home, sqlite_db, model_files):
+    register(sqlite_db, home, model_files, ["good", "bad"])
+    set_challenger(sqlite_db, home, PLOT, "2", "cli")
+    result = CliRunner().invoke(cli, ["model", "activate", PLOT, "2"])
+    assert result.exit_code == 0, result.output
+    assert challenger_flags(sqlite_db) == {"1": False, "2": False}  # the active version is never the challenger
+    assert aliases(home) == {ACTIVE_ALIAS: "2"}

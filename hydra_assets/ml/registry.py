@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CLI_USER = "cli"  # the system user the command line acts as unless told otherwise
+CHALLENGER_ALIAS = "challenger"  # MLflow alias of a plot type's challenger version (hydra_assets/challenger.py)
 
 
 # ---- users ---------------------------------------------------------------------------------------
@@ -127,6 +128,17 @@ def _sync_alias(config: HydraSettings | None, plot_type: str, active: Model | No
         log.debug("no alias to remove on %s", name)
 
 
+def remove_alias(config: HydraSettings | None, plot_type: str, alias: str) -> None:
+    """Remove an MLflow alias of the plot type's registered model (none there: nothing to do)."""
+    if config is None:
+        return
+    try:
+        TrackingService.from_settings(config).client.delete_registered_model_alias(registered_model_name(plot_type),
+                                                                                   alias)
+    except Exception:  # no such model or alias: nothing to remove
+        log.debug("no alias %s to remove on %s", alias, registered_model_name(plot_type))
+
+
 def activate_model(
     db: HydraDB, config: HydraSettings | None, plot_type: str, version: str | int, user: str, *,
     reason: str = "", action: str = "", also: Callable[[Session, Model], None] | None = None,
@@ -144,6 +156,10 @@ def activate_model(
         mark_active(session, model, by=user)
         if also is not None:
             also(session, model)
+        if model.challenger:  # activated directly: the active version is never also the challenger
+            model.challenger = False
+            session.flush()
+            remove_alias(config, plot_type, CHALLENGER_ALIAS)
         # Inside the transaction: if MLflow refuses, the database change rolls back too.
         _sync_alias(config, plot_type, model)
         return model
@@ -230,6 +246,6 @@ def set_threshold(db: HydraDB, model_id: int, label: str, value: float, user: st
 
 
 __all__ = [
-    "CLI_USER", "activate_model", "deactivate_model", "describe", "ensure_cli_user", "find_model", "list_models",
-    "set_threshold", "store_thresholds", "thresholds_table",
+    "CHALLENGER_ALIAS", "CLI_USER", "activate_model", "deactivate_model", "describe", "ensure_cli_user", "find_model",
+    "list_models", "remove_alias", "set_threshold", "store_thresholds", "thresholds_table",
 ]
