@@ -235,10 +235,11 @@ def backtest_run(db: HydraDB, config: HydraSettings, backtest_id: int, run: int,
         for row in (candidate, active):
             if row is not None:
                 s.expunge(row)
-    out = {"candidate": classify_shadow(db, config, candidate, images, PURPOSE, backtest_id, dagster_run_id)}
-    if active is not None:
+    out = {}
+    if active is not None:  # first: the report waits for the candidate's rows only (runs finish in any order)
         out["active"] = classify_shadow(db, config, active, [i for i in images if i.id not in live], PURPOSE,
                                         backtest_id, dagster_run_id)
+    out["candidate"] = classify_shadow(db, config, candidate, images, PURPOSE, backtest_id, dagster_run_id)
     finish_if_complete(db, config, backtest_id)
     return out
 
