@@ -118,8 +118,10 @@ def record_checks(session: Session, model: Model, image_ids: np.ndarray, weights
     label_names = list(model.label_names or [])
     labels = {lab.id: lab.name for lab in session.scalars(select(Label).where(Label.plot_type_id == model.plot_type_id))}
     ids_by_name = {name: lid for lid, name in labels.items()}
-    current = dict(session.execute(select(Image.id, Image.label_id).where(
-        Image.id.in_([int(i) for i in image_ids]), Image.label_id.is_not(None))).all())
+    current = {}
+    for part in _parts([int(i) for i in image_ids]):
+        current.update(session.execute(select(Image.id, Image.label_id).where(
+            Image.id.in_(part), Image.label_id.is_not(None))).all())
     index = {name: k for k, name in enumerate(label_names)}
     rows = [(k, int(image_id), index[labels[current[int(image_id)]]]) for k, image_id in enumerate(image_ids)
             if int(image_id) in current and labels.get(current[int(image_id)]) in index]
@@ -131,10 +133,12 @@ def record_checks(session: Session, model: Model, image_ids: np.ndarray, weights
         return AuditSummary(model.key, 0, 0, 0, method)
     at = np.array([r[0] for r in rows])
     checks = label_audit.audit(np.array([r[2] for r in rows]), np.asarray(weights)[at])
-    confirmed_before = dict(session.execute(
-        select(LabelCheck.image_id, LabelCheck.given_label_id).where(
-            LabelCheck.plot_type_id == model.plot_type_id, LabelCheck.resolution == CONFIRMED,
-            LabelCheck.image_id.in_([r[1] for r in rows]))).all())
+    confirmed_before = {}
+    for part in _parts([r[1] for r in rows]):
+        confirmed_before.update(session.execute(
+            select(LabelCheck.image_id, LabelCheck.given_label_id).where(
+                LabelCheck.plot_type_id == model.plot_type_id, LabelCheck.resolution == CONFIRMED,
+                LabelCheck.image_id.in_(part))).all())
     now, issues, open_issues = utcnow(), 0, 0
     for check in checks:
         image_id = rows[check.position][1]
@@ -150,6 +154,11 @@ def record_checks(session: Session, model: Model, image_ids: np.ndarray, weights
         open_issues += check.is_issue and not kept
     session.flush()
     return AuditSummary(model.key, len(checks), issues, open_issues, method)
+
+
+def _parts(ids: list[int], size: int = 10_000) -> list[list[int]]:
+    """Id lists in parts (SQLite refuses more than 32,766 bound values in one statement)."""
+    return [ids[k:k + size] for k in range(0, len(ids), size)]
 
 
 def record_after_training(db: HydraDB, model_id: int, image_ids: np.ndarray, weights: np.ndarray, method: str,
