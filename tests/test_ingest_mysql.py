@@ -62,8 +62,10 @@ def test_sensor_daemon_tick_and_chunk_job_on_mysql_storage(mysql_instance, mysql
     from dagster._core.workspace.load_target import ModuleTarget
     from dagster._daemon.sensor import execute_sensor_iteration
 
+    from hydra_assets.assets.challenger import CHALLENGER_ASSETS
     from hydra_assets.assets.flags import FLAG_ASSETS
     from hydra_assets.assets.ingest import INGEST_ASSETS
+    from hydra_assets.assets.reference import REFERENCE_ASSETS
     from hydra_assets.jobs.ingest import ingest_chunk_job
     from hydra_assets.sensors.incoming import incoming_images
 
@@ -88,7 +90,8 @@ def test_sensor_daemon_tick_and_chunk_job_on_mysql_storage(mysql_instance, mysql
     assert sorted(r.tags["dagster/partition"] for r in queued) == ["121264", "121265"]
 
     # Execute the queued runs' job in this process, with their stored config and tags.
-    defs = dg.Definitions(assets=[*INGEST_ASSETS, *FLAG_ASSETS], jobs=[ingest_chunk_job()], sensors=[incoming_images],
+    defs = dg.Definitions(assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS, *CHALLENGER_ASSETS],
+                          jobs=[ingest_chunk_job()], sensors=[incoming_images],
                           resources=resources("inprocess"))
     job = defs.resolve_job_def("ingest_chunk")
     for run in queued:
