@@ -13,10 +13,11 @@ then the cycle of changed conditions.  A simulated expert answers every question
    retrained on everything labeled so far, and judged on the *later runs* (runs 16-25, the next cycle of the
    same conditions, never labeled): Bad recall counting novel Bad as caught, false alarms on Good (confirmed
    Bad on a Good image), the share of Good images called novel (sent to the expert), ROC-AUC;
-4. strategies: `arrival` — today's Labeler queue: images the keep rule keeps (confirmed Bad, novel,
-   unconfirmed, and the plot type's collect % of the rest; `rules.keep_reason`), oldest first; and the ranked
-   queues of `hydra_assets/scores/queues.py` over every unlabeled pool image: `uncertain` (top-two margin),
-   `novel` (novelty over its limit), `reference` (reference score over its limit; profile of the seed's Good
+4. strategies, all over the same candidates — the Labeler's queue: the unlabeled pool images the keep rule
+   keeps with the round's model (confirmed Bad, novel, unlike the reference, unconfirmed, and the plot
+   type's collect % of the rest; `rules.keep_reason`): `arrival` — today's order (priority, then oldest
+   first); and the ranked queues of `hydra_assets/scores/queues.py`: `uncertain` (top-two margin), `novel`
+   (novelty over its limit), `reference` (reference score over its limit; profile of the seed's Good
    images), `disagreement` (the previous round's model against the new one — a candidate against the
    active version; filled up with the most uncertain when fewer differ, and all uncertain in round 1).
 
@@ -70,7 +71,7 @@ class Setup:
     pool_runs: int = 10
     pool_chunks: int = 40
     eval_runs: int = 10
-    eval_chunks: int = 20
+    eval_chunks: int = 60  # 600 later images, ~230 Bad: a recall figure finer than one image in 80
     bad_fraction: float = 0.1  # of the live runs (bench/drift.py's test runs)
     rounds: int = 6
     per_round: int = 30
@@ -323,38 +324,48 @@ def reached(figures: dict) -> bool:
 # ---- the queues ----------------------------------------------------------------------------------------
 
 
-def arrival_queue(pool: Images, result: Classified, unlabeled: np.ndarray, collect_percent: float,
-                  seed: int) -> np.ndarray:
-    """Today's Labeler queue: the images the keep rule keeps, oldest first."""
-    from hydra_assets.rules import collect_draw, keep_reason
+def queued(pool: Images, result: Classified, unlabeled: np.ndarray, reference: tuple[np.ndarray, float],
+           collect_percent: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Labeler's queue: the unlabeled images the keep rule keeps (`rules.keep_reason`: confirmed Bad,
+    novel, unlike the reference, unconfirmed, and collect % of the rest), in arrival order, with their
+    queue priority (`rules.queue_priority`: 0 for the reasons above, 1 for collected)."""
+    from hydra_assets.rules import collect_draw, keep_reason, queue_priority
     from hydra_assets.simulate.experiment import BAD_LABELS, LABELS
 
     bad_index = [LABELS.index(b) for b in BAD_LABELS]
-    kept = [i for i in unlabeled
-            if keep_reason("classified", confirmed=bool(result.confirmed[i]), is_bad=int(result.top[i]) in bad_index,
-                           collect_percent=collect_percent, novel=bool(result.novel[i]),
-                           draw=collect_draw(f"{pool.runs[i]}:{pool.chunks[i]}", seed)) is not None]
-    return np.array(kept, dtype=np.int64)
+    scores, limit = reference
+    kept, priorities = [], []
+    for i in unlabeled:
+        reason = keep_reason("classified", confirmed=bool(result.confirmed[i]), is_bad=int(result.top[i]) in bad_index,
+                             collect_percent=collect_percent, novel=bool(result.novel[i]),
+                             unlike_reference=bool(scores[i] > limit),
+                             draw=collect_draw(f"{pool.runs[i]}:{pool.chunks[i]}", seed))
+        if reason is not None:
+            kept.append(int(i))
+            priorities.append(queue_priority(reason))
+    return np.array(kept, dtype=np.int64), np.array(priorities, dtype=np.int64)
 
 
 def offer(strategy: str, pool: Images, unlabeled: np.ndarray, current: Classified, previous: Classified | None,
           reference: tuple[np.ndarray, float], setup: Setup, seed: int) -> np.ndarray:
-    """The pool positions a strategy offers, first = labeled first (`unlabeled` in arrival order)."""
+    """The pool positions a strategy offers, first = labeled first: the same queued images (`queued`, from
+    `unlabeled` in arrival order), in arrival order (priority first, as the Labeler) or ranked."""
     from hydra_assets.scores import queues
 
+    candidates, priorities = queued(pool, current, unlabeled, reference, setup.collect_percent, seed)
     if strategy == "arrival":
-        return arrival_queue(pool, current, unlabeled, setup.collect_percent, seed)
-    uncertain = unlabeled[queues.rank_uncertain(current.weights[unlabeled])]
+        return candidates[np.argsort(priorities, kind="stable")]
+    uncertain = candidates[queues.rank_uncertain(current.weights[candidates].reshape(len(candidates), -1))]
     if strategy == "uncertain":
         return uncertain
     if strategy == "novel":
-        return unlabeled[queues.rank_novel(current.novelty[unlabeled], current.limit)]
+        return candidates[queues.rank_novel(current.novelty[candidates], current.limit)]
     if strategy == "reference":
         scores, limit = reference
-        return unlabeled[queues.rank_reference(scores[unlabeled], limit)]
-    if strategy == "disagreement":
-        differ = np.zeros(0, dtype=np.int64) if previous is None else unlabeled[queues.rank_disagreement(
-            previous.top[unlabeled], current.top[unlabeled], current.weights[unlabeled].max(axis=1))]
+        return candidates[queues.rank_reference(scores[candidates], limit)]
+    if strategy == "disagreement":  # then the most uncertain: the expert goes on labeling
+        differ = np.zeros(0, dtype=np.int64) if previous is None else candidates[queues.rank_disagreement(
+            previous.top[candidates], current.top[candidates], current.weights[candidates].max(axis=1))]
         return np.concatenate([differ, uncertain[~np.isin(uncertain, differ)]])
     raise ValueError(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
 

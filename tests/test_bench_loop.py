@@ -53,8 +53,12 @@ def test_queues_offer_only_unlabeled_images_in_their_order(loop) -> None:  # typ
     assert offer("disagreement", before=None)[:2] == [3, 1]
     # the keep rule: unconfirmed images 1 and 3 (the novel ones 2 and 4 are kept too), oldest first; no collect
     assert offer("arrival") == [1, 2, 3, 4]
-    for strategy in loop.STRATEGIES:
-        assert 5 not in offer(strategy)
+    for strategy in loop.STRATEGIES:  # only queued images: not the labeled 5, not the confirmed Good 0
+        assert 5 not in offer(strategy) and 0 not in offer(strategy)
+    # collected at 100 %: the confirmed Good image 0 joins the queue, after the priority-0 ones in arrival order
+    setup = replace(loop.TINY, collect_percent=100.0)
+    assert offer("arrival") == [1, 2, 3, 4, 0]
+    assert offer("uncertain") == [3, 1, 4, 0, 2]
     with pytest.raises(ValueError, match="unknown strategy"):
         offer("random")
 
