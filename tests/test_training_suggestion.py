@@ -171,3 +171,14 @@ def test_hydra_train_with_backtest_runs_trains_backtests_and_offers_activation(s
         row = s.get(Backtest, backtest["id"])
         assert (row.first_run, row.last_run, row.status) == (21, 26, "done")
         assert s.get(Model, row.candidate_model_id).mlflow_version == "2"
+
+
+def test_start_training_runs_hydra_train_detached_against_this_home(sqlite_db, hydra_home):
+    import time
+
+    pid, log_path = training_suggestion.start_training(hydra_home, "Nope", "1-2", "cli")
+    assert pid > 0 and log_path.parent == hydra_home.home / "run"
+    deadline = time.monotonic() + 90
+    while "unknown plot type 'Nope'" not in log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.2)
