@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class CheckedImage:
     height: int
     mode: str
     pixels: np.ndarray | None = None  # the model input, when asked for (`pixels_at`): no second decode
+    grid: np.ndarray | None = None  # `grid_of` the decoded image, when asked for (the reference grid)
 
 
 def file_digest(path: Path) -> str:
@@ -40,9 +42,11 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_image(path: Path, *, max_pixels: int, pixels_at: tuple[int, int] | None = None) -> CheckedImage:
+def check_image(path: Path, *, max_pixels: int, pixels_at: tuple[int, int] | None = None,
+                grid_of: Callable[[PILImage.Image], np.ndarray] | None = None) -> CheckedImage:
     """Verify that `path` is a complete PNG/JPEG under the pixel limit, or raise `BadImage` saying why.
-    With `pixels_at` (height, width), also return the decoded pixels as the model input (`rgb_pixels`)."""
+    With `pixels_at` (height, width), also return the decoded pixels as the model input (`rgb_pixels`);
+    with `grid_of`, what it makes of the decoded image (the Feeder: the reference grid)."""
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImage(f"extension {path.suffix or '(none)'!r} is not one of {sorted(IMAGE_SUFFIXES)}")
     size = path.stat().st_size
@@ -60,13 +64,14 @@ def check_image(path: Path, *, max_pixels: int, pixels_at: tuple[int, int] | Non
                 full.load()  # truncated data only shows when decoding
                 mode = full.mode
                 pixels = rgb_pixels(full, pixels_at) if pixels_at is not None else None
+                grid = grid_of(full) if grid_of is not None else None
     except BadImage:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
         raise BadImage(f"decompression bomb refused: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise BadImage(f"not a readable image: {error}") from error
-    return CheckedImage(width=width, height=height, mode=mode, pixels=pixels)
+    return CheckedImage(width=width, height=height, mode=mode, pixels=pixels, grid=grid)
 
 
 def load_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:

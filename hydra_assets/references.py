@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +42,7 @@ from hydra_assets.db.engine import HydraDB
 from hydra_assets.db.models import Image, Inference, Label, PlotType, ReferenceScore, ReferenceSet, Run, utcnow
 from hydra_assets.scores import reference as scoring
 from hydra_assets.scores.reference import ReferenceError, ReferenceProfile
+from hydra_assets.settings import HydraSettings
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ScoreResult:
     reasons: Counter[str] = field(default_factory=Counter)  # missing reason -> images
     chunks: Counter[tuple[int | None, int | None]] = field(default_factory=Counter)
     duration_ms: float = 0.0
+    handed_over: int = 0  # grids the Feeder computed (`ingest/reference_grids.py`): no image decoded for them
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,9 @@ def read_image(path: str | Path, *, colour: bool = False) -> tuple[np.ndarray, n
     of the time of colour pixels (bench/reference.py) — and, with `colour`, its (H, W, 3) uint8 pixels."""
     with PILImage.open(path) as image:
         if not colour:
-            return np.asarray(image.convert("L"), dtype=np.uint8), None
+            return scoring.grey_levels(image), None
         rgb = image.convert("RGB")
-        return np.asarray(rgb.convert("L"), dtype=np.uint8), np.asarray(rgb, dtype=np.uint8)
+        return scoring.grey_levels(rgb), np.asarray(rgb, dtype=np.uint8)
 
 
 def _mask_cells(session: Session, plot_type_id: int) -> tuple[int | None, np.ndarray | None]:
@@ -397,26 +399,34 @@ class Scored:
 
 
 def score_one(profile: ReferenceProfile | None, stored_path: str, *, no_reference: str = "no reference yet",
-              colour: bool = False) -> Scored:
-    """One stored image against a profile, or why it cannot be scored (`colour`: also keep its pixels)."""
+              colour: bool = False, handed: tuple[np.ndarray, tuple[int, int]] | None = None) -> Scored:
+    """One stored image against a profile, or why it cannot be scored (`colour`: also keep its pixels).
+    `handed` is the image's grid and (height, width) from the Feeder: nothing is decoded then."""
     if profile is None:
         return Scored("missing", no_reference, None, False)
-    try:
-        grey, rgb = read_image(stored_path, colour=colour)
-    except (OSError, ValueError) as error:
-        return Scored("missing", f"unreadable image ({type(error).__name__}: {str(error)[:160]})", None, False)
-    height, width = grey.shape
+    rgb = None
+    if handed is None:
+        try:
+            grey, rgb = read_image(stored_path, colour=colour)
+        except (OSError, ValueError) as error:
+            return Scored("missing", f"unreadable image ({type(error).__name__}: {str(error)[:160]})", None, False)
+        height, width = grey.shape
+    else:
+        height, width = handed[1]
     if (height, width) != (profile.image_height, profile.image_width):
         return Scored("missing", f"image of {width}x{height} pixels, the reference's are "
                                  f"{profile.image_width}x{profile.image_height}", None, False, rgb=rgb)
-    grid = scoring.grey_grid(grey)
+    grid = scoring.grey_grid(grey) if handed is None else handed[0]
     score = float(profile.scores(grid[None])[0])
     return Scored("scored", None, score, profile.flagged(score), grid, rgb)
 
 
-def compute_scores(session: Session, images: Sequence[Image]) -> list[dict]:
+def compute_scores(session: Session, images: Sequence[Image], grids: Mapping[str, np.ndarray] | None = None
+                   ) -> list[dict]:
     """Score `images` against their plot types' active references: the `ReferenceScore` fields of each image
-    that has no row for that version yet (nothing written; decoding happens here)."""
+    that has no row for that version yet (nothing written; decoding happens here, except for the images
+    whose grid the Feeder handed over: `grids`, by digest, of images of their stored height and width)."""
+    grids = grids or {}
     import time
 
     by_type: dict[int, list[Image]] = {}
@@ -441,7 +451,9 @@ def compute_scores(session: Session, images: Sequence[Image]) -> list[dict]:
                 why = f"reference version {reference.version} unusable: {error}"
         for image in todo:
             started = time.perf_counter()
-            result = score_one(profile, image.stored_path, no_reference=why)
+            grid = grids.get(image.digest)
+            handed = None if grid is None else (grid, (int(image.height), int(image.width)))
+            result = score_one(profile, image.stored_path, no_reference=why, handed=handed)
             rows.append(dict(
                 image_id=image.id, plot_type_id=plot_type_id, run_number=image.run_number or 0,
                 chunk=image.chunk or 0, reference_id=None if reference is None else reference.id,
@@ -501,19 +513,26 @@ def score_run(session: Session, run: int, digests: Collection[str] | None = None
     return result
 
 
-def score_run_in(db: HydraDB, run: int, digests: Collection[str] | None = None) -> ScoreResult:
-    """The pipeline step: `score_run`, with the images decoded and scored outside any write transaction and
-    the rows written in a short one (run again when a concurrent run inserted a row first)."""
+def score_run_in(db: HydraDB, run: int, digests: Collection[str] | None = None, *,
+                 config: HydraSettings | None = None) -> ScoreResult:
+    """The pipeline step: `score_run`, with the images scored outside any write transaction and the rows
+    written in a short one (run again when a concurrent run inserted a row first).  With `config`, the grids
+    the Feeder kept are taken (and removed) first, so only images without one are decoded."""
     import time
 
     from hydra_assets.ingest.health import write_resolving_conflicts
+    from hydra_assets.ingest.reference_grids import take_grids
 
     started = time.perf_counter()
     with db.read() as s:
         images = _run_images(s, run, digests)
-        rows = compute_scores(s, images)
+        grids = {} if config is None else take_grids(config, {
+            i.digest: (i.height, i.width) for i in images if i.height and i.width})
+        rows = compute_scores(s, images, grids)
     added = write_resolving_conflicts(db, lambda s: write_scores(s, rows), what="reference scores")
     result = _summary(ScoreResult(run=run), len(images), added)
+    handed = {i.id for i in images if i.digest in grids}
+    result.handed_over = sum(1 for r in rows if r["image_id"] in handed)
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result
 

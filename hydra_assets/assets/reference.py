@@ -5,7 +5,8 @@ Partitioned by run number like the ingestion assets and in the same chunk job, a
 per (image, reference version), so a rerun writes nothing and a backfill after a reference change scores
 every image of the run against the new version.  Plot types without a model are scored too; an image that
 cannot be scored (no reference yet, another size, unreadable) gets a "missing" row with the reason and the
-chunk goes on (docs/reference.md).
+chunk goes on (docs/reference.md).  The Feeder hands each image's grid over (`ingest/reference_grids.py`),
+so no image is decoded here in the normal path.
 """
 
 import time
@@ -32,7 +33,7 @@ def reference_score(context: dg.AssetExecutionContext, hydra: HydraResource) -> 
     refs = chunk_files(context)
     started = time.time()
     with waiting_out_database_outages(context, hydra.settings):
-        result: ScoreResult = score_run_in(hydra.db, run, _digests(refs))
+        result: ScoreResult = score_run_in(hydra.db, run, _digests(refs), config=hydra.settings)
         _record_stage(hydra.db, "reference", run, result.chunks, started, result.duration_ms, context.run_id,
                       f"run {run}: {result.scored} scored, {result.flagged} unlike their reference, "
                       f"{result.missing} missing")
@@ -43,6 +44,7 @@ def reference_score(context: dg.AssetExecutionContext, hydra: HydraResource) -> 
         "unlike_reference": result.flagged,
         "missing": result.missing,
         "already_scored": result.already,
+        "grids_from_feeder": result.handed_over,
         "missing_reasons": dg.MetadataValue.json(dict(result.reasons.most_common(20))),
         "reference_ms": dg.FloatMetadataValue(round(result.duration_ms, 1)),
     })

@@ -3,8 +3,9 @@
 For each file the sensor requested: check it is still the bytes the sensor saw, that its name and plot
 type are known, that Pillow reads it completely under the pixel limit; then store it under the images
 folder, register it with its digest, and prepare the model's input (RGB, resized to the active model's
-input size) from the pixels decoded for the check.  The inputs are kept for Predict by image digest
-(`model_inputs`), which works whatever executor runs the two steps.
+input size) and, for a plot type with a reference, the reference grid from the pixels decoded for the
+check.  They are kept for Predict and the reference step by image digest (`model_inputs`,
+`reference_grids`), which works whatever executor runs the steps.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
-from hydra_assets.db.models import Image, Model, PlotType
+from hydra_assets.db.models import Image, Model, PlotType, ReferenceSet
 from hydra_assets.images import (
     BadImage,
     check_image,
@@ -36,6 +37,7 @@ from hydra_assets.images import (
 from hydra_assets.ingest.health import write_resolving_conflicts
 from hydra_assets.ingest.model_inputs import inputs_folder, keep_input, to_uint8
 from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
+from hydra_assets.ingest.reference_grids import grids_folder, image_grid, keep_grid
 from hydra_assets.ingest.scan import FileRef
 from hydra_assets.naming import BadFileName, ImageName, parse_image_name
 from hydra_assets.settings import HydraSettings
@@ -97,6 +99,7 @@ class _Accepted:
     size: int
     received_at: object
     pixels: np.ndarray | None = None  # the model input, decoded once while checking the file
+    grid: np.ndarray | None = None  # the reference grid, from the same decode
 
 
 def _already_registered(db: HydraDB, run: int, refs: Sequence[FileRef]) -> set[tuple[str, str]]:
@@ -133,7 +136,7 @@ def parallel[T, U](work: Callable[[T], U], items: Sequence[T]) -> list[U]:
 
 
 def _inspect(config: HydraSettings, run: int, ref: FileRef, plot_types: dict[str, tuple[int, bool]],
-             sizes: dict[int, tuple[int, int]]) -> tuple[str, Any]:
+             sizes: dict[int, tuple[int, int]], referenced: Collection[int] = ()) -> tuple[str, Any]:
     """What to do with one requested file: accepted | quarantine | gone | missing | changed | elsewhere."""
     path = config.input_dir / ref.name
     if Path(ref.name).name != ref.name or ref.name in {".", ".."}:
@@ -162,14 +165,15 @@ def _inspect(config: HydraSettings, run: int, ref: FileRef, plot_types: dict[str
         return "quarantine", QuarantineItem(path, f"{why} {name.plot_type!r}", name, None, digest)
     plot_type_id = known[0]
     try:
-        checked = check_image(path, max_pixels=config.max_image_pixels, pixels_at=sizes.get(plot_type_id))
+        checked = check_image(path, max_pixels=config.max_image_pixels, pixels_at=sizes.get(plot_type_id),
+                              grid_of=image_grid if plot_type_id in referenced else None)
     except BadImage as error:
         return "quarantine", QuarantineItem(path, str(error), name, plot_type_id, digest)
     except OSError as error:
         return "quarantine", QuarantineItem(path, f"unreadable: {error}", name, plot_type_id, digest)
     return "accepted", _Accepted(FileRef(digest, ref.name), path, name, plot_type_id, checked.width,
                                  checked.height, info.st_size, landed_at(info),
-                                 None if checked.pixels is None else to_uint8(checked.pixels))
+                                 None if checked.pixels is None else to_uint8(checked.pixels), checked.grid)
 
 
 def feed_files(
@@ -186,11 +190,13 @@ def feed_files(
     with db.read() as s:
         plot_types = {p.name: (p.id, p.enabled) for p in s.scalars(select(PlotType))}
         sizes = input_sizes(s)
+        referenced = set(s.scalars(select(ReferenceSet.plot_type_id).where(ReferenceSet.active.is_(True))))
     accepted: list[_Accepted] = []
     to_quarantine: list[QuarantineItem] = []
     gone: list[FileRef] = []
     wanted = sizes if dagster_run_id else {}  # pixels only for a pipeline run's Predict step
-    inspected = parallel(lambda ref: _inspect(config, run, ref, plot_types, wanted), refs)
+    grids_wanted = referenced if dagster_run_id else set()  # and grids for its reference step
+    inspected = parallel(lambda ref: _inspect(config, run, ref, plot_types, wanted, grids_wanted), refs)
     for ref, (kind, payload) in zip(refs, inspected, strict=True):
         if kind == "accepted":
             accepted.append(payload)
@@ -231,12 +237,15 @@ def feed_files(
 
     # a pipeline run's Predict takes the inputs decoded for the check instead of decoding the files again
     inputs = inputs_folder(config) if any(a.pixels is not None for a in accepted) else None
+    grids = grids_folder(config) if any(a.grid is not None for a in accepted) else None  # and its reference step
 
     def store(a: _Accepted) -> Path:
         path = store_file(a.path, config.images_dir,
                           stored_name(a.name.plot_type, run, a.name.chunk, a.ref.digest, a.path.suffix))
         if inputs is not None and a.pixels is not None:
             keep_input(inputs, a.ref.digest, a.pixels)  # in the storing threads, beside the fsync
+        if grids is not None and a.grid is not None:
+            keep_grid(grids, a.ref.digest, (a.height, a.width), a.grid)
         return path
 
     stored = dict(zip([a.ref.name for a in accepted], parallel(store, accepted), strict=True))

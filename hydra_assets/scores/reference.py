@@ -23,11 +23,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 METHOD = "pixel-pull"
 GRID = (48, 64)  # (height, width) of the grey grid every image is shrunk to
+GREY_MODE = "L"  # Pillow's luma (ITU-R 601-2): a quarter of the time of colour pixels (bench/reference.py)
 SPREAD_FLOOR = 0.02  # grey levels (0..1): the smallest spread a grid cell is given
 TOP_SHARES = (0.005, 0.1)  # a local and a broad statistic: RMS of this share of the largest |pulls|
 DEFAULT_QUANTILE = 0.99
@@ -66,6 +68,14 @@ class ReferenceProfile:
     def flagged(self, score: float) -> bool:
         """Whether a score is above the calibrated limit (a non-finite score counts as above)."""
         return not np.isfinite(score) or score > self.limit
+
+
+def grey_levels(image: Any) -> np.ndarray:
+    """An open Pillow image's grey levels (H, W) uint8: the decoder's luma (`GREY_MODE`), what the score
+    compares.  The one decode of the score: the reference step's (`references.read_image`) and the Feeder's,
+    which hands the grid over (`ingest/reference_grids.py`), so both grids are the same bits.  Takes any
+    object with Pillow's `convert`: this module imports no image library."""
+    return np.asarray(image.convert(GREY_MODE), dtype=np.uint8)
 
 
 def grey_grid(rgb: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
@@ -195,4 +205,4 @@ def load(path: Path, *, with_image: bool = True) -> ReferenceProfile:
 
 
 __all__ = ["DEFAULT_QUANTILE", "GRID", "METHOD", "MIN_IMAGES", "TOP_SHARES", "ReferenceError", "ReferenceProfile",
-           "build", "combine", "difference_map", "grey_grid", "load", "save", "statistics"]
+           "build", "combine", "difference_map", "grey_grid", "grey_levels", "load", "save", "statistics"]
