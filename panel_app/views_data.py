@@ -25,7 +25,8 @@ from hydra_assets.ingest.health import STAGES
 from hydra_assets.ml.thresholds import evaluate_at_thresholds
 from hydra_assets.rules import BAD, DEFAULT_THRESHOLD, NOVEL, NOVEL_TEXT, REFERENCE, UNCONFIRMED, is_novel
 
-TIMED_STAGES = tuple(stage for stage in STAGES if stage != "sensor")  # the sensor only beats; the steps are timed
+# the sensor only beats; the steps are timed, the reference step (assets/reference.py) between Predict and the Keeper
+TIMED_STAGES = (*(stage for stage in STAGES if stage not in ("sensor", "keeper")), "reference", "keeper")
 UNGROUPED = "Ungrouped"
 UNLABELED = "(unlabeled)"
 GOOD, PENDING = "good", "pending"  # Run grid states beside the keep reasons BAD and UNCONFIRMED

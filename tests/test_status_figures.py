@@ -57,3 +57,25 @@ def test_hour_bars_are_drawn_over_the_hour_whose_images_they_count(sqlite_db):
     half = timedelta(milliseconds=bars.glyph.width / 2)
     left, right = centre - half, centre + half
     assert datetime(2026, 12, 1, 14) <= left < right <= datetime(2026, 12, 1, 15), (left, right)
+
+
+def test_the_reference_step_has_its_timings_on_the_status_page(sqlite_db, hydra_home):
+    """The reference step records stage "reference" rows: shown beside the Feeder's, with its own histogram."""
+    from hydra_assets.db.models import StageTiming
+
+    now = utcnow()
+
+    def work(session) -> None:  # type: ignore[no-untyped-def]
+        for k, (stage, ms) in enumerate([("feeder", 300.0), ("reference", 12.0), ("reference", 14.0),
+                                         ("reference", 40.0)]):
+            session.add(StageTiming(stage=stage, run_number=130000, chunk=k, image_count=1, duration_ms=ms,
+                                    started_at=now - timedelta(minutes=5), finished_at=now - timedelta(minutes=5)))
+
+    sqlite_db.write(work, what="add timings")
+    SHARED.clear()
+    page = StatusPage(HydraStore(sqlite_db, PagesConfig(settings=hydra_home, sync_mlflow_alias=False), user="cli"))
+    summary = page.summary_pane.object
+    assert "feeder: median 300 ms" in summary and "reference: median 14 ms, p95 40 ms" in summary, summary
+    titles = [pane.object.title.text for pane in page.charts[0]]
+    assert titles == ["feeder: 1 executions", "predict: 0 executions", "reference: 3 executions",
+                      "keeper: 0 executions"]

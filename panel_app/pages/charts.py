@@ -20,7 +20,7 @@ from bokeh.plotting import figure
 from panel_app.views_data import Confusion, LabelInfo, ReferencePoint, TrendPoint
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-STAGE_COLOURS = {"feeder": "#0072B2", "predict": "#D55E00", "keeper": "#009E73"}
+STAGE_COLOURS = {"feeder": "#0072B2", "predict": "#D55E00", "reference": "#CC79A7", "keeper": "#009E73"}
 
 
 def confusion_figure(conf: Confusion, colours: dict[str, str] | None = None, bins: int = 10):  # type: ignore[no-untyped-def]

@@ -99,7 +99,7 @@ class StatusPage(pn.viewable.Viewer):
         if not self.timings and not self.hourly:
             self.charts[:] = [html_pane(empty_state(
                 f"No pipeline activity in the last {self.hours:g} hours",
-                "Stage timings appear once the Feeder, Predict and Keeper steps process images.",
+                "Stage timings appear once the Feeder, Predict, reference and Keeper steps process images.",
                 f'Check the sensors and runs in the <a href="{esc(self.store.config.dagster_url)}" target="_blank">'
                 "Dagster UI</a>.",
             ))]
