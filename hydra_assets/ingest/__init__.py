@@ -4,6 +4,7 @@
 - `feeder`: files → registered (or quarantined) images and the model's input arrays;
 - `classifier` / `predictor` / `predict`: classification in-process or in the warm predictor service,
   inference rows; `model_inputs`: the Feeder's prepared inputs, handed to Predict through shared storage;
+  `reference_grids`: the Feeder's reference grids, handed to the reference step the same way;
 - `launcher`: only an alias of `hydra_assets.warm_launcher` for Dagster homes whose dagster.yaml names it;
 - `keeper`: keep decisions, Labeler queue, Run page rows, alarms;
 - confirmation, keep and collect rules live in `hydra_assets.rules`; `records`: the inference JSON; `health`: heartbeats,
