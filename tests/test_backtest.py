@@ -264,3 +264,29 @@ def test_cli_backtest_waits_reports_and_activation_warns(home, sqlite_db, model_
     activated = runner.invoke(cli, ["model", "activate", PLOT, candidate.mlflow_version], catch_exceptions=False)
     assert "more false alarms on labeled images than the active version (2 vs 0)" in activated.output
     assert f"{candidate.key} is now the active model" in activated.output
+
+
+def test_one_dagster_run_over_a_range_of_run_numbers_classifies_only_the_backtest_runs(home, sqlite_db, model_files):
+    """What the daemon launches for a backfill (at most ten run numbers per Dagster run): a range that holds a
+    run outside the backtest (102) classifies the others and reports."""
+    import dagster as dg
+
+    from hydra_assets.backtest import request_backtest
+    from hydra_assets.db.models import Backtest
+    from hydra_assets.jobs.backtest import BACKTEST_JOB, _definitions, add_partitions, run_config
+    from hydra_assets.resources.hydra import HydraResource
+
+    _active, candidate = labeled_setup(sqlite_db, home, model_files)
+    request = request_backtest(sqlite_db, home, PLOT, candidate.mlflow_version, "100-101", USER)
+    instance = dg.DagsterInstance.ephemeral()
+    add_partitions(instance, [100, 101, 102])
+    job = _definitions(HydraResource(home=str(home.home), db_url=home.db_url)).resolve_job_def(BACKTEST_JOB)
+    result = job.execute_in_process(run_config=run_config(request.id), instance=instance, tags={
+        "dagster/asset_partition_range_start": "100", "dagster/asset_partition_range_end": "102"})
+    assert result.success
+    (materialization, *_rest) = result.asset_materializations_for_node("backtest_inference")
+    assert materialization.metadata["runs"].value == [100, 101]
+    assert materialization.metadata["classified"].value == 5
+    assert count(sqlite_db, ShadowInference, ShadowInference.run_number == 102) == 0
+    with sqlite_db.read() as s:
+        assert s.get(Backtest, request.id).status == "done"
