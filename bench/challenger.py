@@ -8,8 +8,8 @@ demo's 128x128 input: version 1 active, version 2 the challenger for the second 
 chunk is dropped in the incoming folder, seen by the sensor and run as the chunk job in this process (the
 in-process executor, as shipped).  Printed per phase (median over chunks): time from the run's start to
 the Keeper's end (what alarms wait for), the whole run, the challenger step, and the challenger's and the
-active version's forward pass per image; what the step costs in a fresh process (TensorFlow not imported
-yet, as in a Dagster run when Predict uses the predictor service); and its cost without any challenger.
+active version's forward pass per image; what the step costs in a fresh process (as every Dagster run is),
+with the challenger loaded there or scored by the warm predictor service; and its cost without a challenger.
 """
 
 from __future__ import annotations
@@ -147,21 +147,40 @@ def main() -> None:
     print(f"  forward pass per image: active {statistics.median(active_ms):.3f} ms, challenger "
           f"{statistics.median(shadow_ms):.3f} ms ({shadow_rows} shadow rows)")
 
-    # A fresh process per chunk (Dagster's run process when Predict uses the warm predictor service, which
-    # serves active versions only): TensorFlow imported and the challenger loaded again on every chunk.
+    # A fresh process per chunk, as every Dagster run is: the challenger loaded in it (TensorFlow imported,
+    # model loaded and traced every chunk), or scored by the warm predictor service as the asset does.
     # Hydra's modules are imported before the clock starts: the warm launcher's runs have them already.
     script = ("import sys, time; from hydra_assets.challenger import challenger_chunk; "
               "from hydra_assets.db.engine import HydraDB; from hydra_assets.settings import load_settings; "
+              "from hydra_assets.ingest.predictor import ServiceClassifier; from hydra_assets.shadow import local_scorer; "
               "c = load_settings(); t = time.perf_counter(); "
-              "r = challenger_chunk(HydraDB(c.db_url), c, int(sys.argv[1]), None); "
-              "print(r.classified, (time.perf_counter() - t) * 1000)")
-    fresh = []
-    for run in range(1002, 1002 + min(3, args.chunks)):  # the first phase's runs: not classified by it yet
-        done = subprocess.run([sys.executable, "-c", script, str(run)], capture_output=True, text=True, check=True,
-                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        fresh.append(float(done.stdout.split()[-1]))
-    print(f"  in a fresh process (no TensorFlow imported yet) the step took {statistics.median(fresh):.0f} ms per "
-          f"chunk of {args.images} images (median of {len(fresh)})")
+              "s = ServiceClassifier(c).shadow_scorer if sys.argv[2] == 'service' else local_scorer; "
+              "r = challenger_chunk(HydraDB(c.db_url), c, int(sys.argv[1]), None, scorer=s); "
+              "print('RESULT', r.classified, sum(x.errors for x in r.counts.values()), (time.perf_counter() - t) * 1000, "
+              "r.errors)")
+    from hydra_assets.cli.up import stop_predictor
+    from hydra_assets.ingest.predictor import ensure_service
+
+    if ensure_service(config, wait_s=180) is None:
+        sys.exit("the predictor service did not start; see <home>/run/predictor.log")
+    fresh: dict[str, list[float]] = {"loaded in the run": [], "in the warm predictor service": []}
+    run = 1002  # the first phase's runs: not classified by the challenger yet
+    try:
+        for where, times in fresh.items():
+            for _ in range(min(3, args.chunks)):
+                done = subprocess.run([sys.executable, "-c", script, str(run),
+                                       "service" if "service" in where else "local"], capture_output=True, text=True,
+                                      check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT"))
+                classified, errors, ms = line.split()[1:4]
+                assert int(classified) == args.images and int(errors) == 0, line
+                times.append(float(ms))
+                run += 1
+    finally:
+        stop_predictor(config)
+    for where, times in fresh.items():
+        print(f"  in a fresh process, the challenger {where}: {statistics.median(times):.0f} ms per chunk of "
+              f"{args.images} images (median of {len(times)})")
 
     from hydra_assets.challenger import clear_challenger
 

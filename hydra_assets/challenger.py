@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from hydra_assets.ingest.predict import ScopeImage, images_in_scope
 from hydra_assets.ml.registry import CHALLENGER_ALIAS, activate_model, find_model, remove_alias
 from hydra_assets.rules import is_novel
 from hydra_assets.settings import HydraSettings
-from hydra_assets.shadow import ShadowCounts, classify_shadow, would_alarm
+from hydra_assets.shadow import Scorer, ShadowCounts, classify_shadow, local_scorer, would_alarm
 from hydra_assets.tracking import TrackingService, registered_model_name
 
 log = logging.getLogger(__name__)
@@ -204,11 +204,13 @@ class ChallengerPass:
 
 
 def challenger_chunk(db: HydraDB, config: HydraSettings, run: int, digests: Collection[str] | None, *,
-                     dagster_run_id: str = "") -> ChallengerPass:
+                     dagster_run_id: str = "",
+                     scorer: Callable[[HydraDB, HydraSettings, int], Scorer] = local_scorer) -> ChallengerPass:
     """Classify the chunk's images (those Predict classified) with each of their plot types' challengers.
 
     One query when no plot type has a challenger.  Never raises for a challenger's sake: a model that fails
     to load or to classify leaves `error` rows naming why (retried by the next pass over the same images).
+    `scorer` runs the forward pass (the asset passes the warm predictor service's, as Predict uses it).
     """
     started = time.perf_counter()
     result = ChallengerPass()
@@ -227,7 +229,7 @@ def challenger_chunk(db: HydraDB, config: HydraSettings, run: int, digests: Coll
         name = todo[0].plot_type
         result.challengers[name] = model.key
         try:
-            counts = classify_shadow(db, config, model, todo, PURPOSE, dagster_run_id=dagster_run_id)
+            counts = classify_shadow(db, config, model, todo, PURPOSE, dagster_run_id=dagster_run_id, scorer=scorer)
         except Exception as error:  # the live pipeline must never fail for the challenger's sake
             log.warning("challenger %s of %s failed on run %s: %s", model.key, name, run, error, exc_info=True)
             why = f"{type(error).__name__}: {error}"

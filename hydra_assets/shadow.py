@@ -13,7 +13,7 @@ a challenger pass rerun writes nothing new; a row stored as `error` (model or fi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,36 @@ def _decode(images: list[ScopeImage], size: tuple[int, int]) -> tuple[list[Scope
     return ok, batch, failed
 
 
+@dataclass
+class Scored:
+    """A version's output for one batch: weights (N, labels), novelty scores and limit, its labels and thresholds."""
+
+    weights: np.ndarray
+    novelty: np.ndarray | None
+    novelty_limit: float | None
+    label_names: list[str]
+    thresholds: dict[str, float]
+
+
+Scorer = Callable[[np.ndarray], Scored]  # a uint8 batch (N, H, W, 3) at the version's input size -> Scored
+
+
+def local_scorer(db: HydraDB, config: HydraSettings, model_id: int) -> Scorer:
+    """Score with the version loaded in this process (raises `ModelLoadError` when it cannot be loaded)."""
+    from hydra_assets.ingest.classifier import predict_scored
+    from hydra_assets.ml.active import load_model_version
+
+    active = load_model_version(db, config, model_id)
+
+    def score(batch: np.ndarray) -> Scored:
+        floats = active.masked(np.asarray(batch, dtype=np.float32) / 255.0)
+        weights, novelty, _ = predict_scored(active, floats)
+        limit = float(active.novelty.limit) if novelty is not None and active.novelty is not None else None
+        return Scored(weights, novelty, limit, list(active.label_names), dict(active.thresholds))
+
+    return score
+
+
 def classify_shadow(
     db: HydraDB,
     config: HydraSettings,
@@ -103,14 +133,16 @@ def classify_shadow(
     purpose: str,
     backtest_id: int | None = None,
     dagster_run_id: str = "",
+    scorer: Callable[[HydraDB, HydraSettings, int], Scorer] = local_scorer,
 ) -> ShadowCounts:
     """Classify `images` (of the model's plot type) with version `model` into shadow rows; returns counts.
 
     Idempotent: images with a stored row of this version and purpose are skipped (an `error` row is
     retried).  A model that cannot be loaded stores `error` rows naming why, so the report says so.
+    `scorer` runs the forward pass: in this process by default, or in the warm predictor service (the
+    challenger's live step, so a Dagster run does not import TensorFlow: `hydra_assets/challenger.py`).
     """
-    from hydra_assets.ingest.classifier import predict_scored
-    from hydra_assets.ml.active import ModelLoadError, load_model_version
+    from hydra_assets.ml.active import ModelLoadError
 
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}")
@@ -133,27 +165,27 @@ def classify_shadow(
         return counts
     base = dict(model_id=model_id, purpose=purpose, backtest_id=backtest_id, dagster_run_id=dagster_run_id)
     rows: list[tuple[ScopeImage, dict[str, Any]]] = []
+    done: set[int] = set()
     try:
-        active = load_model_version(db, config, model_id)
-    except ModelLoadError as error:
-        counts.error = str(error)
-        rows = [(i, _blank(str(error))) for i in todo]
-    else:
+        score_batch = scorer(db, config, model_id)
         bad = {name for name, (_, is_bad) in labels.items() if is_bad}
         for start in range(0, len(todo), BATCH):
-            ok, batch, failed = _decode(todo[start : start + BATCH], active.input_size)
+            ok, batch, failed = _decode(todo[start : start + BATCH], (model.input_height, model.input_width))
             rows += [(image, _blank(why)) for image, why in failed]
+            done.update(image.id for image, _ in failed)
+            if not ok:
+                continue
             t0 = time.perf_counter()
-            floats = active.masked(np.asarray(batch, dtype=np.float32) / 255.0)
-            weights, novelty, _ = predict_scored(active, floats)
+            scored = score_batch(batch)
             elapsed = (time.perf_counter() - t0) * 1000
             counts.predict_ms += elapsed
             per_image_ms = round(elapsed / max(len(ok), 1), 3)
-            limit = float(active.novelty.limit) if novelty is not None and active.novelty is not None else None
+            weights, novelty, limit = scored.weights, scored.novelty, scored.novelty_limit
             for index, image in enumerate(ok):
                 score = None if novelty is None else float(novelty[index])
-                judged = classify_weights(weights[index], active.label_names, active.thresholds, bad,
+                judged = classify_weights(weights[index], scored.label_names, scored.thresholds, bad,
                                           novelty=score, novelty_limit=limit)
+                done.add(image.id)
                 rows.append((image, dict(
                     status="classified", error=None,
                     weights={k: round(v, 6) for k, v in judged.weights.items()},
@@ -163,6 +195,9 @@ def classify_shadow(
                                             novel=is_novel(score, limit), novel_alarm=novel_alarm),
                     novelty=_finite(judged.novelty), novelty_limit=judged.novelty_limit,
                     predict_ms=per_image_ms, classified_at=utcnow())))
+    except ModelLoadError as error:  # at loading, or from the service on a batch: the rest say why
+        counts.error = str(error)
+        rows += [(i, _blank(str(error))) for i in todo if i.id not in done]
     written = _write(db, model_key, rows, base)
     counts.classified, counts.errors, counts.would_alarm = written
     counts.runs = {i.run for i in todo}
@@ -213,4 +248,5 @@ def _write(db: HydraDB, model_key: str, rows: list[tuple[ScopeImage, dict[str, A
     return totals[0], totals[1], totals[2]
 
 
-__all__ = ["PURPOSES", "ShadowCounts", "classify_shadow", "shadow_images", "would_alarm"]
+__all__ = ["PURPOSES", "Scored", "Scorer", "ShadowCounts", "classify_shadow", "local_scorer", "shadow_images",
+           "would_alarm"]

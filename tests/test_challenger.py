@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import event, func, select
@@ -165,15 +166,16 @@ def test_one_challenger_per_plot_type_with_its_alias_and_clear(home, sqlite_db, 
 # ---- the live step ------------------------------------------------------------------------------------
 
 
-def chunk_job_defs() -> dg.Definitions:
+def chunk_job_defs(mode: str = "inprocess") -> dg.Definitions:
     return dg.Definitions(assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS, *CHALLENGER_ASSETS],
-                          jobs=[ingest_chunk_job()], resources=resources())
+                          jobs=[ingest_chunk_job()], resources=resources(mode))
 
 
-def run_chunks(instance: dg.DagsterInstance, cursor: str | None = None) -> tuple[list, str | None]:
+def run_chunks(instance: dg.DagsterInstance, cursor: str | None = None, *, mode: str = "inprocess"
+               ) -> tuple[list, str | None]:
     """One sensor tick, each run request executed as the chunk job (the job the sensor names)."""
-    result = tick(instance, cursor)
-    job = chunk_job_defs().resolve_job_def(INGEST_CHUNK)
+    result = tick(instance, cursor, mode=mode)
+    job = chunk_job_defs(mode).resolve_job_def(INGEST_CHUNK)
     runs = []
     for request in result.run_requests or []:
         instance.add_dynamic_partitions(run_number.name, [request.partition_key])
@@ -252,6 +254,40 @@ def test_a_broken_challenger_leaves_error_rows_and_the_chunk_goes_on(home, sqlit
         row = s.scalar(select(ShadowInference))
     assert row.status == "error" and "gone.keras" in row.error and not row.would_alarm
     assert count(sqlite_db, Inference, Inference.status == "classified") == 1 and count(sqlite_db, Alarm) == 0
+
+
+@pytest.mark.slow
+def test_with_the_warm_predictor_service_the_run_loads_no_challenger_model(home, sqlite_db, instance, model_files,
+                                                                           monkeypatch):
+    """The service scores any version like this process would, says a version it cannot load, and the chunk
+    job's challenger step uses it (loading a model in the run would fail here)."""
+    from hydra_assets.ingest.predictor import ensure_service
+    from hydra_assets.ml import active
+    from hydra_assets.ml.active import ModelLoadError
+    from hydra_assets.shadow import local_scorer
+
+    ids = register(sqlite_db, home, model_files, ["good", "bad"])
+    set_challenger(sqlite_db, home, PLOT, "2", "cli")
+    service = ensure_service(home, wait_s=180)
+    assert service is not None, (home.home / "run" / "predictor.log").read_text()
+    batch = np.random.default_rng(0).integers(0, 255, (3, *SIZE, 3), dtype=np.uint8)
+    remote = service.shadow_scorer(sqlite_db, home, ids["2"])(batch)
+    here = local_scorer(sqlite_db, home, ids["2"])(batch)
+    assert remote.label_names == here.label_names == ["Good", "Bad"] and remote.thresholds == here.thresholds
+    assert np.allclose(remote.weights, here.weights, atol=1e-5) and np.allclose(remote.weights[:, 1], 0.95, atol=1e-4)
+    with pytest.raises(ModelLoadError, match="no model with id 999"):
+        service.shadow_scorer(sqlite_db, home, 999)(batch)
+
+    def no_loading_here(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the run loaded a model itself")
+
+    monkeypatch.setattr(active, "load_model_version", no_loading_here)
+    drop(home.input_dir, f"{PLOT}-80-0001.png", png_bytes(1, size=SIZE))
+    (run,), _ = run_chunks(instance, mode="service")
+    assert run.success and metadata(run, "challenger_inference")["classified"] == 1
+    with sqlite_db.read() as s:
+        row = s.scalar(select(ShadowInference))
+    assert row.status == "classified" and row.would_alarm and row.predict_ms > 0
 
 
 def test_without_a_challenger_the_step_costs_one_query(home, sqlite_db, model_files):

@@ -5,15 +5,22 @@ Keeper's dependencies stay Predict and the reference score, and this step's low 
 in-process executor run it last, so alarms never wait for it.  It writes shadow inferences only
 (`hydra_assets/challenger.py`, `hydra_assets/shadow.py`), never inferences, keep decisions or alarms; a
 plot type without a challenger costs one query, and a challenger that cannot classify leaves `error` rows
-and a warning, never a failed run.
+and a warning, never a failed run.  The forward pass runs where Predict's does: in the warm predictor
+service when it is up, so the run imports no TensorFlow.
 """
+
+from typing import Any
 
 import dagster as dg
 
 from hydra_assets.assets.ingest import _digests, chunk_files, waiting_out_database_outages
 from hydra_assets.challenger import ChallengerPass, challenger_chunk
+from hydra_assets.db.engine import HydraDB
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
+from hydra_assets.resources.predictor import PredictorResource
+from hydra_assets.settings import HydraSettings
+from hydra_assets.shadow import Scorer, local_scorer
 
 GROUP = "ingest"
 LAST = {"dagster/priority": "-10"}  # after keep and the run's flags when steps run one at a time
@@ -26,12 +33,19 @@ LAST = {"dagster/priority": "-10"}  # after keep and the run's flags when steps 
     kinds={"python", "keras"},
     op_tags=LAST,
 )
-def challenger_inference(context: dg.AssetExecutionContext, hydra: HydraResource) -> dg.MaterializeResult:
+def challenger_inference(context: dg.AssetExecutionContext, hydra: HydraResource,
+                         predictor: PredictorResource) -> dg.MaterializeResult:
     """Challenger in shadow: the chunk's images classified by each plot type's challenger (never alarming)."""
     run = int(context.partition_key)
+
+    def scorer(db: HydraDB, config: HydraSettings, model_id: int) -> Scorer:
+        """Where Predict classifies: the warm service (no TensorFlow in this run), else this process."""
+        classifier: Any = predictor.classifier(db, config, log=context.log)
+        return getattr(classifier, "shadow_scorer", local_scorer)(db, config, model_id)
+
     with waiting_out_database_outages(context, hydra.settings):
         result: ChallengerPass = challenger_chunk(hydra.db, hydra.settings, run, _digests(chunk_files(context)),
-                                                  dagster_run_id=context.run_id)
+                                                  dagster_run_id=context.run_id, scorer=scorer)
     for plot_type, why in result.errors.items():
         context.log.warning(f"challenger {result.challengers.get(plot_type)} of {plot_type} could not classify: {why}")
     return dg.MaterializeResult(metadata={

@@ -151,6 +151,26 @@ class ServiceClassifier:
     ) -> BatchPrediction | None:
         reply = self._call({"op": "classify", "plot_type": plot_type, "images": np.ascontiguousarray(images, np.uint8),
                             "gradcam_paths": list(gradcam_paths), "expected_key": expected_key})
+        self._raise_for(reply)
+        fields = reply.get("prediction")
+        return None if fields is None else BatchPrediction(**fields)
+
+    def shadow_scorer(self, db: HydraDB, config: HydraSettings, model_id: int) -> Any:
+        """A `hydra_assets.shadow.Scorer` for any model version, run in the service (the challenger's live
+        step: no TensorFlow import and model load in every Dagster run)."""
+        from hydra_assets.shadow import Scored
+
+        def score(batch: np.ndarray) -> Scored:
+            reply = self._call({"op": "shadow", "model_id": int(model_id),
+                                "images": np.ascontiguousarray(batch, np.uint8)})
+            self._raise_for(reply)
+            return Scored(**reply["scores"])
+
+        return score
+
+    @staticmethod
+    def _raise_for(reply: dict[str, Any]) -> None:
+        """The service's error reply as the exception the in-process classifier would have raised."""
         error = reply.get("error")
         if error == "ModelLoadError":
             from hydra_assets.ml.active import ModelLoadError
@@ -162,8 +182,6 @@ class ServiceClassifier:
             raise DatabaseUnavailable(f"predictor service: {reply.get('message')}")
         if error:
             raise PredictorUnavailable(f"predictor service failed: {error}: {reply.get('message')}")
-        fields = reply.get("prediction")
-        return None if fields is None else BatchPrediction(**fields)
 
 
 def start_service(config: HydraSettings, *, idle_s: float = IDLE_SECONDS) -> subprocess.Popen[bytes]:
@@ -258,11 +276,13 @@ class _Server:
         op = request.get("op")
         if op == "ping":
             return {"pid": os.getpid(), "version": code_version(), "started": self.started, "requests": self.requests}
-        if op != "classify":
+        if op not in ("classify", "shadow"):
             return {"error": "BadRequest", "message": f"unknown op {op!r}"}
         from hydra_assets.ml.active import ModelLoadError
 
         try:
+            if op == "shadow":
+                return {"scores": self.shadow_scores(int(request["model_id"]), request["images"])}
             prediction = self.classifier.classify(request["plot_type"], request["images"], request["gradcam_paths"],
                                                   expected_key=request.get("expected_key"))
         except ModelLoadError as error:
@@ -279,6 +299,14 @@ class _Server:
             return {"prediction": None}
         prediction.where = f"service pid {os.getpid()}"
         return {"prediction": dict(vars(prediction))}  # plain types: the client unpickles no class of ours
+
+    def shadow_scores(self, model_id: int, images: np.ndarray) -> dict[str, Any]:
+        """Any version's output for a batch (`hydra_assets.shadow.Scored` as plain types), the version cached."""
+        from hydra_assets.shadow import local_scorer
+
+        with self.classifier._lock:  # one forward pass at a time, as for Predict's batches
+            scored = local_scorer(self.db, self.config, model_id)(images)
+        return dict(vars(scored))
 
     def serve_connection(self, connection: Connection) -> None:
         with self.state:
