@@ -290,3 +290,28 @@ def test_one_dagster_run_over_a_range_of_run_numbers_classifies_only_the_backtes
     assert count(sqlite_db, ShadowInference, ShadowInference.run_number == 102) == 0
     with sqlite_db.read() as s:
         assert s.get(Backtest, request.id).status == "done"
+
+
+def test_a_backtest_on_both_database_backends(db, hydra_home, model_files):
+    """The shadow rows (unique per image, version and purpose), the report and the disagreement queue on
+    SQLite and on MariaDB, the second pass writing nothing."""
+    import dagster as dg
+
+    from hydra_assets.backtest import disagreeing_images, request_backtest
+    from hydra_assets.db.models import Backtest
+    from hydra_assets.jobs.backtest import run_in_process
+
+    config = hydra_home.model_copy(update={"db_url": db.url})
+    config.ensure_folders()
+    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=0.0, input_size=SIZE))
+    _active, candidate = labeled_setup(db, config, model_files)
+    request = request_backtest(db, config, PLOT, candidate.mlflow_version, "100-101", USER)
+    instance = dg.DagsterInstance.ephemeral()
+    assert not run_in_process(instance, config, request.id, request.runs).failed
+    assert not run_in_process(instance, config, request.id, request.runs).failed  # again: nothing new
+    assert count(db, ShadowInference) == 10  # 5 images x (candidate + active)
+    with db.read() as s:
+        report = s.get(Backtest, request.id).report
+        queue = disagreeing_images(s, request.id)
+    assert (report["totals"]["false_alarms_candidate"], report["totals"]["bad_recall_candidate"]) == (2, 1.0)
+    assert len(queue) == 5
