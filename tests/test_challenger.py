@@ -359,9 +359,8 @@ def test_summarize_counts_alarms_agreement_recall_and_false_alarms():
     assert (got.ms_active, got.ms_challenger) == (1.5, 3.0)  # over the compared images
 
 
-def test_running_comparison_reads_shadow_and_live_rows_per_run(home, sqlite_db, model_files):
-    ids = register(sqlite_db, home, model_files, ["good", "bad"])
-    set_challenger(sqlite_db, home, PLOT, "2", "cli")
+def craft_comparison(db: HydraDB, ids: dict[str, int]) -> None:
+    """Six images with live (v1) and challenger (v2) rows, some labeled; the last one's row three days old."""
     old = utcnow() - timedelta(days=3)
 
     def craft(s):  # type: ignore[no-untyped-def]
@@ -387,8 +386,11 @@ def test_running_comparison_reads_shadow_and_live_rows_per_run(home, sqlite_db, 
                                   would_alarm=mine_ok and mine == "Bad", predict_ms=5.0,
                                   classified_at=at or utcnow()))
 
-    sqlite_db.write(craft)
-    with sqlite_db.read() as s:
+    db.write(craft)
+
+
+def check_comparison(db: HydraDB) -> None:
+    with db.read() as s:
         report = running_comparison(s, PLOT, since=utcnow() - timedelta(days=1))
         everything = running_comparison(s, PLOT)
     assert report.challenger == f"{NAME}/2" and report.current and report.active == f"{NAME}/1"
@@ -400,6 +402,29 @@ def test_running_comparison_reads_shadow_and_live_rows_per_run(home, sqlite_db, 
     assert (r71.alarms_active, r71.alarms_challenger, r71.agreement) == (1, 1, 0.5)
     assert (r71.ms_active, r71.ms_challenger) == (2.0, 5.0)
     assert report.totals.images == 5 and report.totals.labeled_bad == 2 and report.totals.bad_recall_active == 0.5
+
+
+def test_comparison_and_promotion_on_each_backend(db, hydra_home, model_files):
+    """The comparison's queries and the promotion's transaction on SQLite and on MariaDB."""
+    hydra_home.ensure_folders()
+    db.write(lambda s: catalog.add_plot_type(s, PLOT, "Good,Bad", "Bad", collect_percent=0.0, input_size=SIZE))
+    ids = register(db, hydra_home, model_files, ["good", "bad"])
+    set_challenger(db, hydra_home, PLOT, "2", "cli")
+    craft_comparison(db, ids)
+    check_comparison(db)
+    promote(db, hydra_home, PLOT, "cli")
+    assert challenger_flags(db) == {"1": False, "2": False} and aliases(hydra_home) == {ACTIVE_ALIAS: "2"}
+    with db.read() as s:  # after promotion the report of version 2 is still there, by name
+        report = running_comparison(s, PLOT, version="2")
+    assert report.challenger == f"{NAME}/2" and not report.current and report.active == f"{NAME}/2"
+    assert report.totals.images == 6
+
+
+def test_running_comparison_reads_shadow_and_live_rows_per_run(home, sqlite_db, model_files):
+    ids = register(sqlite_db, home, model_files, ["good", "bad"])
+    set_challenger(sqlite_db, home, PLOT, "2", "cli")
+    craft_comparison(sqlite_db, ids)
+    check_comparison(sqlite_db)
 
     result = CliRunner().invoke(cli, ["model", "challenger-report", PLOT, "--since", "24h"])
     assert result.exit_code == 0, result.output
