@@ -9,7 +9,8 @@ chunk is dropped in the incoming folder, seen by the sensor and run as the chunk
 in-process executor, as shipped).  Printed per phase (median over chunks): time from the run's start to
 the Keeper's end (what alarms wait for), the whole run, the challenger step, and the challenger's and the
 active version's forward pass per image; what the step costs in a fresh process (as every Dagster run is),
-with the challenger loaded there or scored by the warm predictor service; and its cost without a challenger.
+with the challenger loaded there or scored by the warm predictor service; its cost without a challenger;
+and how long the running comparison takes over many images.
 """
 
 from __future__ import annotations
@@ -56,10 +57,62 @@ def step_times(instance, run_id: str) -> dict[str, tuple[float, float]]:  # type
     return {k: (starts[k], ends[k]) for k in ends}
 
 
+def comparison_time(db, n: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    """Seconds `running_comparison` takes over `n` images (live + challenger rows, a third labeled), and its runs."""
+    from sqlalchemy import insert, select
+
+    from hydra_assets import catalog
+    from hydra_assets.challenger import running_comparison
+    from hydra_assets.db.models import Image, Inference, Label, Model, ShadowInference, utcnow
+
+    name = "BENCH_scale"
+    db.write(lambda s: catalog.add_plot_type(s, name, "Good,Bad", "Bad", input_size=SIZE))
+
+    def models(s):  # type: ignore[no-untyped-def]
+        pid = catalog.get_plot_type(s, name).id
+        rows = [Model(plot_type_id=pid, mlflow_name=f"hydra-{name}", mlflow_version=str(v), model_uri="/none",
+                      topology="compact", input_height=SIZE[0], input_width=SIZE[1], label_names=["Good", "Bad"],
+                      active=v == 1, challenger=v == 2) for v in (1, 2)]
+        s.add_all(rows)
+        s.flush()
+        good, bad = (s.scalar(select(Label.id).where(Label.plot_type_id == pid, Label.name == x)) for x in ("Good", "Bad"))
+        return pid, rows[0].id, rows[1].id, good, bad
+
+    pid, m1, m2, good, bad = db.write(models)
+    now = utcnow()
+    with db.engine.begin() as c:
+        first = int(c.execute(select(Image.id).order_by(Image.id.desc()).limit(1)).scalar() or 0) + 1
+        ids = range(first, first + n)
+        where = [dict(plot_type_id=pid, run_number=5000 + k // 500, chunk=k % 500) for k in range(n)]
+        c.execute(insert(Image), [dict(id=i, **w, digest=f"{i:064d}", file_name="x", stored_path="x", size_bytes=1,
+                                       width=SIZE[1], height=SIZE[0],
+                                       label_id=(bad if k % 7 == 0 else good) if k % 3 == 0 else None)
+                                  for k, (i, w) in enumerate(zip(ids, where, strict=True))])
+        c.execute(insert(Inference), [dict(image_id=i, **w, model_id=m1, model_key=f"hydra-{name}/1", status="classified",
+                                           weights={}, top_label_id=good, top_weight=0.9, confirmed=True, is_bad=False,
+                                           flagged=False, predict_ms=1.0, classified_at=now)
+                                      for i, w in zip(ids, where, strict=True)])
+        c.execute(insert(ShadowInference), [dict(image_id=i, **w, model_id=m2, model_key=f"hydra-{name}/2",
+                                                 purpose="challenger", status="classified", weights={},
+                                                 top_label_id=bad if k % 5 == 0 else good, top_weight=0.9,
+                                                 confirmed=True, is_bad=k % 5 == 0, would_alarm=k % 5 == 0,
+                                                 predict_ms=1.2, classified_at=now, dagster_run_id="")
+                                            for k, (i, w) in enumerate(zip(ids, where, strict=True))])
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with db.read() as s:
+            report = running_comparison(s, name)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), len(report.runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=6, help="chunks per phase (without, then with a challenger)")
     parser.add_argument("--images", type=int, default=16, help="images per chunk")
+    parser.add_argument("--comparison-images", type=int, default=100_000,
+                        help="images of the running comparison's timing (0: skip)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hydra-bench-challenger-"))
     os.environ["HYDRA_HOME"] = str(root)
@@ -167,7 +220,7 @@ def main() -> None:
     run = 1002  # the first phase's runs: not classified by the challenger yet
     try:
         for where, times in fresh.items():
-            for _ in range(min(3, args.chunks)):
+            for _ in range(max(1, min(3, args.chunks // 2))):  # both kinds within the first phase's runs
                 done = subprocess.run([sys.executable, "-c", script, str(run),
                                        "service" if "service" in where else "local"], capture_output=True, text=True,
                                       check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -194,6 +247,10 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     print(f"  without any challenger the step's work is {len(statements) // 50} query, "
           f"{statistics.median(times) * 1000:.2f} ms (median of 50)")
+    if args.comparison_images:
+        seconds, runs = comparison_time(db, args.comparison_images)
+        print(f"  the running comparison over {args.comparison_images:,} images ({runs} runs, SQLite): "
+              f"{seconds:.2f} s (median of 3; the Library shares it for 30 s)")
     db.dispose()
 
 

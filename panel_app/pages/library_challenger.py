@@ -12,13 +12,11 @@ false alarms, with each version's time per image (docs/challenger.md).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import panel as pn
 
-from hydra_assets.db.models import utcnow
 from panel_app.pages.common import empty_state, esc, fmt_time, html_pane
 from panel_app.store import CatalogError, HydraStore, PermissionDenied
 from panel_app.views_data import ModelInfo
@@ -104,9 +102,8 @@ class ChallengerSection(pn.viewable.Viewer):
             for button in (self.set_button, self.clear_button, self.promote_button):
                 button.visible = False
             return
-        hours = SINCE.get(self.since_select.value)
-        since = None if hours is None else utcnow() - timedelta(hours=hours)
-        self.report = report = self.store.challenger_comparison(info.name, since)
+        self.report = report = self.store.challenger_comparison(info.name, SINCE.get(self.since_select.value))
+        since = report.since
         chosen = f"{model.name}/{model.version}"
         current = report.challenger if report.current else None
         if current:
