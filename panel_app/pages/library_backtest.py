@@ -46,6 +46,9 @@ def report_html(backtest: dict[str, Any]) -> str:
             f"{' · MLflow run ' + esc(backtest['mlflow_run_id']) if backtest['mlflow_run_id'] else ''}</p>")
     report = backtest["report"]
     if status != "done" or not report:
+        if status == "requested":
+            head += ("<p class=muted>Waiting for Dagster: its sensor <code>backtest_requests</code> launches the "
+                     "backfill within seconds while the Dagster daemon runs (<code>hydra up</code>).</p>")
         if status in ("requested", "running"):
             width = 100 * done / total if total else 0
             head += (f"<div class='backtest-progress' style='background:#eef1f5;width:320px;height:10px'>"
