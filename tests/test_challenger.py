@@ -153,6 +153,8 @@ def test_one_challenger_per_plot_type_with_its_alias_and_clear(home, sqlite_db, 
     set_challenger(sqlite_db, home, PLOT, "2", "cli")
     assert challenger_flags(sqlite_db) == {"1": False, "2": True, "3": False}
     assert aliases(home) == {ACTIVE_ALIAS: "1", CHALLENGER_ALIAS: "2"}
+    listed = CliRunner().invoke(cli, ["model", "list", PLOT]).output.splitlines()
+    assert [line[:1] for line in listed] == ["*", "c", " "]  # active, challenger, neither
     row = set_challenger(sqlite_db, home, PLOT, f"{NAME}/3", "cli")  # the previous one steps down
     assert row.key == f"{NAME}/3" and challenger_flags(sqlite_db) == {"1": False, "2": False, "3": True}
     assert aliases(home)[CHALLENGER_ALIAS] == "3"

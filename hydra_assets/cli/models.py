@@ -23,7 +23,7 @@ def model() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @friendly_errors
 def model_list(plot_type_name: str | None, fmt: str) -> None:
-    """List model versions (of one plot type, or all) with activity, metrics and thresholds."""
+    """List model versions (of one plot type, or all) with activity, metrics and thresholds (* active, c challenger)."""
     from hydra_assets.ml.registry import list_models
 
     rows = list_models(database(), plot_type_name)
@@ -36,7 +36,7 @@ def model_list(plot_type_name: str | None, fmt: str) -> None:
         validation = (r["metrics"] or {}).get("validation", {})
         f1 = validation.get("macro_f1")
         recall = validation.get("bad_recall")
-        click.echo(f"{'*' if r['active'] else ' '} {r['plot_type']:<24} {r['model']:<28} {r['topology']:<12} "
+        click.echo(f"{'*' if r['active'] else 'c' if r['challenger'] else ' '} {r['plot_type']:<24} {r['model']:<28} {r['topology']:<12} "
                    f"{r['input_size'][0]}x{r['input_size'][1]:<5} n={r['training_set_size']:<6} "
                    f"macroF1={'-' if f1 is None else f'{f1:.3f}'} "
                    f"badRecall={'-' if recall is None else f'{recall:.3f}'} "

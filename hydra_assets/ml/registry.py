@@ -77,6 +77,7 @@ def describe(session: Session, model: Model) -> dict[str, Any]:
         "version": model.mlflow_version,
         "id": model.id,
         "active": model.active,
+        "challenger": model.challenger,  # classifies live chunks in shadow (hydra_assets/challenger.py)
         "topology": model.topology,
         "input_size": [model.input_height, model.input_width],
         "labels": list(model.label_names),
