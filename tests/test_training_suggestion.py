@@ -139,6 +139,7 @@ def test_train_with_backtest_runs_refuses_bad_runs_before_training(sqlite_db, hy
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(420)  # alone ~30-80 s on the shared cores; once it hung 13 min while the tree was mid-edit
 def test_hydra_train_with_backtest_runs_trains_backtests_and_offers_activation(sqlite_db, hydra_home, tmp_path):
     import json
 
