@@ -215,7 +215,11 @@ def challenger_chunk(db: HydraDB, config: HydraSettings, run: int, digests: Coll
     started = time.perf_counter()
     result = ChallengerPass()
     with db.read() as s:
-        models = list(s.scalars(select(Model).where(Model.challenger.is_(True), Model.active.is_(False))))
+        newest: dict[int, Model] = {}  # one per plot type, as `challenger_of` says (two set at once: the later)
+        for row in s.scalars(select(Model).where(Model.challenger.is_(True), Model.active.is_(False))
+                             .order_by(Model.id)):
+            newest[row.plot_type_id] = row
+        models = list(newest.values())
         if not models:
             return result
         plot_type_ids = {m.plot_type_id for m in models}
