@@ -93,4 +93,11 @@ def test_ask_for_a_backtest_and_see_its_report(browser, served):
     link = page.locator("a.backtest-labeler:visible")
     assert f"backtest={backtest_id}" in link.get_attribute("href")
     assert f"plot_type={PLOT_TYPE}" in link.get_attribute("href")
+    with served.db.read() as s:
+        disagreeing = s.get(Backtest, backtest_id).report["totals"]["disagreements"]
+    assert disagreeing > 0
+
+    link.click()  # one click: the Labeler on exactly those images
+    page.get_by_text(re.compile(rf"backtest {backtest_id}'s candidate and the active version disagree.*"
+                                rf"{disagreeing} image")).first.wait_for(timeout=30000)
     context.close()
