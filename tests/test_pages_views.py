@@ -343,6 +343,7 @@ def test_library_read_only_for_viewer_and_editable_for_expert(demo_db):
     assert expert.feedback.visible and expert.feedback.alert_type == "success"  # shown, not hidden by the redraw
     assert "0.330" in expert.thresholds_pane.object
     expert.model_id = demo.models["FCAL_hits"][0]
+    assert "has no backtest" in expert.permission_note.object  # said before the button is pressed (issue 15)
     assert expert.activate_button.visible and expert.activate() is True
     assert expert.feedback.visible and "is now active" in expert.feedback.object
     assert expert.selected().active and any(n.startswith("★ v1") for n in expert.param.model_id.names)

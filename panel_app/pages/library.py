@@ -394,6 +394,8 @@ class LibraryPage(pn.viewable.Viewer):
             notes.append("Thresholds are read-only for you (needs the <code>edit_thresholds</code> permission).")
         if not may_activate and not model.active:
             notes.append("Activating a version needs the <code>activate_models</code> permission.")
+        if may_activate and not model.active:  # before the button is pressed: its backtest's warnings (issue 15)
+            notes += [f"{esc(n)} (Backtest tab)" for n in self.store.activation_notes(model.id) if n.startswith("warning")]
         self.permission_note.object = "".join(f"<p class=muted>{n}</p>" for n in notes)
         self.tabs[:] = [
             ("Confusion matrix", confusion_tab),
