@@ -227,6 +227,7 @@ class ModelInfo:
     metrics: dict[str, Any]
     label_names: list[str]
     training_set_id: int | None
+    challenger: bool = False  # classifies live chunks in shadow (the Library's Challenger tab)
 
     @property
     def key(self) -> str:

@@ -455,6 +455,9 @@ def test_library_tab_names_promotes_and_says_refusals_next_to_the_buttons(home, 
     page.model_id = ids["2"]
     assert page.challenger.set_challenger()
     assert page.challenger.report.challenger == f"{NAME}/2" and page.challenger.promote_button.visible
+    assert page.model_id == ids["2"] and "challenger" in page.models_pane.object  # still v2, marked
+    assert any(label.endswith("· challenger") for label in page.param.model_id.names)
+    assert "is now the challenger" in page.challenger.feedback.object
     assert "No images classified by the challenger yet" in page.challenger.table_pane.object
     assert aliases(home) == {ACTIVE_ALIAS: "1", CHALLENGER_ALIAS: "2"}
     page.model_id = ids["1"]  # the active version's row offers no "make it the challenger"

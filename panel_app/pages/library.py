@@ -141,7 +141,7 @@ class LibraryPage(pn.viewable.Viewer):
         self.reference = ReferenceSection(store)  # the Reference tab (issue 14)
         self.masks = MaskSection(store)  # the Mask tab (issue 14)
         self.backtest = BacktestSection(store)  # the Backtest tab (issue 15)
-        self.challenger = ChallengerSection(store, on_change=self._load_models)  # the Challenger tab (issue 15)
+        self.challenger = ChallengerSection(store, on_change=lambda keep: self._load_models(keep=keep))  # issue 15
         self.training = TrainingSuggestionSection(store)  # suggested training (issue 15)
         if options:
             self.plot_type = next(iter(options.values()))
@@ -150,14 +150,17 @@ class LibraryPage(pn.viewable.Viewer):
     # ---- logic --------------------------------------------------------------------------------------
 
     @param.depends("plot_type", watch=True)
-    def _load_models(self) -> None:
+    def _load_models(self, keep: bool = False) -> None:
+        """Read the plot type's versions; choose the active one (`keep`: the chosen one stays chosen)."""
         self.models = self.store.models_of(self.plot_type) if self.plot_type is not None else []
         self.reference.show(self.plot_type)
         self.masks.show(self.plot_type)
-        names = {f"{'★ ' if m.active else ''}v{m.version} · {m.topology} · {fmt_time(m.created_at)[:16]}": m.id
-                 for m in self.models}
+        names = {f"{'★ ' if m.active else ''}v{m.version} · {m.topology} · {fmt_time(m.created_at)[:16]}"
+                 f"{' · challenger' if m.challenger else ''}": m.id for m in self.models}
         self.param.model_id.objects = names
         chosen = next((m.id for m in self.models if m.active), self.models[0].id if self.models else None)
+        if keep and self.model_id in names.values():
+            chosen = self.model_id
         if self.model_id == chosen:
             self._render()
         else:
@@ -270,7 +273,8 @@ class LibraryPage(pn.viewable.Viewer):
             link = (f'<a href="{esc(config.mlflow_run_link(m.mlflow_run_id))}" target="_blank" rel="noopener">run</a> · '
                     if m.mlflow_run_id else "")
             rows.append(
-                f"<tr><td>{'<span class=star title=active>★</span>' if m.active else ''}</td>"
+                f"<tr><td>{'<span class=star title=active>★</span>' if m.active else ''}"
+                f"{'<span class=challenger title=challenger>challenger</span>' if m.challenger else ''}</td>"
                 f"<td>{esc(m.name)} v{esc(m.version)}</td><td>{esc(m.topology)}</td>"
                 f"<td>{fmt_time(m.created_at)}</td><td>{esc(m.created_by)}</td><td>{m.training_set_size}</td>"
                 f"<td>{esc(m.sampling)}</td><td>{runs}</td><td>{shown}</td>"

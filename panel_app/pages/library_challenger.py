@@ -56,10 +56,11 @@ def comparison_html(report: Any) -> str:
 class ChallengerSection(pn.viewable.Viewer):
     """The Challenger tab, for the version chosen in the Library (`show`)."""
 
-    def __init__(self, store: HydraStore, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: HydraStore, on_change: Callable[[bool], None] | None = None) -> None:
         super().__init__()
         self.store = store
-        self.on_change = on_change  # the Library reloads its versions after a promotion (the star moves)
+        # the Library reads its versions again after a change (marks move); False: choose the active one
+        self.on_change = on_change
         self.model: ModelInfo | None = None
         self.report: Any = None
         self.current_pane = html_pane("", css_classes=["challenger-current"])
@@ -142,8 +143,8 @@ class ChallengerSection(pn.viewable.Viewer):
             self._note(f"{error}. Nothing was changed." if not str(error).endswith(".") else str(error))
             return False
         self._note("")
-        if done == "promoted" and self.on_change is not None:
-            self.on_change()  # the Library redraws (and calls show again) before the message
+        if self.on_change is not None:  # the Library redraws (and calls show again) before the message
+            self.on_change(done != "promoted")  # after a promotion the new active version is chosen
         else:
             self.refresh()
         self._say(message, "success")

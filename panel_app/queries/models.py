@@ -30,6 +30,7 @@ def _model_info(m: Model) -> ModelInfo:
         m.id, m.plot_type_id, m.mlflow_name, m.mlflow_version, m.topology, m.created_at, m.created_by or "",
         m.training_set_size or 0, m.sampling or "", bool(m.active), m.activated_at, m.activated_by or "",
         m.mlflow_run_id or "", dict(m.metrics or {}), list(m.label_names or []), m.training_set_id,
+        bool(m.challenger),
     )
 
 
