@@ -1,6 +1,6 @@
 """Long module: the labeling-loop benchmark (issue 15): which queue makes the expert's labels count most.
 
-    .venv/bin/python bench/loop.py                 # 2 plot types, 6 rounds (~15-20 min on 2 shared cores)
+    .venv/bin/python bench/loop.py                 # 2 plot types, 6 rounds (22 min at load 7-10 on 2 cores)
     .venv/bin/python bench/loop.py --tiny          # the test's configuration: a smoke run (< 1 min)
     .venv/bin/python bench/loop.py --save bench/results/loop-$(date +%F).txt
 
