@@ -1,7 +1,7 @@
 """Long module: the labeling-loop benchmark (issue 15): which queue makes the expert's labels count most.
 
     .venv/bin/python bench/loop.py                 # 2 plot types, 6 rounds (22 min at load 7-10 on 2 cores)
-    .venv/bin/python bench/loop.py --tiny          # the test's configuration: a smoke run (< 1 min)
+    .venv/bin/python bench/loop.py --tiny          # a smoke run on a few tiny images (~2 min on busy cores)
     .venv/bin/python bench/loop.py --save bench/results/loop-$(date +%F).txt
 
 The experiment is bench/drift.py's (`hydra simulate --drift realistic`, docs/simulate.md): runs 0-5 nominal,
@@ -511,7 +511,7 @@ def main() -> None:
     from hydra_assets.ml.fit import configure_tensorflow
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="The test's configuration: a smoke run.")
+    parser.add_argument("--tiny", action="store_true", help="A smoke run on a few tiny images.")
     parser.add_argument("--plot-types", default=None, help="Comma-separated demo plot types.")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--later-chunks", type=int, default=None,
