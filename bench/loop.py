@@ -486,8 +486,10 @@ def report(name: str, loop: dict[str, list[dict]], audited: dict, setup: Setup) 
             if needed is None:
                 verdict = "  MISS (not reached)"
             elif arrival is None:
-                verdict = (f"  PASS vs arrival (arrival not reached within {limit}; {needed} <= a third of more than "
-                           f"{limit} only if {needed} <= {limit // 3}: {'yes' if needed <= limit // 3 else 'unknown'})")
+                verdict = (f"  PASS (arrival order needs more than {limit}: a third of that is more than {limit // 3})"
+                           if needed <= limit // 3 else
+                           f"  UNDECIDED (arrival order needs more than {limit}; {needed} is more than a third of "
+                           f"{limit}: more rounds would tell)")
             else:
                 verdict = (f"  {'PASS' if needed <= arrival * TARGET_LABEL_RATIO else 'MISS'} "
                            f"(a third of arrival's {arrival} is {arrival * TARGET_LABEL_RATIO:.0f})")

@@ -80,6 +80,14 @@ def test_labels_needed_and_report_say_a_missed_target(loop) -> None:  # type: ig
     assert "uncertain    60 (total 180)  MISS (a third of arrival's 60 is 20)" in text
     assert "novel        not reached within 2 rounds (60 labels added)  MISS (not reached)" in text
     assert "19/24 = 79% MISS" in text
+    # arrival order never reached: a ranked queue's need is only judged when it is below a third of the rounds'
+    text = "\n".join(loop.report("X", {"arrival": missed, "uncertain": ranked}, audited,
+                                 replace(loop.TINY, rounds=2, per_round=30)))
+    assert "uncertain    60 (total 180)  UNDECIDED (arrival order needs more than 60; 60 is more than a third" in text
+    early = [row(0, 0.5, 0.0), row(1, 0.96, 0.0), row(2, 0.96, 0.0)]
+    text = "\n".join(loop.report("X", {"arrival": missed, "uncertain": early}, audited,
+                                 replace(loop.TINY, rounds=6, per_round=30)))
+    assert "uncertain    30 (total 150)  PASS (arrival order needs more than 180: a third of that is more than 60)" in text
 
 
 @pytest.mark.slow
