@@ -50,15 +50,19 @@ def _entry(folder: Path, digest: str, size: tuple[int, int]) -> Path:
     return folder / f"{digest}-{int(size[0])}x{int(size[1])}.rgb"
 
 
-def inputs_folder(config: HydraSettings) -> Path | None:
-    """The folder the Feeder keeps inputs in, created and pruned; None when it cannot be (nothing is kept)."""
-    folder = inputs_dir(config)
+def ready_folder(folder: Path) -> Path | None:
+    """A hand-off folder created and pruned; None when it cannot be (nothing is kept there)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         prune(folder)
     except OSError:
         return None
     return folder
+
+
+def inputs_folder(config: HydraSettings) -> Path | None:
+    """The folder the Feeder keeps inputs in, created and pruned; None when it cannot be (nothing is kept)."""
+    return ready_folder(inputs_dir(config))
 
 
 def keep_input(folder: Path, digest: str, array: np.ndarray) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hydra_assets.ingest.model_inputs import prune
+from hydra_assets.ingest.model_inputs import ready_folder
 from hydra_assets.scores import reference as scoring
 from hydra_assets.settings import HydraSettings
 
@@ -50,13 +50,7 @@ def _entry(folder: Path, digest: str, image_size: tuple[int, int]) -> Path:
 
 def grids_folder(config: HydraSettings) -> Path | None:
     """The folder the Feeder keeps grids in, created and pruned; None when it cannot be (nothing is kept)."""
-    folder = grids_dir(config)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        prune(folder)
-    except OSError:
-        return None
-    return folder
+    return ready_folder(grids_dir(config))
 
 
 def keep_grid(folder: Path, digest: str, image_size: tuple[int, int], grid: np.ndarray) -> bool:
