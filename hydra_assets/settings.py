@@ -60,6 +60,10 @@ class HydraSettings(BaseSettings):
     # --- how the pipeline runs --------------------------------------------------------------------------
     executor: Literal["in_process", "multiprocess", "celery"] = Field(
         default="in_process", description="Executor of the chunk job (celery needs the `distributed` extra).")
+    celery_broker: str = Field(default="pyamqp://guest:guest@127.0.0.1:5672//",
+                               description="Broker of the Celery workers (HYDRA_EXECUTOR=celery; deploy/README.md).")
+    celery_backend: str = Field(default="rpc://", description="Where Celery workers send step results.")
+    celery_queue: str = Field(default="hydra", description="Prefix of the Celery queue; the code version follows.")
     predictor: Literal["auto", "service", "inprocess"] = Field(
         default="auto", description="Where Predict classifies: a warm predictor service, or in the run's process.")
     predictor_models: int = Field(default=128, ge=1, description="Models the predictor service keeps loaded.")

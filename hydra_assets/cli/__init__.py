@@ -37,6 +37,7 @@ COMMANDS = {
     "flags": "hydra_assets.cli.flags:flags",
     "mask": "hydra_assets.cli.masks:mask",
     "reference": "hydra_assets.cli.reference:reference",
+    "worker": "hydra_assets.cli.worker:worker",
 }
 
 

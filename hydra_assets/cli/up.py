@@ -160,7 +160,8 @@ def start_predictor(config: HydraSettings) -> None:
     """Warm the predictor service (TensorFlow + active models) now, so the first chunk is classified quickly."""
     from hydra_assets.ingest.predictor import ensure_service
 
-    ensure_service(config, wait_s=0.0)
+    if config.predictor != "inprocess":  # inprocess: no service wanted (e.g. the workers classify)
+        ensure_service(config, wait_s=0.0)
 
 
 def predictor_pids(config: HydraSettings) -> list[int]:
@@ -222,9 +223,12 @@ def _alive(pid: int) -> bool:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs of the demo models (default: the topology's).")
 @click.option("--no-auth", is_flag=True, help="Serve the pages without login (local development only).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --production: also start this many Celery workers (`hydra worker`, own folders under "
+                   "HYDRA_HOME/workers) and run the chunk job's steps on them (deploy/README.md).")
 @friendly_errors
 def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port: int, mlflow_port: int,
-       feed_interval: float, per_label: int, epochs: int | None, no_auth: bool) -> None:
+       feed_interval: float, per_label: int, epochs: int | None, no_auth: bool, workers: int) -> None:
     """Bring up the whole platform: Dagster (UI + daemon, sensors on), the Hydra pages, the MLflow UI and,
     unless --no-demo, a live demo experiment with trained models.  Ctrl-C stops everything."""
     config = settings()
@@ -232,6 +236,12 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
         no_demo = True
         if config.db_url.startswith("sqlite"):
             raise click.ClickException("--production needs HYDRA_DB_URL pointing at MySQL (see README: production)")
+    if workers:
+        from hydra_assets.cli.worker import prepare_head, start_head, worker_services
+
+        if not production:
+            raise click.ClickException("--workers needs --production (MariaDB for Hydra's and Dagster's storage)")
+        config = prepare_head(config)
     probe = Supervisor(build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
                                       mlflow_port=mlflow_port, demo=False, feed_interval=feed_interval,
                                       auth=not no_auth), cwd=REPO)
@@ -243,10 +253,14 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     click.echo(f"Hydra home: {config.home}")
     initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
     prepare_dagster_storage(config)
+    if workers:
+        _say(f"deployment code version {start_head(config, _say)} recorded; starting {workers} workers")
     setup = None if no_demo else demo_setup_args(config, per_label=per_label, epochs=epochs)
     services = build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
                               mlflow_port=mlflow_port, demo=not no_demo, feed_interval=feed_interval,
                               auth=not no_auth, demo_setup=setup)
+    if workers:
+        services += worker_services(config, workers, log_dir=config.home / "logs")
     supervisor = Supervisor(services, cwd=REPO)
     if not no_auth:
         ensure_admin_login(config)

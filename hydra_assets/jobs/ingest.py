@@ -3,7 +3,8 @@
 `ingest_chunk` runs the three ingestion steps with the in-process executor by default: they are sequential
 anyway, and one process per step would pay the interpreter, Dagster and definitions import three times
 (measured in bench/ingest.py).  `HYDRA_EXECUTOR=multiprocess|celery` (deploy/README.md) switches it without
-code changes: definitions.py builds the job with the executor of the installation's settings.  Every step
+code changes: definitions.py builds the job with the executor of the installation's settings; with celery each
+step is a task on a `hydra worker` (another machine, or another process here).  Every step
 reads its inputs from the Hydra database and the stored images, so all executors give the same result.
 """
 
@@ -28,12 +29,25 @@ INGEST_CHUNK = "ingest_chunk"  # the sensor names this job
 def chunk_executor(choice: str = "in_process") -> dg.ExecutorDefinition:
     """The executor named by the `executor` setting (in_process | multiprocess | celery)."""
     if choice == "celery":
-        from dagster_celery import celery_executor  # optional: pip install dagster-celery
-
-        return celery_executor
+        return celery_chunk_executor()
     if choice == "multiprocess":
         return dg.multiprocess_executor
     return dg.in_process_executor
+
+
+def celery_chunk_executor() -> dg.ExecutorDefinition:
+    """dagster-celery's executor set up from the settings (HYDRA_CELERY_*): late acknowledgement, one step per
+    worker at a time, and the queue of this code version (hydra_assets/distributed.py says why)."""
+    try:
+        from dagster_celery import celery_executor
+    except ImportError as error:
+        raise ImportError("HYDRA_EXECUTOR=celery needs the distributed extra: "
+                          "pip install --constraint constraints.txt -e '.[distributed]'") from error
+
+    from hydra_assets.distributed import settings_celery_config
+    from hydra_assets.settings import load_settings
+
+    return celery_executor.configured(settings_celery_config(load_settings()), name="celery")
 
 
 def ingest_chunk_job(executor: str = "in_process") -> UnresolvedAssetJobDefinition:
