@@ -42,9 +42,20 @@ def mysql_server() -> str:
     return MYSQL_SERVER
 
 
-def fresh_mysql_database(server: str, *, prefix: str = "hydra_test") -> tuple[str, Callable[[], None]]:
-    """A new, empty MariaDB database and the function that drops it."""
+class DropBlocked(RuntimeError):
+    """A test database could not be dropped at once: a connection held a lock on it (named in the message)."""
+
+
+def fresh_mysql_database(server: str, *, prefix: str = "hydra_test", lock_wait_s: int = 30
+                         ) -> tuple[str, Callable[[], None]]:
+    """A new, empty MariaDB database and the function that drops it.
+
+    The DROP waits at most `lock_wait_s` for its metadata lock (the server's default is a day): a connection
+    left inside an open transaction then fails the teardown with that connection named, is killed, and the
+    database is dropped all the same, instead of hanging the suite."""
     import pymysql
+
+    from hydra_assets.db.engine import lock_holders
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
@@ -53,9 +64,28 @@ def fresh_mysql_database(server: str, *, prefix: str = "hydra_test") -> tuple[st
 
     def drop() -> None:
         connection.ping(reconnect=True)  # the server may have been restarted meanwhile (fault scripts)
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        connection.close()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET SESSION lock_wait_timeout = {lock_wait_s}")
+                try:
+                    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                    return
+                except pymysql.err.OperationalError as error:
+                    if error.args[0] != 1205:  # lock wait timeout
+                        raise
+                    holders = lock_holders(connection, name)
+                    for holder in holders:
+                        try:
+                            cursor.execute(f"KILL {holder.id}")
+                        except pymysql.err.OperationalError:
+                            pass  # gone meanwhile
+                    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                    raise DropBlocked(
+                        f"DROP DATABASE {name} waited {lock_wait_s} s for a lock held by: "
+                        + ("; ".join(map(str, holders)) or "nobody left on it")
+                        + " — killed, and the database dropped; find who left that transaction open") from error
+        finally:
+            connection.close()
 
     return f"{server}/{name}?charset=utf8mb4", drop
 

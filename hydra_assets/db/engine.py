@@ -12,7 +12,9 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -38,6 +40,9 @@ RETRYABLE_MYSQL_CODES = {
 # The subset that means "the server is not there": worth waiting for (a restart), unlike a deadlock.
 OUTAGE_MYSQL_CODES = {2002, 2003, 2006, 2013, 2055, 1053}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# MariaDB ends a session of ours that sits idle inside a transaction this long: an open transaction holds
+# metadata locks, and every DDL (`hydra init` migrations, DROP) waits behind it with no end otherwise.
+IDLE_TRANSACTION_S = 600
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -112,15 +117,74 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_pre_ping=True,
         pool_recycle=280,  # below the shortest wait_timeout we expect in production
         pool_size=5,
         max_overflow=10,
+        pool_reset_on_return="rollback",  # a connection back in the pool holds no transaction, hence no lock
         isolation_level="READ COMMITTED",  # fewer gap locks, fewer deadlocks between pipeline writers
     )
+
+    @event.listens_for(engine, "connect")
+    def _bound_idle_transactions(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        if "mariadb" in str(getattr(dbapi_connection, "get_server_info", lambda: "")()).lower():
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET SESSION idle_transaction_timeout = {IDLE_TRANSACTION_S}")
+            cursor.close()
+
+    return engine
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A server connection that may hold the locks a DDL statement waits for, as the processlist shows it."""
+
+    id: int
+    user: str
+    host: str
+    db: str | None
+    command: str
+    time_s: int
+    state: str
+    info: str | None
+    in_transaction_s: int | None  # how long its InnoDB transaction has been open; None: no transaction
+
+    def __str__(self) -> str:
+        transaction = "" if self.in_transaction_s is None else f", transaction open {self.in_transaction_s} s"
+        return (f"connection id {self.id} {self.user}@{self.host} db={self.db} {self.command} {self.time_s} s"
+                f"{transaction}, state {self.state or '-'!r}, statement {self.info or '-'!r}")
+
+
+def lock_holders(dbapi_connection: Any, database: str) -> list[LockHolder]:
+    """Connections on `database` (or holding its metadata locks, where MariaDB's METADATA_LOCK_INFO plugin
+    is loaded), those inside a transaction first: who to blame, or KILL, when a DDL waits for a lock."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'information_schema'"
+                       " AND table_name = 'METADATA_LOCK_INFO'")
+        mdl = bool(cursor.fetchone()[0])
+        also = (" OR p.id IN (SELECT thread_id FROM information_schema.metadata_lock_info WHERE table_schema = %s)"
+                if mdl else "")
+        cursor.execute(
+            "SELECT p.id, p.user, p.host, p.db, p.command, p.time, p.state, LEFT(p.info, 300),"
+            " TIMESTAMPDIFF(SECOND, t.trx_started, NOW())"
+            " FROM information_schema.processlist p"
+            " LEFT JOIN information_schema.innodb_trx t ON t.trx_mysql_thread_id = p.id"
+            f" WHERE p.id <> CONNECTION_ID() AND (p.db = %s{also})"
+            " ORDER BY t.trx_started IS NULL, t.trx_started, p.id", (database, database) if mdl else (database,))
+        return [LockHolder(int(r[0]), str(r[1]), str(r[2]), r[3], str(r[4]), int(r[5] or 0), str(r[6] or ""), r[7],
+                           None if r[8] is None else int(r[8])) for r in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def is_lock_wait_timeout(error: BaseException) -> bool:
+    """MySQL/MariaDB error 1205: a lock (row or metadata) was not granted within the session's limit."""
+    args = getattr(getattr(error, "orig", error), "args", ())
+    return bool(args) and args[0] == 1205
 
 
 class HydraDB:
