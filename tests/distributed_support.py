@@ -86,7 +86,7 @@ def make_site(root: Path, mysql_server: str, monkeypatch: pytest.MonkeyPatch, *,
         "HYDRA_DAGSTER_MYSQL_PASSWORD": "", "HYDRA_DAGSTER_MYSQL_DB": dagster_url.rsplit("/", 1)[1].split("?")[0],
         "HYDRA_CELERY_BROKER": broker or broker_url(),
         "HYDRA_CELERY_QUEUE": f"hydra_test_{uuid.uuid4().hex[:8]}",  # tests in parallel never share tasks
-        "HYDRA_PREDICTOR": "inprocess", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+        "HYDRA_EXECUTOR": "celery", "HYDRA_PREDICTOR": "inprocess", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
     })
     env["HYDRA_INPUT_DIR"] = str(site.incoming)
     site.env = env

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ingest_support import PLOT
 
 from hydra_assets import distributed
 from tests.distributed_support import RABBITMQ, Output, Site, Worker, broker_url, make_site
@@ -84,7 +83,7 @@ def test_broker_wait_says_why_and_backs_off() -> None:
     with pytest.raises(distributed.BrokerUnavailable, match="did not answer within 5 s"):
         distributed.wait_for_broker("pyamqp://mq//", echo=said.append, sleep=lambda s: None, wait_s=5,
                                     problem=lambda url: "down")
-    assert list(zip(range(7), distributed.backoff(1, 30)))[-1] == (6, 30)
+    assert list(zip(range(7), distributed.backoff(1, 30), strict=False))[-1] == (6, 30)
 
 
 def test_version_check_messages() -> None:
