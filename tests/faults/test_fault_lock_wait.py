@@ -140,3 +140,69 @@ def test_a_blocked_drop_fails_fast_and_names_the_connection(mysql_server):
     with check.cursor() as cursor:
         assert cursor.execute("SHOW DATABASES LIKE %s", (_database(url),)) == 0
     check.close()
+
+
+def test_a_blocked_migration_fails_fast_and_names_the_connection(mysql_server):
+    from hydra_assets.db.migrate import MigrationBlocked, current_revision, downgrade
+
+    url, drop = fresh_mysql_database(mysql_server, prefix="hydra_faults")
+    try:
+        upgrade(url)
+        head = current_revision(url)
+        downgrade(url, "-1")  # the last migration is then to run again, behind a lock
+        holder = pymysql.connect(host="127.0.0.1", port=3306, user="root", database=_database(url),
+                                 autocommit=False)
+        try:
+            with holder.cursor() as cursor:  # a read inside a transaction: metadata locks on every table read
+                for (table,) in list(_tables(url)):
+                    cursor.execute(f"SELECT 1 FROM `{table}` LIMIT 1")
+                cursor.execute("SELECT CONNECTION_ID()")
+                holder_id = cursor.fetchone()[0]
+            time.sleep(6)  # idle inside its transaction
+            started = time.monotonic()
+            with pytest.raises(MigrationBlocked) as blocked:
+                upgrade(url, lock_wait_s=2)
+            assert time.monotonic() - started < 30
+            assert f"connection id {holder_id} root@" in str(blocked.value), blocked.value
+            assert current_revision(url) != head  # refused before its first statement: nothing half-done
+        finally:
+            holder.close()
+        upgrade(url, lock_wait_s=2)  # once the transaction is gone the migration runs
+        assert current_revision(url) == head
+    finally:
+        drop()
+
+
+def _tables(url: str) -> list[tuple[str]]:
+    connection = pymysql.connect(host="127.0.0.1", port=3306, user="root", database=_database(url))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW TABLES")
+            return [row for row in cursor.fetchall() if row[0] != "alembic_version"]
+    finally:
+        connection.close()
+
+
+def test_a_migration_that_meets_a_lock_midway_stops_after_its_lock_wait(mysql_server, monkeypatch):
+    from hydra_assets.db import migrate
+
+    monkeypatch.setattr(migrate, "IDLE_S", 10**6)  # no refusal up front: the ALTER itself waits
+    url, drop = fresh_mysql_database(mysql_server, prefix="hydra_faults")
+    try:
+        upgrade(url)
+        migrate.downgrade(url, "-1")
+        holder = pymysql.connect(host="127.0.0.1", port=3306, user="root", database=_database(url),
+                                 autocommit=False)
+        try:
+            with holder.cursor() as cursor:
+                for (table,) in _tables(url):
+                    cursor.execute(f"SELECT 1 FROM `{table}` LIMIT 1")
+                cursor.execute("SELECT CONNECTION_ID()")
+                holder_id = cursor.fetchone()[0]
+            with pytest.raises(migrate.MigrationBlocked, match=f"waited 2 s for a lock held by: connection id "
+                                                                f"{holder_id} root@"):
+                upgrade(url, lock_wait_s=2)
+        finally:
+            holder.close()
+    finally:
+        drop()
