@@ -7,6 +7,7 @@ prints and the Status page shows; each plot type's Run cards fill in as its mode
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -21,7 +22,7 @@ from hydra_assets import logins
 from hydra_assets.cli.common import friendly_errors, settings
 from hydra_assets.home import initialise, open_database
 from hydra_assets.settings import HydraSettings
-from hydra_assets.supervisor import Service, ServiceError, Supervisor
+from hydra_assets.supervisor import RunRecord, Service, ServiceError, Supervisor
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -62,7 +63,8 @@ def build_services(
                               "--host", host, "--port", str(mlflow_port), "--workers", "1"],
                 env=mlflow_env, port=mlflow_port, host=host, ready_url=f"http://{host}:{mlflow_port}/health",
                 url=f"http://{host}:{mlflow_port}", log_path=logs / "mlflow.log"),
-        Service("Dagster daemon", [_tool("dagster-daemon"), "run", *workspace], env=env, log_path=logs / "daemon.log"),
+        Service("Dagster daemon", [_tool("dagster-daemon"), "run", *workspace], env=env, log_path=logs / "daemon.log",
+                restart=True),
         Service("Dagster UI", [_tool("dagster-webserver"), "-h", host, "-p", str(dagster_port), *workspace],
                 env=env, port=dagster_port, host=host, ready_url=f"http://{host}:{dagster_port}/server_info",
                 url=f"http://{host}:{dagster_port}", log_path=logs / "dagster-webserver.log"),
@@ -122,9 +124,17 @@ class ProgressEcho:
 
 
 def _say(line: str, *, err: bool = False) -> None:
-    """Print, unless the terminal's pipe is gone (`| tee` + Ctrl-C): cleanup must still run."""
-    with contextlib.suppress(BrokenPipeError, OSError):
+    """Print, unless the terminal is gone (`| tee` + Ctrl-C: a broken pipe; a closed terminal: EIO): cleanup
+    must still run. A dead stream is pointed at /dev/null, so that no later print, nor Python's flush at exit,
+    raises again."""
+    try:
         click.echo(line, err=err)
+    except OSError:
+        stream = sys.stderr if err else sys.stdout
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
 
 
 def ensure_admin_login(config: HydraSettings) -> None:
@@ -242,6 +252,25 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
         if not production:
             raise click.ClickException("--workers needs --production (MariaDB for Hydra's and Dagster's storage)")
         config = prepare_head(config)
+    record = RunRecord(config.home / "run" / "up.pid")  # one `hydra up` per home; what a killed one left is stopped
+    try:
+        previous, stopped = record.claim()
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from error
+    atexit.register(record.release)  # an error before the services start; after, `supervisor.close` releases it
+    if stopped:
+        click.echo(f"stopped {len(stopped)} process{'es' if len(stopped) > 1 else ''} left running by a `hydra up` "
+                   f"of this home that did not stop (pid {previous.get('pid', '?')}): {', '.join(stopped)}")
+    stopping = {"now": False, "starting": True}
+
+    def _stop(signum: int, _frame: object) -> None:
+        stopping["now"] = True
+        if stopping["starting"]:
+            raise KeyboardInterrupt  # still setting up: unwind through the cleanup
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _stop)  # the terminal closed: the children, in their own sessions, get no SIGHUP
     probe = Supervisor(build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
                                       mlflow_port=mlflow_port, demo=False, feed_interval=feed_interval,
                                       auth=not no_auth), cwd=REPO)
@@ -261,45 +290,37 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
                               auth=not no_auth, demo_setup=setup)
     if workers:
         services += worker_services(config, workers, log_dir=config.home / "logs")
-    supervisor = Supervisor(services, cwd=REPO)
+    supervisor = Supervisor(services, cwd=REPO, record=record, say=_say)
     if not no_auth:
         ensure_admin_login(config)
 
-    stopping = {"now": False}
-
-    def _stop(signum: int, _frame: object) -> None:
-        stopping["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, _stop)  # the terminal closed: the children, in their own sessions, get no SIGHUP
     click.echo("starting services…")
-    start_predictor(config)
-    try:
-        supervisor.start_all()
-    except ServiceError as error:
-        stop_predictor(config)
-        raise click.ClickException(str(error)) from error
-    click.echo("all services up:")
-    for service in services:
-        if service.url:
-            click.echo(f"  {service.name:<14} {service.url}")
-    if not no_auth:
-        count = len(logins.read_logins(logins.credentials_path(config)))
-        click.echo(f"  logins         {logins.credentials_path(config)} ({count}; add one: hydra user add NAME)")
-    click.echo(f"  incoming       {config.input_dir}")
-    click.echo(f"  logs           {config.home / 'logs'}")
-    demo_job = next((s for s in services if s.one_shot), None)
-    if demo_job is not None:
-        pages = next(s for s in services if s.name == "Hydra pages")
-        click.echo(f"demo: generating the labeled history and training {len(read_demo_progress(config))} models "
-                   f"in the background; progress below and on {pages.url.rsplit('/', 1)[0]}/status "
-                   "(each plot type's Run cards fill in as its model is activated)")
-    click.echo("Ctrl-C stops everything.")
-    echo_progress = ProgressEcho(config)
-    try:
+    try:  # from here on, every ending (signal, broken stdout, crash) goes through the cleanup below
+        start_predictor(config)
+        try:
+            supervisor.start_all()
+        except ServiceError as error:
+            raise click.ClickException(str(error)) from error
+        stopping["starting"] = False
+        _say("all services up:")
+        for service in services:
+            if service.url:
+                _say(f"  {service.name:<14} {service.url}")
+        if not no_auth:
+            count = len(logins.read_logins(logins.credentials_path(config)))
+            _say(f"  logins         {logins.credentials_path(config)} ({count}; add one: hydra user add NAME)")
+        _say(f"  incoming       {config.input_dir}")
+        _say(f"  logs           {config.home / 'logs'}")
+        demo_job = next((s for s in services if s.one_shot), None)
+        if demo_job is not None:
+            pages = next(s for s in services if s.name == "Hydra pages")
+            _say(f"demo: generating the labeled history and training {len(read_demo_progress(config))} models "
+                 f"in the background; progress below and on {pages.url.rsplit('/', 1)[0]}/status "
+                 "(each plot type's Run cards fill in as its model is activated)")
+        _say("Ctrl-C stops everything.")
+        echo_progress = ProgressEcho(config)
         while not stopping["now"]:
-            failed = supervisor.first_failure()
+            failed = supervisor.watch()  # restarts the services that may be restarted
             if failed is not None:
                 _say(f"error: {failed.name} stopped unexpectedly; see {failed.log_path}", err=True)
                 break
@@ -313,9 +334,10 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
                     demo_job = None
             time.sleep(1.0)
     finally:
+        stopping["starting"] = False  # a second Ctrl-C must not cut the cleanup short
         _say("stopping services…")
-        supervisor.stop_all()
         stop_predictor(config)
+        supervisor.close()  # the services, then anything else carrying this `hydra up`'s mark
         _say("stopped.")
     if not stopping["now"]:
         sys.exit(1)
