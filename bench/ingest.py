@@ -474,6 +474,190 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
     return summary
 
 
+# ---- (e) per-stage profile ---------------------------------------------------------------------------------------------
+
+
+JOB_STEPS = ("image", "inference", "reference_score", "keep", "run_flags", "challenger_inference")
+OWN_MS = {"image": ("feeder_ms",), "inference": ("predict_ms",), "reference_score": ("reference_ms",),
+          "keep": ("keeper_ms",), "run_flags": ("read_ms", "rules_ms", "write_ms"),
+          "challenger_inference": ("challenger_ms",)}
+
+
+def micro_costs(config, paths: list[Path], size) -> dict[str, float]:
+    """What each file operation of the Feeder costs per image, one at a time on one core (ms/image)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from hydra_assets.images import file_digest, rgb_pixels, store_file
+    from hydra_assets.ingest.model_inputs import to_uint8
+    from hydra_assets.ingest.reference_grids import image_grid
+
+    costs: dict[str, float] = defaultdict(float)
+    scratch = config.home / "micro"
+    for i, path in enumerate(paths):
+        t = time.perf_counter()
+        file_digest(path)
+        costs["hash (sha256)"] += time.perf_counter() - t
+        t = time.perf_counter()
+        with PILImage.open(path) as probe:
+            probe.verify()
+        costs["verify (PNG checksums)"] += time.perf_counter() - t
+        t = time.perf_counter()
+        with PILImage.open(path) as full:
+            full.load()
+            costs["decode"] += time.perf_counter() - (t1 := t)
+            t = time.perf_counter()
+            pixels = to_uint8(rgb_pixels(full, size))
+            costs["resize to the model input"] += time.perf_counter() - t
+            t = time.perf_counter()
+            image_grid(full)
+            costs["reference grid"] += time.perf_counter() - t
+        del t1
+        t = time.perf_counter()
+        store_file(path, scratch, f"copy/{i}.png")
+        costs["file: copy + fsync"] += time.perf_counter() - t
+        t = time.perf_counter()
+        os.link(path, scratch / f"link-{i}.png")
+        costs["file: hard link"] += time.perf_counter() - t
+        t = time.perf_counter()
+        (scratch / f"copy/{i}.png").unlink()
+        costs["file: unlink"] += time.perf_counter() - t
+        t = time.perf_counter()
+        (scratch / f"input-{i}.rgb").write_bytes(np.ascontiguousarray(pixels).tobytes())
+        costs["file: keep model input"] += time.perf_counter() - t
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {k: v * 1000 / max(len(paths), 1) for k, v in costs.items()}
+
+
+def run_events(instance, run_id: str) -> tuple[dict[str, float], dict[str, dict[str, float]], int]:
+    """Run-level event times, per-step start/end times, and how many events the run wrote."""
+    from dagster import DagsterEventType
+
+    events: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = defaultdict(dict)
+    count = 0
+    for entry in instance.all_logs(run_id):
+        count += 1
+        event = entry.dagster_event
+        if event is None:
+            continue
+        kind = event.event_type
+        if kind in (DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
+            events.setdefault(kind.value, entry.timestamp)
+        elif kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+            steps[event.step_key][kind.value] = entry.timestamp
+    return events, steps, count
+
+
+def measure_profile(root: Path, pool: ImagePool, *, topology: str, size, n: int, reps: int) -> dict:
+    """Where the chunk job's time goes, per run and per image: the whole job (image → inference →
+    reference_score → keep → run_flags, challenger_inference) on `n` images of one run number, in this
+    process on a Dagster instance with SQLite storage (event log writes as in production), model warm;
+    next to it the bare model on the same images, and the Feeder's file operations one at a time."""
+    import dagster as dg
+    import numpy as np
+
+    from hydra_assets.assets.challenger import CHALLENGER_ASSETS
+    from hydra_assets.assets.flags import FLAG_ASSETS
+    from hydra_assets.assets.ingest import INGEST_ASSETS
+    from hydra_assets.assets.reference import REFERENCE_ASSETS
+    from hydra_assets.images import file_digest, load_rgb
+    from hydra_assets.ingest.classifier import predict_weights
+    from hydra_assets.ingest.scan import FileRef
+    from hydra_assets.ml.active import load_active_model
+    from hydra_assets.resources.hydra import HydraResource
+    from hydra_assets.resources.predictor import PredictorResource
+
+    plot = "PROFILE_" + topology
+    config, db = make_home(root, [plot], topology=topology, size=size, env={"HYDRA_MIN_FILE_AGE_SECONDS": "0"})
+    active = load_active_model(db, config, plot)
+    instance = dg.DagsterInstance.local_temp(str(root / "dagster"))
+    assets = [*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS, *CHALLENGER_ASSETS]
+    resources = {"hydra": HydraResource(), "predictor": PredictorResource(mode="inprocess")}
+    rounds: list[dict[str, float]] = []
+    micro: dict[str, list[float]] = defaultdict(list)
+    for rep in range(reps + 1):  # the first round warms imports, tracing and caches
+        run = 700 + rep
+        refs, paths = [], []
+        for chunk in range(n):
+            name = f"{plot}-{run}-{chunk:04d}.png"
+            write_atomically(config.input_dir, name, pool.unique(chunk))
+            paths.append(config.input_dir / name)
+            refs.append(FileRef(file_digest(config.input_dir / name), name).encode())
+        for key, value in micro_costs(config, paths, active.input_size).items():
+            micro[key].append(value)
+        batch = np.stack([load_rgb(p, active.input_size) for p in paths])
+        instance.add_dynamic_partitions("run_number", [str(run)])
+        started = time.time()
+        result = dg.materialize(assets, partition_key=str(run), instance=instance, resources=resources,
+                                run_config={"ops": {"image": {"config": {"files": refs}}}},
+                                tags={"hydra/source": "bench"})
+        ended = time.time()
+        bares = []
+        for _ in range(3):
+            t = time.perf_counter()
+            predict_weights(active, batch)
+            bares.append(time.perf_counter() - t)
+        if rep == 0:
+            continue
+        meta: dict[str, dict[str, float]] = defaultdict(dict)
+        for event in result.get_asset_materialization_events():
+            step = event.step_key
+            for key, value in event.materialization.metadata.items():
+                if key.endswith("_ms"):
+                    meta[step][key] = float(value.value)
+        events, steps, count = run_events(instance, result.run_id)
+        r: dict[str, float] = {"job": ended - started, "bare model": statistics.median(bares), "events": count}
+        first = min(v["STEP_START"] for v in steps.values())
+        last = max(v["STEP_SUCCESS"] for v in steps.values())
+        r["Dagster: run start (call -> first step)"] = first - started
+        r["Dagster: run end (last step -> return)"] = ended - last
+        order = sorted(steps, key=lambda k: steps[k]["STEP_START"])
+        gaps = sum(steps[b]["STEP_START"] - steps[a]["STEP_SUCCESS"] for a, b in zip(order, order[1:], strict=False))
+        r["Dagster: between steps"] = gaps
+        for step in JOB_STEPS:
+            if step not in steps:
+                continue
+            span = steps[step]["STEP_SUCCESS"] - steps[step]["STEP_START"]
+            own = sum(meta[step].get(k, 0.0) for k in OWN_MS[step]) / 1000
+            r[f"step {step}"] = span
+            r[f"step {step}: own work"] = own
+            r[f"step {step}: Dagster events, checks, stage timings"] = span - own
+        feeder, predict = meta.get("image", {}), meta.get("inference", {})
+        for key, value in feeder.items():
+            if key.startswith("feeder_") and key != "feeder_ms":
+                r[f"  feeder {key[7:-3]}"] = value / 1000
+        for key in ("prepare", "load", "infer", "novelty", "gradcam", "db"):
+            r[f"  predict {key}"] = predict.get(f"{key}_ms", 0.0) / 1000
+        flags = meta.get("run_flags", {})
+        for key in ("read", "rules", "write"):
+            r[f"  flags {key}"] = flags.get(f"{key}_ms", 0.0) / 1000
+        rounds.append(r)
+    med = {k: statistics.median(r.get(k, 0.0) for r in rounds) for k in rounds[0]}
+    micro_ms = {k: statistics.median(v) for k, v in micro.items()}
+    job, bare = med["job"], med["bare model"]
+    load = os.getloadavg()
+    print(f"\n== (e) profile: the whole chunk job on {n} images of one run, {topology} "
+          f"{size[0]}x{size[1]}, median of {reps} (load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}) ==")
+    print(f"  bare model {n / bare:8.1f} images/s ({bare:.3f} s) | chunk job {n / job:8.1f} images/s ({job:.3f} s) "
+          f"| ratio {bare / job:.3f} | {med['events']:.0f} Dagster events")
+    print(f"  {'stage':<58} {'per run':>10} {'per image':>11} {'share':>6}")
+    for key, value in med.items():
+        if key in ("job", "bare model", "events"):
+            continue
+        print(f"  {key:<58} {value * 1000:8.1f} ms {value * 1000 / n:8.3f} ms {value / job:6.1%}")
+    print("  the Feeder's file operations one at a time, one core (ms per image):")
+    for key, value in micro_ms.items():
+        print(f"    {key:<40} {value:7.3f} ms")
+    instance.dispose()
+    db.dispose()
+    os.environ.pop("HYDRA_MIN_FILE_AGE_SECONDS", None)
+    return {"topology": topology, "images": n, "reps": reps, "load": load, "ratio": round(bare / job, 3),
+            "job_s": round(job, 3), "bare_s": round(bare, 3),
+            "stages_ms": {k: round(v * 1000, 2) for k, v in med.items() if k not in ("job", "bare model", "events")},
+            "events": med["events"], "micro_ms_per_image": {k: round(v, 3) for k, v in micro_ms.items()}}
+
+
 # ---- (d) Feeder -> Predict hand-off -------------------------------------------------------------------------------------
 
 
@@ -612,20 +796,139 @@ def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
     return summary
 
 
+# ---- (f) sustained rate -----------------------------------------------------------------------------------------------
+
+
+def measure_rate(config, db, pool: ImagePool, *, rate: float, minutes: float, plot_types: int,
+                 lumisection_s: float = 23.0, run: int = 131000) -> dict:
+    """A CMS-like sustained load into the running daemon: every `lumisection_s`, `rate` x `lumisection_s`
+    images (`plot_types` plot types x as many chunks as that takes), written one second's share at a time.
+    Every minute: dropped, classified, backlog (dropped, not yet classified), load; at the end the
+    backlog's slope and p50/p95 file -> classified (the moment the inference row is visible)."""
+    import threading
+
+    from sqlalchemy import select
+
+    from hydra_assets.db.models import Image, Inference
+
+    names = [f"CMS_{i:04d}" for i in range(plot_types)]
+    add_plot_types(config, db, names)
+    landed: dict[str, float] = {}
+    classified: dict[str, float] = {}
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def writer() -> None:
+        per_second = rate
+        owed, chunk, index, second = 0.0, 0, 0, 0
+        begun = time.monotonic()
+        while not stop.is_set():
+            owed += per_second
+            while owed >= 1 and not stop.is_set():
+                name = names[index % plot_types]
+                if index % plot_types == plot_types - 1:
+                    chunk += 1
+                file_name = f"{name}-{run}-{chunk:05d}.png"
+                landed[file_name] = write_atomically(config.input_dir, file_name, pool.unique(index))
+                index += 1
+                owed -= 1
+            second += 1
+            stop.wait(max(0.0, begun + second - time.monotonic()))
+
+    def poller() -> None:
+        last = 0
+        while not stop.is_set() or len(classified) < len(landed):
+            try:
+                with db.read() as s:
+                    rows = s.execute(select(Inference.id, Image.file_name).join(Image, Image.id == Inference.image_id)
+                                     .where(Inference.id > last, Image.run_number == run).order_by(Inference.id)).all()
+                    s.rollback()
+            except Exception as error:  # a busy database: poll again
+                errors.append(str(error)[:200])
+                rows = []
+            now = time.time()
+            for inference_id, file_name in rows:
+                classified.setdefault(file_name, now)
+                last = max(last, inference_id)
+            if stop.is_set() and time.time() > drain_deadline[0]:
+                return
+            time.sleep(0.5)
+
+    drain_deadline = [float("inf")]
+    threads = [threading.Thread(target=writer, daemon=True), threading.Thread(target=poller, daemon=True)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    samples: list[tuple[float, int, int, float]] = []
+    print(f"\n== (f) sustained rate: {rate:.0f} images/s ({plot_types} plot types x "
+          f"{rate * lumisection_s / plot_types:.0f} chunks per {lumisection_s:.0f}-s lumisection), {minutes:.0f} min ==")
+    print("   min  dropped  classified  backlog  load1", flush=True)
+    try:
+        for minute in range(1, int(minutes) + 1):
+            time.sleep(max(0.0, started + 60 * minute - time.time()))
+            dropped, done = len(landed), len(classified)
+            load = os.getloadavg()[0]
+            samples.append((minute, dropped, dropped - done, load))
+            print(f"  {minute:4d} {dropped:8d} {done:11d} {dropped - done:8d} {load:6.2f}", flush=True)
+    finally:
+        stop.set()
+        threads[0].join()
+    fed_s = time.time() - started
+    drain_deadline[0] = time.time() + 300
+    threads[1].join(timeout=330)
+    latencies = [classified[name] - landed[name] for name in landed if name in classified]
+    import statistics as st
+
+    def slope(points: list[tuple[float, float]]) -> float:
+        if len(points) < 2:
+            return 0.0
+        mx, my = st.fmean(x for x, _ in points), st.fmean(y for _, y in points)
+        den = sum((x - mx) ** 2 for x, _ in points) or 1.0
+        return sum((x - mx) * (y - my) for x, y in points) / den
+
+    half = [(m, b) for m, _, b, _ in samples if m > minutes / 2] or [(m, b) for m, _, b, _ in samples]
+    summary = {
+        "rate_asked": rate, "minutes": minutes, "plot_types": plot_types, "dropped": len(landed),
+        "achieved_drop_rate": round(len(landed) / fed_s, 1),
+        "classified": len(classified), "classified_rate_while_feeding": round(
+            sum(1 for n in landed if n in classified and classified[n] <= started + fed_s) / fed_s, 1),
+        "backlog_slope_per_min": round(slope([(m, b) for m, _, b, _ in samples]), 1),
+        "backlog_slope_second_half_per_min": round(slope(half), 1),
+        "backlog_end": samples[-1][2] if samples else None,
+        "drained_after_s": round(max(classified.values()) - started - fed_s, 1) if len(classified) == len(landed)
+        else None,
+        "latency_p50_s": round(pct(latencies, 0.5), 2), "latency_p95_s": round(pct(latencies, 0.95), 2),
+        "latency_max_s": round(max(latencies), 2) if latencies else None,
+        "load_mean": round(st.fmean(load for *_, load in samples), 2) if samples else None,
+        "poll_errors": len(errors),
+    }
+    print(f"  dropped {summary['dropped']} ({summary['achieved_drop_rate']} images/s), classified while feeding "
+          f"{summary['classified_rate_while_feeding']} images/s; backlog slope {summary['backlog_slope_per_min']:+.1f} "
+          f"images/min (second half {summary['backlog_slope_second_half_per_min']:+.1f}), at the end "
+          f"{summary['backlog_end']}, drained {summary['drained_after_s']} s after the last file")
+    print(f"  file -> classified: p50 {summary['latency_p50_s']} s, p95 {summary['latency_p95_s']} s, "
+          f"max {summary['latency_max_s']} s; load average (1 min) mean {summary['load_mean']}")
+    return summary
+
+
 # ---- main -----------------------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="latency,ratio,drain,handoff",
-                        help="comma list of latency, ratio, drain, handoff")
+                        help="comma list of latency, ratio, drain, handoff, profile (printed with ratio too), rate")
     parser.add_argument("--variant", default="shipped", help=f"{', '.join(VARIANTS)} or all")
     parser.add_argument("--chunks", type=int, default=24, help="measured chunks per latency variant (>= 20)")
     parser.add_argument("--interval", type=float, default=8.0, help="seconds between chunks")
     parser.add_argument("--ratio-images", type=int, default=81)
     parser.add_argument("--ratio-reps", type=int, default=3)
+    parser.add_argument("--profile-images", type=int, default=200, help="images of the profile's chunk job")
     parser.add_argument("--ratio-topologies", default="compact", help="e.g. compact,inceptionv3")
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0, help="images/s of the sustained part (rate)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of the sustained part")
+    parser.add_argument("--rate-plot-types", type=int, default=46, help="plot types of the sustained part")
     parser.add_argument("--handoff-images", type=lambda text: [int(v) for v in text.split(",")], default=[6, 81],
                         help="chunk sizes of the hand-off part, e.g. 6,81")
     parser.add_argument("--handoff-reps", type=int, default=15)
@@ -643,10 +946,13 @@ def main() -> None:
             figures["ratio"] = [measure_ratio(root / f"ratio-{t}", pool, topology=t, size=sizes[t],
                                               n=args.ratio_images, reps=args.ratio_reps)
                                 for t in args.ratio_topologies.split(",")]
+        if "profile" in parts or "ratio" in parts:
+            figures["profile"] = measure_profile(root / "profile", pool, topology="compact", size=DEMO_SIZE,
+                                                 n=args.profile_images, reps=args.ratio_reps)
         if "handoff" in parts:
             figures["handoff"] = measure_handoff(root / "handoff", pool, sizes=args.handoff_images,
                                                  reps=args.handoff_reps)
-        if "latency" in parts or "drain" in parts:
+        if "latency" in parts or "drain" in parts or "rate" in parts:
             variants = list(VARIANTS) if args.variant == "all" else args.variant.split(",")
             figures["latency"] = []
             for index, variant in enumerate(variants):
@@ -660,6 +966,9 @@ def main() -> None:
                         figures["latency"].append(report_latency(variant, results, cold))
                     if "drain" in parts and index == 0:
                         figures["drain"] = measure_drain(config, db, pool, burst=args.burst)
+                    if "rate" in parts and index == 0:
+                        figures["rate"] = measure_rate(config, db, pool, rate=args.rate, minutes=args.minutes,
+                                                       plot_types=args.rate_plot_types)
                 stop_predictor(config)
                 db.dispose()
         if args.json:

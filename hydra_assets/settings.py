@@ -50,7 +50,8 @@ class HydraSettings(BaseSettings):
     min_file_age_seconds: float = Field(default=1.0, ge=0, description="Sensor waits this long after a write.")
     sensor_interval_seconds: int = Field(default=5, ge=1)
     max_runs_per_tick: int = Field(default=25, ge=1, description="Caps the size of a sensor tick.")
-    max_files_per_run: int = Field(default=200, ge=1, description="Caps the files carried by one run.")
+    max_files_per_run: int = Field(default=2000, ge=1, description="Caps the files of one run number requested per "
+                                   "tick; split into runs of at most ~400 (the run config's 40-kB budget).")
     db_outage_seconds: float = Field(
         default=300.0, ge=0,
         description="How long an ingestion step waits for a database that is down (e.g. restarting) before "

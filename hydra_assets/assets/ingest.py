@@ -18,7 +18,7 @@ from pydantic import Field
 from hydra_assets.db.engine import HydraDB, is_outage, outage_waits
 from hydra_assets.ingest.checks import decisions_missing, inference_coverage
 from hydra_assets.ingest.feeder import FeedResult, feed_files
-from hydra_assets.ingest.health import beat, record_timings, write_resolving_conflicts
+from hydra_assets.ingest.health import beat, write_resolving_conflicts
 from hydra_assets.ingest.keeper import KeepResult, keep_run
 from hydra_assets.ingest.predict import PredictResult, predict_run
 from hydra_assets.ingest.scan import FileRef
@@ -72,13 +72,26 @@ def waiting_out_database_outages(context: dg.AssetExecutionContext, config: Hydr
 
 def _record_stage(db: HydraDB, stage: str, run: int, chunks: Mapping, started: float, duration_ms: float,
                   dagster_run_id: str, detail: str, status: str = "ok") -> None:
+    """The stage's `stage_timings` rows (`health.record_timings`' rows: one per plot type and chunk, the
+    stage's time shared by image count) in one INSERT, and its heartbeat: a run of 200 one-image chunks
+    wrote 200 rows one flush at a time per step (bench/ingest.py --parts profile)."""
     from datetime import UTC, datetime
 
+    from sqlalchemy import insert
+
+    from hydra_assets.db.models import StageTiming, utcnow
+
     started_at = datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
+    finished = utcnow()
+    chunks = dict(chunks) or {(None, None): 0}
+    total = sum(chunks.values()) or 1
+    rows = [dict(stage=stage, plot_type_id=plot_type_id, run_number=run, chunk=chunk, image_count=count,
+                 started_at=started_at, finished_at=finished, status=status, dagster_run_id=dagster_run_id,
+                 duration_ms=round(duration_ms * count / total if len(chunks) > 1 else duration_ms, 3))
+            for (plot_type_id, chunk), count in chunks.items()]
 
     def work(session) -> None:  # type: ignore[no-untyped-def]
-        record_timings(session, stage, run=run, chunks=dict(chunks), started_at=started_at,
-                       duration_ms=duration_ms, dagster_run_id=dagster_run_id, status=status)
+        session.execute(insert(StageTiming), rows)
         beat(session, stage, detail)
 
     write_resolving_conflicts(db, work, what=f"{stage} timings")
@@ -111,6 +124,7 @@ def image(context: dg.AssetExecutionContext, config: ChunkFiles, hydra: HydraRes
             "already_registered": result.already,
             "changed_since_sensor": len(result.changed),
             "feeder_ms": dg.FloatMetadataValue(round(result.duration_ms, 1)),
+            **{f"feeder_{k}_ms": dg.FloatMetadataValue(round(v, 1)) for k, v in result.timings_ms.items()},
             "quarantine_reasons": dg.MetadataValue.json(dict(result.quarantined[:50])),
         },
         check_results=[dg.AssetCheckResult(

@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from hydra_assets.db.engine import HydraDB
@@ -199,18 +199,21 @@ def keep_run(
     per_image_ms = (time.perf_counter() - started) * 1000 / max(len(pending), 1)
 
     def work(session: Session) -> tuple[int, Counter[str], int, list[str]]:
+        """Every row of the chunk in one statement per table (executemany), not an ORM object per image: a
+        Hall brings 80 plot types per chunk, a burst thousands of images per run."""
         done = set(session.scalars(select(KeepDecision.inference_id).where(
             KeepDecision.inference_id.in_(list(decisions)))))
         alarmed = set(session.scalars(select(Alarm.inference_id).where(Alarm.inference_id.in_(list(decisions)))))
-        # one query per table, not one per image: a Hall brings 80 plot types per chunk
-        images = {i.id: i for i in session.scalars(select(Image).where(
-            Image.id.in_({item.image_id for item in pending})))}
-        inferences = {i.id: i for i in session.scalars(select(Inference).where(Inference.id.in_(list(decisions))))}
+        priorities = dict(session.execute(select(Image.id, Image.queue_priority).where(
+            Image.id.in_({item.image_id for item in pending}))).tuples().all())
         tiles = {r.plot_type_id: r for r in session.scalars(select(RunTime).where(
             RunTime.plot_type_id.in_({item.plot_type_id for item in pending})))}
         kept: Counter[str] = Counter()
         decided = alarms = 0
         latest: dict[int, _Pending] = {}
+        new_decisions: list[dict] = []
+        new_alarms: list[dict] = []
+        now = utcnow()
         for item in pending:
             previous = latest.get(item.plot_type_id)
             if previous is None or (item.run, item.chunk, item.image_id, item.inference_id) > (
@@ -218,21 +221,31 @@ def keep_run(
                 latest[item.plot_type_id] = item
             if item.inference_id in done:
                 continue
+            done.add(item.inference_id)
             reason, kept_path = decisions[item.inference_id]
-            session.add(KeepDecision(inference_id=item.inference_id, image_id=item.image_id, keep=reason is not None,
-                                     reason=reason, kept_path=kept_path, decided_at=utcnow()))
+            new_decisions.append(dict(inference_id=item.inference_id, image_id=item.image_id, keep=reason is not None,
+                                      reason=reason, kept_path=kept_path, decided_at=now))
             decided += 1
             if reason:
                 kept[reason] += 1
-                image = images[item.image_id]
-                image.queue_priority = queue_priority(reason, image.queue_priority)
-            inferences[item.inference_id].keep_ms = round(per_image_ms, 3)
+                priorities[item.image_id] = queue_priority(reason, priorities.get(item.image_id))
             kind = alarm_kind(item)
             if live and kind is not None and item.inference_id not in alarmed:
-                session.add(Alarm(inference_id=item.inference_id, image_id=item.image_id,
-                                  plot_type_id=item.plot_type_id, label_id=item.top_label_id, kind=kind,
-                                  message=alarm_message(item, kind)))
+                alarmed.add(item.inference_id)
+                new_alarms.append(dict(inference_id=item.inference_id, image_id=item.image_id,
+                                       plot_type_id=item.plot_type_id, label_id=item.top_label_id, kind=kind,
+                                       message=alarm_message(item, kind), raised_at=now))
                 alarms += 1
+        if new_decisions:
+            session.execute(insert(KeepDecision), new_decisions)
+            session.execute(update(Inference), [{"id": d["inference_id"], "keep_ms": round(per_image_ms, 3)}
+                                                for d in new_decisions])
+            queued = [{"id": d["image_id"], "queue_priority": priorities[d["image_id"]]}
+                      for d in new_decisions if d["reason"]]
+            if queued:
+                session.execute(update(Image), queued)
+        if new_alarms:
+            session.execute(insert(Alarm), new_alarms)
         moved = [item.plot_type for item in latest.values() if _move_run_time(session, item, tiles.get(item.plot_type_id))]
         session.flush()
         return decided, kept, alarms, moved

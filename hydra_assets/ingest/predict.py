@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
@@ -126,26 +126,31 @@ def _statuses(session: Session, image_ids: list[int]) -> dict[tuple[int, str], s
 
 
 def _write_rows(db: HydraDB, rows: list[_Row]) -> Counter[str]:
-    """Insert (or repair an `error` row of) one inference per image and model version, in one transaction."""
+    """Insert (or repair an `error` row of) one inference per image and model version, in one transaction:
+    the new rows in one INSERT (executemany), not an ORM object each."""
 
     def work(session: Session) -> Counter[str]:
         ids = sorted({row.image.id for row in rows})
-        existing = {(r.image_id, r.model_key): r for r in session.scalars(
-            select(Inference).where(Inference.image_id.in_(ids)))}
+        existing = {(image_id, key): (inference_id, status) for inference_id, image_id, key, status in session.execute(
+            select(Inference.id, Inference.image_id, Inference.model_key, Inference.status)
+            .where(Inference.image_id.in_(ids)))}
         written: Counter[str] = Counter()
+        new: list[dict[str, Any]] = []
         for row in rows:
             old = existing.get((row.image.id, row.key))
-            if old is not None and old.status != "error":
+            if old is not None and old[1] != "error":
                 continue  # a concurrent run got there first
             if old is None:
                 image = row.image
-                session.add(Inference(image_id=image.id, plot_type_id=image.plot_type_id, run_number=image.run,
-                                      chunk=image.chunk, model_key=row.key, **row.fields))
+                new.append({"predict_ms": None, "feed_ms": None, **row.fields, "image_id": image.id,
+                            "plot_type_id": image.plot_type_id, "run_number": image.run, "chunk": image.chunk,
+                            "model_key": row.key})
+                existing[(row.image.id, row.key)] = (0, "new")
             else:
-                for name, value in row.fields.items():
-                    setattr(old, name, value)
+                session.execute(update(Inference).where(Inference.id == old[0]).values(**row.fields))
             written[row.outcome] += 1
-        session.flush()
+        if new:
+            session.execute(insert(Inference), new)
         return written
 
     return write_resolving_conflicts(db, work, what="record inferences")
