@@ -5,6 +5,7 @@ folders, and the counts that prove every file was classified exactly once.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ DEPLOY_YAML = REPO / "deploy" / "dagster-mysql.yaml"
 RABBITMQ = ("127.0.0.1", 5672)
 STEP_DONE = re.compile(r"Task execute_plan\[[0-9a-f-]+\] (succeeded|failed|raised)")
 STEP_RECEIVED = re.compile(r"Task execute_plan\[[0-9a-f-]+\] received")
+TASK_RECEIVED = re.compile(r"^\[([0-9-]+ [0-9:,]+): INFO/MainProcess\] Task execute_plan\[([0-9a-f-]+)\] received", re.M)
+TASK_DONE = re.compile(r"Task execute_plan\[([0-9a-f-]+)\] succeeded")
 
 
 def broker_url(port: int = RABBITMQ[1]) -> str:
@@ -147,6 +150,20 @@ class Worker:
         """Executing a step now (received more than it finished)."""
         text = self.text()
         return len(STEP_RECEIVED.findall(text)) > len(STEP_DONE.findall(text))
+
+    def unfinished_task(self) -> str | None:
+        """The id of the step it received last, if it never finished it."""
+        received = TASK_RECEIVED.findall(self.text())
+        return received[-1][1] if received and received[-1][1] not in self.finished_tasks() else None
+
+    def finished_tasks(self) -> set[str]:
+        return set(TASK_DONE.findall(self.text()))
+
+    def received_at(self, task: str) -> dt.datetime | None:
+        for stamp, seen in TASK_RECEIVED.findall(self.text()):
+            if seen == task:
+                return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        return None
 
     def ready(self) -> bool:
         return " ready." in self.text()

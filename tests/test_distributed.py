@@ -95,6 +95,14 @@ def test_version_check_messages() -> None:
     assert json.loads(record)["at"].startswith("2026-12-01")
 
 
+def test_readme_distributed_block_is_what_the_tests_run() -> None:
+    from tests.test_readme_production import readme_block
+
+    commands = readme_block("### Distributed mode")
+    assert commands == [["./hydra", "init"], ["./hydra", "up", "--production", "--workers", "2"],
+                        ["./hydra", "worker"]]
+
+
 # ---- a site on MariaDB and RabbitMQ ---------------------------------------------------------------------------
 
 
@@ -188,16 +196,23 @@ def test_sigkilled_worker_loses_nothing_and_doubles_nothing(site: Site, tmp_path
         drop_many(site.incoming, files, runs=4)
         victim = workers[0]
         wait_until(victim.busy, 300, every=0.1, alive=lambda: daemon.process.poll() is None)
+        killed_at = dt.datetime.now()
         victim.kill(signal.SIGKILL)
         killed_after = victim.steps_done()
+        task = victim.unfinished_task()
+        assert task is not None
+        handed_over = wait_until(lambda: workers[1].received_at(task) is not None, 120, every=0.2)
         _wait_all_kept(site, files, 420, alive=lambda: daemon.process.poll() is None)
         wait_until(lambda: runs_settled(site.dagster_home), 120, every=2.0)
         _assert_exactly_once(site, files)
         statuses = runs_by_status(site.dagster_home)
         assert statuses.get("FAILURE", 0) == 0 and statuses.get("SUCCESS", 0) >= 4, statuses
         assert workers[1].steps_done() > 0
-        print(f"victim finished {killed_after} steps before the kill; the other {workers[1].steps_done()}; "
-              f"runs {statuses}")
+        assert task in workers[1].finished_tasks()  # the killed step, executed again by the other worker
+        delay = (workers[1].received_at(task) - killed_at).total_seconds()
+        print(f"victim finished {killed_after} steps before the kill; its step {task} reached the other worker "
+              f"{delay:.1f} s after the kill (seen in {handed_over:.1f} s); the other did "
+              f"{workers[1].steps_done()} steps; runs {statuses}")
     finally:
         daemon.stop()
         for worker in workers:
@@ -212,12 +227,15 @@ def test_hydra_up_production_workers_with_the_broker_down_at_start(site: Site, t
     """`hydra up --production --workers 2` (README, "Distributed mode") with the broker down at start: it says
     so and retries; files dropped meanwhile wait; once the broker answers, both workers classify every file
     exactly once; Ctrl-C stops every process."""
+    from tests.test_readme_production import readme_block
     from tests.ui.pages_server import free_port, processes_of
 
     proxy = RestartableProxy(upstream=RABBITMQ)  # "the broker", down until proxy.up()
     env = {**site.env, "HYDRA_CELERY_BROKER": broker_url(proxy.port)}
-    command = [HYDRA, "up", "--production", "--workers", "2", "--panel-port", str(free_port()),
-               "--dagster-port", str(free_port()), "--mlflow-port", str(free_port())]
+    init, up_args = ([HYDRA, *args[1:]] for args in readme_block("### Distributed mode")[:2])
+    subprocess.run(init, env=env, cwd=tmp_path, check=True, capture_output=True, timeout=180)
+    command = [*up_args, "--panel-port", str(free_port()), "--dagster-port", str(free_port()),
+               "--mlflow-port", str(free_port())]
     files = 200
     up = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True)
