@@ -27,6 +27,11 @@ FINGERPRINT_CHARS = 10
 MAX_PENDING = 3000  # 30 kB of cursor; beyond it the sensor waits for runs to drain the folder
 MAX_FILES_CONFIG_CHARS = 40_000  # of a run's file list: the run body stays far below 64 KiB
 TAG_LIMIT = 1000
+# Dagster stores a sensor tick, its cursor and *every run request of the tick with its run config*, in one
+# TEXT column on MySQL (job_ticks.tick_body, 64 KiB): measured, ~770 characters + ~510 and the tags per run
+# request + the file reference and 4 per file.  A tick on MySQL storage stays below this.
+MYSQL_TICK_CHARS = 60_000
+RUN_REQUEST_CHARS = 700  # a run request without files and tags, with its run key and its run id twice
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,32 @@ def plan_runs(
         if taken:
             plans.append(RunPlan(run, tuple(taken)))
     return plans, deferred
+
+
+def fit_tick(
+    plans: Iterable[RunPlan], *, cursor_chars: int, max_chars: int = MYSQL_TICK_CHARS
+) -> tuple[list[RunPlan], list[ReadyFile]]:
+    """The plans that fit in one stored tick together with the cursor; files beyond wait for the next tick.
+
+    Without it a burst on MySQL storage (several runs of 40 kB of file list each) failed the tick with
+    `Data too long for column 'tick_body'` on every tick, and nothing was ingested."""
+    used = 1_500 + cursor_chars  # the tick's own fields: ids, names, log key, the partitions request
+    fitted: list[RunPlan] = []
+    deferred: list[ReadyFile] = []
+    for plan in plans:
+        room = max_chars - used - RUN_REQUEST_CHARS - len(json.dumps(plan.tags))
+        taken: list[ReadyFile] = []
+        for item in plan.files:
+            cost = len(item.ref.encode()) + 4 + FINGERPRINT_CHARS  # its config entry and its cursor entry
+            if cost > room:
+                break
+            taken.append(item)
+            room -= cost
+        deferred += plan.files[len(taken):]
+        if taken:
+            fitted.append(plan if len(taken) == len(plan.files) else RunPlan(plan.run, tuple(taken)))
+            used = max_chars - room
+    return fitted, deferred
 
 
 # ---- cursor --------------------------------------------------------------------------------------------

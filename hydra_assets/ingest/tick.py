@@ -21,10 +21,12 @@ from hydra_assets.ingest.feeder import USABLE
 from hydra_assets.ingest.health import beat, write_resolving_conflicts
 from hydra_assets.ingest.quarantine import QuarantineItem, db_text, landed_at, quarantine_files, same_landing
 from hydra_assets.ingest.scan import (
+    FINGERPRINT_CHARS,
     MAX_PENDING,
     ReadyFile,
     RunPlan,
     SensorCursor,
+    fit_tick,
     list_incoming,
     plan_runs,
     select_runs,
@@ -98,6 +100,7 @@ def evaluate_tick(
     *,
     now_ns: int | None = None,
     max_pending: int = MAX_PENDING,
+    max_tick_chars: int | None = None,
 ) -> TickOutcome:
     """Decide what this tick requests and quarantines; returns the plans and the next cursor."""
     started = time.perf_counter()
@@ -160,6 +163,10 @@ def evaluate_tick(
             fresh[run] = keep
 
     outcome.plans, deferred = split_runs(fresh, max_runs=config.max_runs_per_tick)
+    if max_tick_chars is not None:  # Dagster's MySQL storage keeps the tick with its run requests in 64 KiB
+        outcome.plans, over = fit_tick(outcome.plans, cursor_chars=FINGERPRINT_CHARS * sorted_out.pending + 40,
+                                       max_chars=max_tick_chars)
+        deferred += over
     outcome.deferred = len(deferred) + len(sorted_out.candidates) - sum(len(v) for v in trimmed.values())
     outcome.quarantined = [(item.path.name, item.reason) for item, _ in quarantine_files(db, config, rejects)]
     requested = [f.seen.fingerprint for plan in outcome.plans for f in plan.files]

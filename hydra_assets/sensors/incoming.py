@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from hydra_assets.ingest.resubmit import RESUBMISSION_TAG, FailedRun, Resubmission, next_key, plan_resubmissions
+from hydra_assets.ingest.scan import MYSQL_TICK_CHARS
 from hydra_assets.ingest.tick import evaluate_tick
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
@@ -78,7 +79,9 @@ def incoming_images(
     context: dg.SensorEvaluationContext, hydra: HydraResource, predictor: PredictorResource
 ) -> dg.SensorResult:
     """Plan this tick's runs; bad files are quarantined with their reason rather than failing the tick."""
-    outcome = evaluate_tick(hydra.db, hydra.settings, context.cursor)
+    on_mysql = type(context.instance.schedule_storage).__name__.startswith("MySQL")  # ticks in 64-KiB TEXT
+    outcome = evaluate_tick(hydra.db, hydra.settings, context.cursor, max_tick_chars=MYSQL_TICK_CHARS if on_mysql
+                            else None)
     again = failed_chunks(context.instance)
     for plan in again:
         context.log.warning(f"run {plan.partition}: submitting the chunk of failed run {plan.replaces} again "

@@ -80,11 +80,14 @@ def failure_reasons(home) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def log_summary(text: str) -> list[str]:
-    """The daemon log's own lines (not tracebacks, not DEBUG), counted."""
+    """The daemon log's own lines (colours stripped; not tracebacks, DEBUG or routine INFO), counted."""
+    import re
     from collections import Counter
 
-    lines = Counter(line[26:200] for line in text.splitlines()
-                    if line[:4].isdigit() and " - DEBUG - " not in line and "reference score missing" not in line)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = Counter(line[26:200] for line in plain.splitlines()
+                    if line[:4].isdigit() and (" - ERROR - " in line or " - WARNING - " in line
+                                               or "MonitoringDaemon" in line) and "reference score" not in line)
     return [f"{n} x {line}" for line, n in lines.most_common(25)]
 
 
