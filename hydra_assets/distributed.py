@@ -14,7 +14,8 @@ other code refuses to start with a message, and even one started by hand listens
 queue, so it never executes another version's step.
 
 Pure where possible: the version, the queue, the Celery settings, the messages and the back-off are plain
-functions; only `broker_problem`, the recorded version and `worker_app` touch the outside.
+functions; only `broker_problem` and the recorded version touch the outside.  The Dagster face
+(hydra_assets/jobs/ingest.py) and the command line (`hydra worker`) put them to use.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    import celery
-
     from hydra_assets.settings import HydraSettings
 
 HYDRA_ROOT = Path(__file__).resolve().parent  # the hydra_assets package
@@ -210,24 +209,7 @@ def shared_storage_problem(run_storage: object) -> str | None:
             "deploy/dagster-mysql.yaml as $DAGSTER_HOME/dagster.yaml (HYDRA_DAGSTER_MYSQL_* variables)")
 
 
-# ---- the worker's Celery app -----------------------------------------------------------------------------------
-
-
-def worker_app(config: HydraSettings, version: str | None = None) -> celery.Celery:
-    """The Celery app a `hydra worker` runs: dagster-celery's app and step task, with our settings."""
-    from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
-    from dagster_celery.make_app import make_app
-    from dagster_celery.tasks import create_task
-
-    settings = settings_celery_config(config, version)
-    app = make_app({"broker": settings["broker"], "backend": settings["backend"], "include": [],
-                    "config_source": dict_wrapper({**DEFAULT_CONFIG, **settings["config_source"]})})
-    create_task(app)
-    return app
-
-
 __all__ = [
     "BrokerUnavailable", "VersionMismatch", "celery_config", "code_version", "deployment_version",
     "record_deployment_version", "queue_name", "settings_celery_config", "version_problem", "wait_for_broker",
-    "worker_app",
 ]

@@ -195,7 +195,9 @@ def test_sigkilled_worker_loses_nothing_and_doubles_nothing(site: Site, tmp_path
         daemon.start()
         drop_many(site.incoming, files, runs=4)
         victim = workers[0]
-        wait_until(victim.busy, 300, every=0.1, alive=lambda: daemon.process.poll() is None)
+        # mid-chunk: after it finished two steps, while it executes another
+        wait_until(lambda: victim.steps_done() >= 2 and victim.busy(), 300, every=0.1,
+                   alive=lambda: daemon.process.poll() is None)
         killed_at = dt.datetime.now()
         victim.kill(signal.SIGKILL)
         killed_after = victim.steps_done()
@@ -267,6 +269,7 @@ def test_hydra_up_production_workers_with_the_broker_down_at_start(site: Site, t
                 os.killpg(up.pid, signal.SIGKILL)
         proxy.down()
     assert up.returncode == 0, output.text()[-3000:]
+    print("\n".join(line for line in output.lines if "broker" in line))
     assert processes_of(site.head) == []
 
 

@@ -15,12 +15,16 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hydra_assets.cli.common import EXIT_REFUSED, friendly_errors, settings
 from hydra_assets.settings import HydraSettings
 from hydra_assets.supervisor import Service
+
+if TYPE_CHECKING:
+    import celery
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_DAGSTER_YAML = REPO / "deploy" / "dagster-mysql.yaml"
@@ -36,6 +40,21 @@ def ensure_dagster_yaml(dagster_home: Path) -> None:
     if not target.exists():
         dagster_home.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DEPLOY_DAGSTER_YAML, target)
+
+
+def worker_app(config: HydraSettings, version: str) -> celery.Celery:
+    """The Celery app a `hydra worker` runs: dagster-celery's app and step task, with our settings."""
+    from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
+    from dagster_celery.make_app import make_app
+    from dagster_celery.tasks import create_task
+
+    from hydra_assets.distributed import settings_celery_config
+
+    settings = settings_celery_config(config, version)
+    app = make_app({"broker": settings["broker"], "backend": settings["backend"], "include": [],
+                    "config_source": dict_wrapper({**DEFAULT_CONFIG, **settings["config_source"]})})
+    create_task(app)
+    return app
 
 
 # ---- `hydra up --production --workers N` -------------------------------------------------------------------
@@ -70,8 +89,7 @@ def worker_services(config: HydraSettings, count: int, *, log_dir: Path) -> list
     """`count` workers as separate processes, each in its own folder under HYDRA_HOME/workers/<n> with its
     own Hydra and Dagster home, sharing with the head only the databases, the broker and the image folders
     (what a worker on another machine shares)."""
-    from hydra_assets.cli.up import _tool
-
+    hydra = Path(sys.executable).parent / "hydra"  # this environment's, as `hydra up` runs its own tools
     shared = {"HYDRA_DB_URL": config.db_url, "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
               "HYDRA_MLFLOW_ARTIFACT_ROOT": str(config.mlflow_artifact_root), "HYDRA_INPUT_DIR": str(config.input_dir),
               "HYDRA_IMAGES_DIR": str(config.images_dir), "HYDRA_KEPT_DIR": str(config.kept_dir),
@@ -83,7 +101,7 @@ def worker_services(config: HydraSettings, count: int, *, log_dir: Path) -> list
         (folder / "dagster").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(config.dagster_home / "dagster.yaml", folder / "dagster" / "dagster.yaml")
         env = {**shared, "HYDRA_HOME": str(folder), "DAGSTER_HOME": str(folder / "dagster")}
-        services.append(Service(f"worker {number}", [_tool("hydra"), "worker", "--workdir", str(folder),
+        services.append(Service(f"worker {number}", [str(hydra) if hydra.exists() else "hydra", "worker", "--workdir", str(folder),
                                                      "--name", f"worker-{number}@{socket.gethostname()}"],
                                 env=env, log_path=log_dir / f"worker-{number}.log", restart=True))
     return services
@@ -133,7 +151,7 @@ def worker(workdir: Path | None, concurrency: int, name: str | None, broker_wait
 
     import hydra_assets.definitions  # noqa: F401 - imported once here, inherited by every pool process
 
-    app = distributed.worker_app(config, version)
+    app = worker_app(config, version)
     app.worker_main(["worker", "--queues", queue, "--concurrency", str(concurrency), "--pool", "prefork",
                      "--hostname", name or f"worker-{os.getpid()}@{socket.gethostname()}",
                      "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
