@@ -115,6 +115,7 @@ class Service:
     restarted_at: list[float] = field(default_factory=list)  # monotonic times of the restarts in the window
     restart_due: float | None = None  # when the pending restart is due
     gave_up: bool = False  # exited once more than the restart policy allows
+    start_ticks: int | None = None  # the process's start time (/proc): tells it from a recycled pid
 
     def check_port(self) -> None:
         if self.port is not None and not port_is_free(self.host, self.port):
@@ -138,6 +139,7 @@ class Service:
             start_new_session=True,  # own process group: we stop it and its children together
             preexec_fn=parent_death_signal(),  # SIGTERM if we are SIGKILLed
         )
+        self.start_ticks = start_time(self.process.pid)
 
     def note(self, line: str) -> None:
         """A line of ours in the service's log, between its own lines."""
@@ -173,15 +175,21 @@ class Service:
         """SIGTERM the whole process group, then SIGKILL what is left after `grace` seconds."""
         if self.process is None:
             return
-        stop_group(self.process.pid, grace, leader=self.process)
+        stop_group(self.process.pid, grace, leader=self.process, start=self.start_ticks)
         if close_log and self._log is not None:
             self._log.close()
             self._log = None
 
 
-def stop_group(pgid: int, grace: float, *, leader: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM a process group, SIGKILL it after `grace` seconds; reaps `leader` if it is our child."""
+def stop_group(pgid: int, grace: float, *, leader: subprocess.Popen[bytes] | None = None,
+               start: int | None = None) -> None:
+    """SIGTERM a process group, SIGKILL it after `grace` seconds; reaps `leader` if it is our child.
+
+    `start`: the leader's start time; a live process with the group's number but another start time is a
+    recycled pid (our leader is gone and reaped, and so is the rest of its group): left alone."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if start is not None and start_time(pgid) not in (None, start):
+            break
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -191,8 +199,11 @@ def stop_group(pgid: int, grace: float, *, leader: subprocess.Popen[bytes] | Non
             if leader is not None:
                 leader.poll()  # reap it, else a zombie leader keeps the group "alive"
             if not _group_alive(pgid):
-                return
+                break
             time.sleep(0.1)
+        else:
+            continue
+        break
     if leader is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             leader.wait(timeout=1.0)
@@ -328,7 +339,7 @@ class RunRecord:
         except (OSError, ValueError):
             return {}
 
-    def claim(self) -> tuple[dict[str, Any], list[str]]:
+    def claim(self, grace: float = 10.0) -> tuple[dict[str, Any], list[str]]:
         """Take this home for this process; stop what a dead supervisor left running.
 
         Returns the dead supervisor's record and what was stopped (described); raises AlreadyRunning when a
@@ -352,7 +363,7 @@ class RunRecord:
         if previous:
             pids = leftovers(previous)
             stopped = [_describe(pid) for pid in pids]
-            stop_processes(pids)
+            stop_processes(pids, grace)
         self.mark = f"{os.getpid()}-{start_time(os.getpid())}-{time.time_ns()}"
         os.environ[MARK] = self.mark
         self.write([])
@@ -363,8 +374,8 @@ class RunRecord:
         record = {
             "pid": os.getpid(), "start": start_time(os.getpid()), "boot": _boot_id(), "mark": self.mark,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "children": [{"name": s.name, "pgid": s.process.pid, "start": start_time(s.process.pid)}
-                         for s in services if s.process is not None and start_time(s.process.pid) is not None],
+            "children": [{"name": s.name, "pgid": s.process.pid, "start": s.start_ticks}
+                         for s in services if s.process is not None and s.start_ticks is not None],
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         temporary.write_text(json.dumps(record, indent=1))
@@ -437,11 +448,11 @@ class Supervisor:
             if count >= service.max_restarts:
                 service.gave_up = True
                 line = (f"{service.name} exited ({code}) after {count} restarts within "
-                        f"{service.restart_window_s / 60:.0f} min; not restarting it again")
+                        f"{service.restart_window_s:g} s; not restarting it again")
             else:
                 delay = service.backoff_s * 2**count
                 service.restart_due = now + delay
-                line = f"{service.name} exited ({code}); restarting in {delay:.0f} s, {_ordinal(count + 1)} restart"
+                line = f"{service.name} exited ({code}); restarting in {delay:g} s, {_ordinal(count + 1)} restart"
             service.note(line)
             self.say(line)
         return self.first_failure()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -136,3 +137,190 @@ def test_demo_progress_is_written_whole_and_read_back(tmp_path):
     record_progress(tmp_path, "FCAL_energy", ACTIVE)
     assert progress_done(read_progress(tmp_path))
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+# --- restart policy ------------------------------------------------------------------------------------
+
+def _watch_until(supervisor: Supervisor, done, timeout: float) -> Service | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        failed = supervisor.watch()
+        if done(failed):
+            return failed
+        time.sleep(0.05)
+    raise AssertionError(f"not done in {timeout} s")
+
+
+def test_a_service_that_may_restart_is_restarted_with_backoff_then_given_up(tmp_path):
+    lines: list[str] = []
+    service = Service("flaky", [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"],
+                      log_path=tmp_path / "flaky.log", restart=True, max_restarts=2, backoff_s=0.2)
+    supervisor = Supervisor([service], cwd=tmp_path, say=lines.append)
+    try:
+        supervisor.start_all(ready_timeout=10)
+        first_pid = service.process.pid
+        failed = _watch_until(supervisor, lambda failed: failed is not None, timeout=30)
+    finally:
+        supervisor.stop_all()
+    assert failed is service and service.gave_up
+    assert lines == ["flaky exited (code 3); restarting in 0.2 s, 1st restart",
+                     "flaky exited (code 3); restarting in 0.4 s, 2nd restart",
+                     "flaky exited (code 3) after 2 restarts within 600 s; not restarting it again"]
+    assert service.process.pid != first_pid
+    log = (tmp_path / "flaky.log").read_text()
+    assert log.count("--- hydra up: started again") == 2 and "1st restart" in log
+
+
+def test_restarts_older_than_the_window_do_not_count(tmp_path):
+    lines: list[str] = []
+    service = Service("flaky", [sys.executable, "-c", "import sys, time; time.sleep(0.5); sys.exit(1)"],
+                      restart=True, max_restarts=1, restart_window_s=0.3, backoff_s=0.05)
+    supervisor = Supervisor([service], cwd=tmp_path, say=lines.append)
+    try:
+        supervisor.start_all(ready_timeout=10)
+        _watch_until(supervisor, lambda failed: len(lines) >= 3 or failed is not None, timeout=30)
+    finally:
+        supervisor.stop_all()
+    assert supervisor.first_failure() is None and not service.gave_up
+    assert lines == ["flaky exited (code 1); restarting in 0.05 s, 1st restart"] * 3
+
+
+def test_a_service_without_restart_is_a_failure_at_once(tmp_path):
+    lines: list[str] = []
+    service = Service("once", [sys.executable, "-c", "import time; time.sleep(0.3)"])
+    supervisor = Supervisor([service], cwd=tmp_path, say=lines.append)
+    try:
+        supervisor.start_all(ready_timeout=10)
+        assert _watch_until(supervisor, lambda failed: failed is not None, timeout=10) is service
+    finally:
+        supervisor.stop_all()
+    assert lines == []
+
+
+# --- pid file, parent-death signal, sweep --------------------------------------------------------------
+
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+ESCAPER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(600)
+"""
+SUPERVISOR = """
+import sys, time
+from pathlib import Path
+from hydra_assets.supervisor import RunRecord, Service, Supervisor
+record = RunRecord(Path(sys.argv[1]))
+record.claim()
+services = [Service("stubborn", [sys.executable, "-c", sys.argv[2]]),
+            Service("escaper", [sys.executable, "-c", sys.argv[3], sys.argv[4]])]
+Supervisor(services, cwd=Path.cwd(), record=record).start_all(ready_timeout=10)
+print(" ".join(str(s.process.pid) for s in services), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def marked(monkeypatch):
+    """RunRecord.claim marks this process's environment; undo it after the test."""
+    from hydra_assets.supervisor import MARK
+
+    monkeypatch.setenv(MARK, "")
+    return MARK
+
+
+def _wait_for_file(path: Path, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def _wait_dead(pids, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def test_a_killed_supervisors_leftovers_are_stopped_by_the_next_claim(tmp_path, marked):
+    """SIGKILL: the parent-death signal stops a child that obeys SIGTERM; the next claim stops the rest (a child
+    that ignores SIGTERM, found by its process group; a grandchild in another session, found by its mark)."""
+    from hydra_assets.supervisor import RunRecord
+
+    pid_file, escaped = tmp_path / "run" / "up.pid", tmp_path / "escaped.pid"
+    dead = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pid_file), STUBBORN, ESCAPER, str(escaped)],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    started: list[int] = []
+    try:
+        stubborn, escaper = (int(pid) for pid in dead.stdout.readline().split())
+        grandchild = int(_wait_for_file(escaped))
+        started += [stubborn, escaper, grandchild]
+        dead.kill()
+        dead.wait()
+        assert _wait_dead([escaper]) == []  # parent-death signal (SIGTERM)
+        assert _alive(stubborn) and _alive(grandchild)
+        previous, stopped = RunRecord(pid_file).claim(grace=1.0)
+        assert previous["pid"] == dead.pid
+        assert {int(line.split()[0]) for line in stopped} == {stubborn, grandchild}
+        assert _wait_dead([stubborn, grandchild], timeout=5) == []
+    finally:
+        if dead.poll() is None:
+            dead.kill()
+        for pid in (p for p in started if _alive(p)):
+            os.kill(pid, 9)
+
+
+def test_a_live_supervisor_of_the_same_home_is_refused(tmp_path, marked):
+    from hydra_assets.supervisor import AlreadyRunning, RunRecord
+
+    first = RunRecord(tmp_path / "run" / "up.pid")
+    first.claim()
+    try:
+        with pytest.raises(AlreadyRunning, match=rf"already running for this Hydra home \(pid {os.getpid()}, since"):
+            RunRecord(tmp_path / "run" / "up.pid").claim()
+        assert first.read()["pid"] == os.getpid()
+    finally:
+        first.release()
+    assert not (tmp_path / "run" / "up.pid").exists()
+    second = RunRecord(tmp_path / "run" / "up.pid")
+    assert second.claim() == ({}, [])  # a clean stop leaves nothing to clean
+    second.release()
+
+
+def test_a_recycled_pid_or_another_boot_is_never_taken_for_a_leftover(tmp_path):
+    from hydra_assets.supervisor import _boot_id, leftovers, start_time
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        started = start_time(stranger.pid)
+        record = {"boot": _boot_id(), "mark": "not-its-mark",
+                  "children": [{"name": "x", "pgid": stranger.pid, "start": started}]}
+        assert stranger.pid in leftovers(record)  # the very process recorded
+        record["children"][0]["start"] = started - 1  # same pid, another process: recycled
+        assert stranger.pid not in leftovers(record)
+        assert leftovers({**record, "boot": "another boot"}) == []
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_close_stops_what_escaped_the_process_groups(tmp_path, marked):
+    from hydra_assets.supervisor import RunRecord
+
+    record = RunRecord(tmp_path / "run" / "up.pid")
+    record.claim()
+    escaped = tmp_path / "escaped.pid"
+    service = Service("escaper", [sys.executable, "-c", ESCAPER, str(escaped)])
+    supervisor = Supervisor([service], cwd=tmp_path, record=record)
+    supervisor.start_all(ready_timeout=10)
+    grandchild = int(_wait_for_file(escaped))
+    try:
+        assert [c["name"] for c in record.read()["children"]] == ["escaper"]
+        swept = supervisor.close(grace=2.0)
+        assert [int(line.split()[0]) for line in swept] == [grandchild]
+        assert _wait_dead([grandchild, service.process.pid], timeout=5) == []
+        assert not (tmp_path / "run" / "up.pid").exists()
+    finally:
+        if _alive(grandchild):
+            os.kill(grandchild, 9)

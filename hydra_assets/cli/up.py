@@ -336,8 +336,10 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     finally:
         stopping["starting"] = False  # a second Ctrl-C must not cut the cleanup short
         _say("stopping services…")
-        stop_predictor(config)
-        supervisor.close()  # the services, then anything else carrying this `hydra up`'s mark
+        try:
+            stop_predictor(config)
+        finally:
+            supervisor.close()  # the services, then anything else carrying this `hydra up`'s mark
         _say("stopped.")
     if not stopping["now"]:
         sys.exit(1)
