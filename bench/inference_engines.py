@@ -1,15 +1,17 @@
 """Keras against ONNX Runtime on the same batch: images/s, GFLOP/s and the share of the CPU's FP32 peak.
 
-    .venv/bin/python bench/inference_engines.py                      # InceptionV3 299 px (32, 64) + compact 128 px
-    .venv/bin/python bench/inference_engines.py --models compact --repeat 9
+    .venv/bin/python bench/inference_engines.py                      # InceptionV3 299 px (16, 32) + compact 128 px
+    .venv/bin/python bench/inference_engines.py --models compact --compact-repeat 30 --openvino ''
     .venv/bin/python bench/inference_engines.py | tee bench/results/inference-engines-$(date +%F).txt
 
 Engines, each on the same float32 batch: ``keras`` is the classifier's traced pass
 (`hydra_assets.ingest.classifier.forward`, TensorFlow's default threads); ``onnxruntime`` is the converted
-graph of `hydra_assets.ml.onnx_engine` (one intra-op thread per core, every graph optimisation) with its
-threads spinning between operators (its default) and ``onnxruntime-nospin`` without, which matters on a
-machine shared with other work.  Timings are interleaved (A B C A B C ...) because the machine is shared,
-and the medians are printed with the load average before and after.
+graph of `hydra_assets.ml.onnx_engine` as production runs it (one intra-op thread per core, every graph
+optimisation, no spinning, no memory arena); ``onnxruntime-spinning`` keeps ONNX Runtime's defaults
+(threads spin between operators, arena on); ``openvino-f32`` / ``openvino-bf16`` run the same ONNX file
+through OpenVINO when it is installed (bf16 uses the AMX units: faster, but not an FP32 figure and not
+the same weights to 1e-4 on a trained model).  Timings are interleaved (A B C A B C ...) because the
+machine is shared; medians are printed with the best pass and the load average before and after.
 
 FLOPs per image are counted from the layer shapes: 2 x multiply-adds of every Conv2D and Dense layer (batch
 norm, activations and pooling, under 1 % of InceptionV3's, are left out).  The FP32 peak is cores x clock
@@ -117,6 +119,12 @@ def sgemm_gflops(n: int = 2048, repeat: int = 7) -> float:
     return 2 * n**3 / min(times) / 1e9
 
 
+def cores() -> int:
+    from hydra_assets.ml.onnx_engine import cores as count
+
+    return count()
+
+
 def model_flops(model) -> float:  # type: ignore[no-untyped-def]
     """FLOPs per image: 2 x multiply-adds of the Conv2D and Dense layers, from their shapes."""
     import keras
@@ -137,13 +145,47 @@ def loadavg() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def bench_model(topology: str, batches: list[int], repeat: int, folder: Path, peak: float) -> list[str]:
+def openvino_engines(onnx_path: Path, precisions: list[str]) -> dict[str, object]:
+    """OpenVINO on the same ONNX file, when installed: f32, and bf16 (AMX: not an FP32 figure)."""
+    if not precisions:
+        return {}
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}
+    core = ov.Core()
+    model = core.read_model(str(onnx_path))
+    engines = {}
+    for precision in precisions:
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                     "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": cores()})
+        request = compiled.create_infer_request()
+        output = next(o for o in compiled.outputs if "weights" in o.get_names())
+        engines[f"openvino-{precision}"] = (lambda r, out: lambda x: r.infer({0: x})[out].copy())(request, output)
+    return engines
+
+
+def spread_answers(model, size: int) -> None:  # type: ignore[no-untyped-def]
+    """Scale the random `logits` kernel so that logits differ by a few units between images: with weights=None
+    every answer is ~1/n_labels, and an agreement check on those would say little."""
+    from hydra_assets.ml.embedding import embed
+
+    features, _ = embed(model, np.random.default_rng(7).random((4, size, size, 3), dtype=np.float32), batch=4)
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    scale = 2.0 / max(float(np.std(features @ kernel)), 1e-12)
+    logits.set_weights([kernel * scale, bias])
+
+
+def bench_model(topology: str, batches: list[int], repeat: int, folder: Path, peak: float,
+                openvino: list[str]) -> list[str]:
     from hydra_assets.ingest.classifier import forward
     from hydra_assets.ml import onnx_engine
     from hydra_assets.ml.topologies import build_model
 
     size = SHAPES[topology]
     model = build_model(topology, (size, size, 3), 3)
+    spread_answers(model, size)
     flops = model_flops(model)
     lines = [f"\n== {topology} {size}x{size}: {flops / 1e9:.3f} GFLOP per image (conv + dense, 2 x MACs)"]
     path = folder / f"{topology}.keras"
@@ -153,12 +195,13 @@ def bench_model(topology: str, batches: list[int], repeat: int, folder: Path, pe
     lines.append(f"   conversion (tf2onnx, opset {onnx_engine.OPSET}): {time.perf_counter() - started:.1f} s, "
                  f"{onnx_path.stat().st_size / 1e6:.0f} MB")
     keras_fn = forward(model)
+    production = onnx_engine.Runner(onnx_engine.session(onnx_path), onnx_path)
+    spinning = onnx_engine.Runner(onnx_engine.session(onnx_path, spinning=True, arena=True), onnx_path)
     engines = {
         "keras": lambda x: np.asarray(keras_fn(x)),
-        "onnxruntime": (lambda r: lambda x: r.weights(x, len(x)))(onnx_engine.Runner(onnx_engine.session(onnx_path),
-                                                                                   onnx_path)),
-        "onnxruntime-nospin": (lambda r: lambda x: r.weights(x, len(x)))(
-            onnx_engine.Runner(onnx_engine.session(onnx_path, spinning=False), onnx_path)),
+        "onnxruntime": lambda x: production.weights(x, len(x)),
+        "onnxruntime-spinning": lambda x: spinning.weights(x, len(x)),
+        **openvino_engines(onnx_path, openvino),
     }
     for n in batches:
         x = np.random.default_rng(n).random((n, size, size, 3), dtype=np.float32)
@@ -166,18 +209,20 @@ def bench_model(topology: str, batches: list[int], repeat: int, folder: Path, pe
         diffs = {name: float(np.abs(fn(x) - reference).max()) for name, fn in engines.items() if name != "keras"}
         times: dict[str, list[float]] = {name: [] for name in engines}
         before = loadavg()
-        for _ in range(repeat):  # interleaved: every engine sees the same load
+        reps = max(repeat, 320 // n) if topology == "compact" else repeat  # small batches: more passes
+        for _ in range(reps):  # interleaved: every engine sees the same load
             for name, fn in engines.items():
                 t = time.perf_counter()
                 fn(x)
                 times[name].append(time.perf_counter() - t)
-        lines.append(f"   batch {n}: median of {repeat} interleaved passes; load average {before} -> {loadavg()}; "
+        lines.append(f"   batch {n}: median of {reps} interleaved passes; load average {before} -> {loadavg()}; "
                      f"weights spread {float(reference.max() - reference.min()):.3f}")
         keras_s = statistics.median(times["keras"])
         for name, values in times.items():
             median = statistics.median(values)
             gflops = flops * n / median / 1e9
             agree = "" if name == "keras" else f"  max |dw| {diffs[name]:.1e}"
+            agree += "  (bf16: not FP32)" if name.endswith("bf16") else ""
             lines.append(f"     {name:<19} {n / median:8.1f} img/s  {median * 1000:8.1f} ms/batch  "
                          f"{gflops:6.1f} GFLOP/s  {100 * gflops / peak:5.1f} % of peak  "
                          f"x{keras_s / median:4.2f} vs keras  (best {100 * flops * n / min(values) / 1e9 / peak:4.1f} %"
@@ -188,8 +233,11 @@ def bench_model(topology: str, batches: list[int], repeat: int, folder: Path, pe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="inceptionv3,compact")
-    parser.add_argument("--batches", default="32,64", help="batch sizes for InceptionV3 and VGG16")
-    parser.add_argument("--compact-batches", default="64")
+    parser.add_argument("--batches", default="16,32", help="batch sizes for InceptionV3 and VGG16 (64 x 299 px "
+                        "with five engines held ~13 GB here)")
+    parser.add_argument("--compact-batches", default="1,8,64")
+    parser.add_argument("--openvino", default="f32,bf16", help="OpenVINO precisions to add when it is installed "
+                        "('' for none)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--compact-repeat", type=int, default=15)
     args = parser.parse_args()
@@ -217,7 +265,7 @@ def main() -> None:
             compact = topology == "compact"
             batches = [int(b) for b in (args.compact_batches if compact else args.batches).split(",")]
             for line in bench_model(topology, batches, args.compact_repeat if compact else args.repeat,
-                                    Path(folder), peak):
+                                    Path(folder), peak, [p for p in args.openvino.split(",") if p]):
                 print(line, flush=True)
         print(f"\nload average at the end {loadavg()}")
 

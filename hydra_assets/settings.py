@@ -69,6 +69,11 @@ class HydraSettings(BaseSettings):
         default="auto", description="Where Predict classifies: a warm predictor service, or in the run's process.")
     predictor_models: int = Field(default=128, ge=1, description="Models the predictor service keeps loaded.")
     tf_threads: int = Field(default=0, ge=0, description="TensorFlow threads for training; 0: one per core.")
+    inference_engine: Literal["auto", "keras", "onnxruntime"] = Field(
+        default="auto", description="Engine of the plain forward pass (docs/models.md): onnxruntime runs each model "
+                                    "version converted once to ONNX, keras the Keras graph; auto: onnxruntime for the "
+                                    "topologies it was measured faster on (compact), where installed. GradCAM runs "
+                                    "on Keras; a failed conversion falls back to Keras.")
     # --- who acts, and the pages -----------------------------------------------------------------------
     user: str = Field(default="cli", description="Hydra user the command line acts as (`--user` overrides).")
     pages_user: str | None = Field(default=None, description="Without login, writes on the pages are made as "
@@ -95,6 +100,11 @@ class HydraSettings(BaseSettings):
     @classmethod
     def _executor_spelling(cls, value: object) -> object:
         return value.strip().lower().replace("-", "_") if isinstance(value, str) else value
+
+    @field_validator("inference_engine", mode="before")
+    @classmethod
+    def _engine_spelling(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("pages_user", "cookie_secret", "smtp_host", "smtp_user", "smtp_password", "run_conditions_file",
                      mode="before")

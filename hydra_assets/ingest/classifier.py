@@ -7,6 +7,10 @@ what Predict needs from it or from the warm service's client (`hydra_assets.inge
 
 A model version with a novelty reference (`ActiveModel.novelty`) answers its embedding in the same traced
 pass as its weights, and each image gets a novelty score: how unlike the training images it is.
+
+The plain forward pass (weights, embedding) runs on ONNX Runtime where `HYDRA_INFERENCE_ENGINE` allows it
+(`hydra_assets.ml.onnx_engine`: 1.3-2x Keras on these CPUs, docs/models.md); GradCAM needs gradients and
+always runs on Keras.  Whatever goes wrong with ONNX Runtime, the Keras graph answers.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class BatchPrediction:
     novelty_ms: float = 0.0  # of which the novelty scores (nearest training images)
     gradcam_ms: float = 0.0
     where: str = "in-process"
+    engine: str = "keras"  # of the forward pass: keras or onnxruntime
 
 
 class Classifier(Protocol):
@@ -91,10 +96,35 @@ def forward(model: Any) -> Any:
     return fn
 
 
+def engine_of(active: Any) -> str:
+    """The engine the next forward pass of `active` runs on (converting the version on first use)."""
+    from hydra_assets.ml.onnx_engine import runner_for
+
+    return "keras" if runner_for(active) is None else "onnxruntime"
+
+
+def _on_onnx(active: Any, run: Any) -> Any:
+    """`run(runner)` on the version's ONNX Runtime runner; None when it has none or the run fails (then
+    the version stays on Keras in this process, with the reason logged)."""
+    from hydra_assets.ml import onnx_engine
+
+    runner = onnx_engine.runner_for(active)
+    if runner is None:
+        return None
+    try:
+        return run(runner)
+    except Exception as error:  # onnxruntime raises its own kinds: Keras answers this batch and the next
+        onnx_engine.forget(active, error)
+        return None
+
+
 def predict_weights(active: Any, floats: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Weights (N, n_labels) of float32 images in [0, 1], in slices of `batch`, through the traced graph."""
     if len(floats) == 0:
         return np.zeros((0, len(active.label_names)), np.float32)
+    weights = _on_onnx(active, lambda runner: runner.weights(floats, batch))
+    if weights is not None:
+        return weights
     try:
         fn = forward(active.keras_model)
         parts = [np.asarray(fn(floats[i : i + batch])) for i in range(0, len(floats), batch)]
@@ -128,6 +158,10 @@ def forward_with_embedding(model: Any) -> Any | None:
 
 
 def _embeddings_and_weights(active: Any, floats: np.ndarray, batch: int) -> tuple[np.ndarray | None, np.ndarray]:
+    both = _on_onnx(active, lambda runner: runner.embeddings_and_weights(floats, batch) if runner.has_embedding
+                    else None)
+    if both is not None:
+        return both
     fn = forward_with_embedding(active.keras_model)
     if fn is None:
         return None, predict_weights(active, floats, batch)
@@ -224,7 +258,7 @@ class InProcessClassifier:
             novelty_limit=None if novelty is None else float(active.novelty.limit),
             load_ms=(loaded - started) * 1000, infer_ms=(inferred - loaded) * 1000, novelty_ms=novelty_ms,
             gradcam_ms=(done - inferred) * 1000,
-            where=f"in-process pid {os.getpid()}",
+            where=f"in-process pid {os.getpid()}", engine=engine_of(active),
         )
 
     def _explain(self, active: Any, floats: np.ndarray, weights: np.ndarray,

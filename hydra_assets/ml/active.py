@@ -37,6 +37,7 @@ from hydra_assets.catalog import CatalogError
 from hydra_assets.db.models import Label, Model, PlotType, Threshold, utcnow
 from hydra_assets.mask_versions import mask_regions
 from hydra_assets.masks import Region, apply_mask
+from hydra_assets.ml import onnx_engine
 from hydra_assets.rules import DEFAULT_THRESHOLD, label_thresholds
 from hydra_assets.scores import novelty as novelty_scores
 from hydra_assets.scores.novelty import NoveltyReference
@@ -73,6 +74,10 @@ class ActiveModel:
     bad_labels: list[str] = field(default_factory=list)
     novelty: NoveltyReference | None = field(default=None, repr=False)  # None: no novelty scores
     mask: list[Region] = field(default_factory=list)  # rectangles this version was trained without (masks.py)
+    # the plain forward pass: HYDRA_INFERENCE_ENGINE, the .keras file and where its ONNX conversion lives
+    engine: str = "keras"
+    keras_path: Path | None = None
+    onnx_path: Path | None = None
 
     def masked(self, batch: np.ndarray) -> np.ndarray:
         """The batch as this version sees it: its mask's rectangles blanked, as they were in training."""
@@ -281,7 +286,8 @@ def load_model_version(db: HydraDB, config: HydraSettings, model_id: int) -> Act
         model_id=row.id, key=row.key, plot_type=plot.name, label_names=list(row.label_names),
         input_size=(row.input_height, row.input_width), thresholds=thresholds, keras_model=keras_model,
         topology=row.topology, bad_labels=[n for n in row.label_names if n in bad],
-        novelty=load_novelty(config, row), mask=mask,
+        novelty=load_novelty(config, row), mask=mask, engine=config.inference_engine, keras_path=path,
+        onnx_path=Path(config.models_dir) / row.mlflow_name / str(row.mlflow_version) / onnx_engine.FILE_NAME,
     )
 
 

@@ -29,6 +29,10 @@ FILE_NAME = "forward.onnx"
 OPSET = 17
 SOURCE_KEY = "hydra_source_sha256"  # metadata of the .onnx file: the .keras file it was converted from
 OUTPUTS_KEY = "hydra_outputs"
+# Topologies `auto` runs on ONNX Runtime: where it beat Keras (bench/results/inference-engines-*.txt).  On
+# InceptionV3 at 299 px it did not (0.7-1.15x: both end in the same kind of AVX-512 convolution kernels), so
+# it stays on Keras unless HYDRA_INFERENCE_ENGINE=onnxruntime.
+AUTO_TOPOLOGIES = frozenset({"compact"})
 _RUNNERS: "weakref.WeakKeyDictionary[Any, Runner | None]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()  # one conversion at a time in a process
 
@@ -114,8 +118,14 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
         out.name = renamed[out.name]
 
 
-def session(path: Path, *, threads: int | None = None, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session with every graph optimisation, one intra-op thread per core."""
+def session(path: Path, *, threads: int | None = None, spinning: bool = False, arena: bool = False) -> Any:
+    """An ONNX Runtime CPU session with every graph optimisation, one intra-op thread per core.
+
+    Without spinning: threads that busy-wait between operators take the CPU from the decode and database
+    work of the same pipeline on a busy 2-core machine (and measured slower there, bench/inference_engines.py).
+    Without the memory arena: an arena keeps the largest batch's activations per session (GBs for
+    InceptionV3 at 64 x 299 px), and the predictor service keeps many versions loaded.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -123,6 +133,7 @@ def session(path: Path, *, threads: int | None = None, spinning: bool = True) ->
     options.intra_op_num_threads = threads or cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = arena
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -177,7 +188,8 @@ def load_or_convert(model: Any, keras_path: Path, target: Path, *, what: str) ->
 
 
 def runner_for(active: Any) -> Runner | None:
-    """The ONNX Runtime runner of an active model version, or None when it runs on Keras.
+    """The ONNX Runtime runner of an active model version, or None when it runs on Keras (`keras`; `auto` for
+    a topology outside AUTO_TOPOLOGIES or without ONNX Runtime installed; any conversion failure).
 
     Resolved once per loaded model in a process (a failure too: its reason is logged once, not per chunk).
     """
@@ -185,6 +197,8 @@ def runner_for(active: Any) -> Runner | None:
     target = getattr(active, "onnx_path", None)
     keras_path = getattr(active, "keras_path", None)
     if engine == "keras" or target is None or keras_path is None:
+        return None
+    if engine == "auto" and getattr(active, "topology", "") not in AUTO_TOPOLOGIES:
         return None
     model = active.keras_model
     if model in _RUNNERS:
@@ -212,5 +226,5 @@ def forget(active: Any, error: BaseException) -> None:
     _RUNNERS[active.keras_model] = None
 
 
-__all__ = ["FILE_NAME", "ConversionError", "Runner", "available", "convert", "forget", "load_or_convert",
+__all__ = ["AUTO_TOPOLOGIES", "FILE_NAME", "ConversionError", "Runner", "available", "convert", "forget", "load_or_convert",
            "runner_for", "session"]
