@@ -18,13 +18,14 @@ ENV_KEYS = ("HYDRA_DB_URL", "MLFLOW_TRACKING_URI", "DAGSTER_HOME", "HYDRA_INPUT_
             "HYDRA_KEPT_DIR", "HYDRA_QUARANTINE_DIR", "HYDRA_GRADCAM_DIR", "HYDRA_MODELS_DIR")
 
 
-SLOW_TEST_TIMEOUT_S = 900  # the `timeout` in pyproject.toml (300 s) is for tests that are not marked slow
+SLOW_TEST_TIMEOUT_S = 900  # the `timeout` in pyproject.toml (300 s) is for tests not marked as below
+LONG_MARKERS = ("slow", "ui", "distributed")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow get a longer bound unless they carry their own `timeout` marker."""
+    """Slow, UI and distributed tests get a longer bound unless they carry their own `timeout` marker."""
     for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+        if any(item.get_closest_marker(m) for m in LONG_MARKERS) and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
 
 
