@@ -211,6 +211,9 @@ def test_sigkilled_worker_loses_nothing_and_doubles_nothing(site: Site, tmp_path
         assert statuses.get("FAILURE", 0) == 0 and statuses.get("SUCCESS", 0) >= 4, statuses
         assert workers[1].steps_done() > 0
         assert task in workers[1].finished_tasks()  # the killed step, executed again by the other worker
+        # each worker wrote its step logs in its own Dagster home, none in the head's (another machine's path)
+        assert list((site.root / "worker-2" / "dagster" / "storage").rglob("compute_logs/*.err"))
+        assert not list((site.dagster_home / "storage").rglob("compute_logs/*"))
         delay = (workers[1].received_at(task) - killed_at).total_seconds()
         print(f"victim finished {killed_after} steps before the kill; its step {task} reached the other worker "
               f"{delay:.1f} s after the kill (seen in {handed_over:.1f} s); the other did "

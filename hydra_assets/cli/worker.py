@@ -43,17 +43,40 @@ def ensure_dagster_yaml(dagster_home: Path) -> None:
 
 
 def worker_app(config: HydraSettings, version: str) -> celery.Celery:
-    """The Celery app a `hydra worker` runs: dagster-celery's app and step task, with our settings."""
+    """The Celery app a `hydra worker` runs: dagster-celery's app and step task with our settings, each step
+    executed against this worker's own Dagster home.
+
+    Why its own home: the task carries the run's instance reference, which names the head's folders for step
+    logs and artifacts (an absolute path on the head); storage settings in it are `{env: …}` references and
+    resolve the same here.  With the worker's reference the logs stay in its folder and nothing is written to
+    a path of another machine.  Private Dagster names used (as dagster-celery itself does): `ExecuteStepArgs`,
+    `InstanceRef.from_dir`, `pack_value`/`unpack_value`, `dagster._record.copy`.
+    """
+    import celery
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._grpc.types import ExecuteStepArgs
+    from dagster._record import copy
+    from dagster._serdes import pack_value, unpack_value
     from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
     from dagster_celery.make_app import make_app
     from dagster_celery.tasks import create_task
 
     from hydra_assets.distributed import settings_celery_config
 
+    own = InstanceRef.from_dir(str(config.dagster_home))
+
+    class OwnHomeStep(celery.Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            packed = kwargs.get("execute_step_args_packed")
+            if isinstance(packed, dict):
+                step = unpack_value(packed, as_type=ExecuteStepArgs)
+                kwargs["execute_step_args_packed"] = pack_value(copy(step, instance_ref=own))
+            return super().__call__(*args, **kwargs)
+
     settings = settings_celery_config(config, version)
     app = make_app({"broker": settings["broker"], "backend": settings["backend"], "include": [],
                     "config_source": dict_wrapper({**DEFAULT_CONFIG, **settings["config_source"]})})
-    create_task(app)
+    create_task(app, base=OwnHomeStep)
     return app
 
 
