@@ -297,23 +297,25 @@ def leftovers(record: Mapping[str, Any]) -> list[int]:
 
 
 def stop_processes(pids: Sequence[int], grace: float = 10.0) -> None:
-    """SIGTERM each, SIGKILL those still there after `grace` seconds."""
+    """SIGTERM each, SIGKILL those still there after `grace` seconds (each known by its start time, so a pid
+    recycled meanwhile is left alone)."""
+    starts = {pid: start_time(pid) for pid in pids}
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-        alive = [pid for pid in pids if _alive(pid)]
+        alive = [pid for pid in pids if _alive(pid, starts[pid])]
         for pid in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while alive and time.monotonic() < deadline:
             time.sleep(0.1)
-            alive = [pid for pid in alive if _alive(pid)]
+            alive = [pid for pid in alive if _alive(pid, starts[pid])]
         if not alive:
             return
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, start: int | None = None) -> bool:
     stat = _stat(pid)
-    return stat is not None and stat[0] != "Z"
+    return stat is not None and stat[0] != "Z" and (start is None or stat[2] == start)
 
 
 class AlreadyRunning(ServiceError):

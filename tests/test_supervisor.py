@@ -199,7 +199,8 @@ def test_a_service_without_restart_is_a_failure_at_once(tmp_path):
 
 # --- pid file, parent-death signal, sweep --------------------------------------------------------------
 
-STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+STUBBORN = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "open(sys.argv[1], 'w').write('deaf'); time.sleep(600)")
 ESCAPER = """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
@@ -212,7 +213,7 @@ from pathlib import Path
 from hydra_assets.supervisor import RunRecord, Service, Supervisor
 record = RunRecord(Path(sys.argv[1]))
 record.claim()
-services = [Service("stubborn", [sys.executable, "-c", sys.argv[2]]),
+services = [Service("stubborn", [sys.executable, "-c", sys.argv[2], sys.argv[5]]),
             Service("escaper", [sys.executable, "-c", sys.argv[3], sys.argv[4]])]
 Supervisor(services, cwd=Path.cwd(), record=record).start_all(ready_timeout=10)
 print(" ".join(str(s.process.pid) for s in services), flush=True)
@@ -248,14 +249,16 @@ def test_a_killed_supervisors_leftovers_are_stopped_by_the_next_claim(tmp_path, 
     that ignores SIGTERM, found by its process group; a grandchild in another session, found by its mark)."""
     from hydra_assets.supervisor import RunRecord
 
-    pid_file, escaped = tmp_path / "run" / "up.pid", tmp_path / "escaped.pid"
-    dead = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pid_file), STUBBORN, ESCAPER, str(escaped)],
+    pid_file, escaped, deaf = tmp_path / "run" / "up.pid", tmp_path / "escaped.pid", tmp_path / "deaf"
+    dead = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(pid_file), STUBBORN, ESCAPER, str(escaped),
+                             str(deaf)],
                             cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
     started: list[int] = []
     try:
         stubborn, escaper = (int(pid) for pid in dead.stdout.readline().split())
         grandchild = int(_wait_for_file(escaped))
         started += [stubborn, escaper, grandchild]
+        assert _wait_for_file(deaf) == "deaf"  # it ignores SIGTERM from now on
         dead.kill()
         dead.wait()
         assert _wait_dead([escaper]) == []  # parent-death signal (SIGTERM)
