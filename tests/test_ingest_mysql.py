@@ -291,3 +291,23 @@ def test_a_fitted_tick_serialises_below_mysql_text(name_chars, runs, files_per_r
     size = len(serialize_value(tick).encode())
     print(f"\n{len(fitted)} runs, {sum(len(p.files) for p in fitted)} files, tick {size} B")
     assert 0.6 * 65_535 < size < 65_535  # fits, and does not waste most of the room either
+
+
+def test_resubmitted_chunks_share_the_tick_with_the_cursor_and_new_files():
+    """Each resubmission carries a whole run config (up to 40 kB): a tick on MySQL takes those that fit next
+    to the cursor, leaves the rest for the next tick, and gives new files only what is left."""
+    from hydra_assets.ingest.resubmit import Resubmission
+    from hydra_assets.ingest.scan import MYSQL_TICK_CHARS
+    from hydra_assets.sensors.incoming import resubmissions_that_fit
+
+    def failed(i: int) -> Resubmission:
+        files = [f"{i:064x} {PLOT}-121000-{c:04d}.png" for c in range(400)]  # ~40 kB of file list
+        return Resubmission(run_key=f"ingest-121000-{i}~1", partition="121000", tags={"hydra/resubmission": "1"},
+                            run_config={"ops": {"image": {"config": {"files": files}}}}, replaces=str(i))
+
+    again = [failed(i) for i in range(3)]
+    kept, room = resubmissions_that_fit(again, cursor_chars=0)
+    assert len(kept) == 1 and 0 < room < MYSQL_TICK_CHARS - 30_000
+    kept, room = resubmissions_that_fit(again, cursor_chars=30_020)  # a full cursor: none this tick
+    assert kept == [] and room == MYSQL_TICK_CHARS
+    assert resubmissions_that_fit([], cursor_chars=100) == ([], MYSQL_TICK_CHARS)

@@ -9,13 +9,14 @@ It names its job, `ingest_chunk`, rather than importing it: a sensor module impo
 """
 
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from hydra_assets.ingest.resubmit import RESUBMISSION_TAG, FailedRun, Resubmission, next_key, plan_resubmissions
-from hydra_assets.ingest.scan import MYSQL_TICK_CHARS
+from hydra_assets.ingest.scan import MYSQL_TICK_CHARS, RUN_REQUEST_CHARS
 from hydra_assets.ingest.tick import evaluate_tick
 from hydra_assets.partitions import run_number
 from hydra_assets.resources.hydra import HydraResource
@@ -68,6 +69,22 @@ def failed_chunks(instance: dg.DagsterInstance) -> list[Resubmission]:
     return plan_resubmissions(failed, now=time.time(), existing_keys=existing)
 
 
+def resubmissions_that_fit(
+    again: list[Resubmission], *, cursor_chars: int, max_chars: int = MYSQL_TICK_CHARS
+) -> tuple[list[Resubmission], int]:
+    """The resubmissions one tick on MySQL storage can carry next to the cursor (each holds a whole run
+    config), and the characters left for new files; the others come back next tick (their keys are unused)."""
+    room, used = max_chars - 1_500 - cursor_chars, 0
+    kept = []
+    for plan in again:
+        cost = RUN_REQUEST_CHARS + len(json.dumps(dict(plan.run_config), default=str)) + len(json.dumps(plan.tags))
+        if used + cost > room:
+            break
+        kept.append(plan)
+        used += cost
+    return kept, max_chars - used
+
+
 @dg.sensor(
     name="incoming_images",
     job_name="ingest_chunk",
@@ -80,9 +97,10 @@ def incoming_images(
 ) -> dg.SensorResult:
     """Plan this tick's runs; bad files are quarantined with their reason rather than failing the tick."""
     on_mysql = type(context.instance.schedule_storage).__name__.startswith("MySQL")  # ticks in 64-KiB TEXT
-    outcome = evaluate_tick(hydra.db, hydra.settings, context.cursor, max_tick_chars=MYSQL_TICK_CHARS if on_mysql
-                            else None)
-    again = failed_chunks(context.instance)
+    again, room = failed_chunks(context.instance), None
+    if on_mysql:
+        again, room = resubmissions_that_fit(again, cursor_chars=len(context.cursor or ""))
+    outcome = evaluate_tick(hydra.db, hydra.settings, context.cursor, max_tick_chars=room)
     for plan in again:
         context.log.warning(f"run {plan.partition}: submitting the chunk of failed run {plan.replaces} again "
                             f"({plan.tags[RESUBMISSION_TAG]})")
