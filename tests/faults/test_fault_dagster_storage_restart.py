@@ -42,7 +42,7 @@ from hydra_assets.db.migrate import upgrade
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 FILES, LATE_FILES = 60, 20
-OUTAGE_S = 15.0
+OUTAGE_S = float(os.environ.get("HYDRA_FAULT_OUTAGE_S", "15"))  # longer by hand
 
 
 def dagster_mysql_yaml(path, url: str):  # type: ignore[no-untyped-def]
