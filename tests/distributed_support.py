@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,24 +120,11 @@ def make_site(root: Path, mysql_server: str, monkeypatch: pytest.MonkeyPatch, *,
     return site
 
 
-class Worker:
-    """`hydra worker` in its own process group and folder, its output in a log file."""
+class WorkerLog:
+    """What a `hydra worker`'s output says about the steps it took (Celery's INFO lines)."""
 
-    def __init__(self, site: Site, number: int, **env: str) -> None:
-        self.number = number
-        self.folder = site.root / f"worker-{number}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.log = self.folder / "worker.log"
-        self.env = site.worker_env(number, **env)
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Worker:
-        with self.log.open("a") as handle:
-            self.process = subprocess.Popen(
-                [str(VENV_BIN / "hydra"), "worker", "--workdir", str(self.folder), "--name",
-                 f"worker-{self.number}@test"], cwd=self.folder, env=self.env, stdout=handle,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        return self
+    def __init__(self, log: Path) -> None:
+        self.log = log
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -165,8 +151,28 @@ class Worker:
                 return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
         return None
 
-    def ready(self) -> bool:
-        return " ready." in self.text()
+    def ready(self, times: int = 1) -> bool:
+        return self.text().count(" ready.") >= times
+
+
+class Worker(WorkerLog):
+    """`hydra worker` in its own process group and folder, its output in a log file."""
+
+    def __init__(self, site: Site, number: int, **env: str) -> None:
+        self.number = number
+        self.folder = site.root / f"worker-{number}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        super().__init__(self.folder / "worker.log")
+        self.env = site.worker_env(number, **env)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        with self.log.open("a") as handle:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "hydra"), "worker", "--workdir", str(self.folder), "--name",
+                 f"worker-{self.number}@test"], cwd=self.folder, env=self.env, stdout=handle,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the Celery main process and its pool processes)."""
@@ -218,5 +224,17 @@ class Output:
             raise AssertionError(f"{pattern!r} not seen {times}x: {error}\n{self.text()[-4000:]}") from error
 
 
-def settle(seconds: float) -> None:
-    time.sleep(seconds)
+def pid_of(*argv_parts: str) -> int | None:
+    """The pid of a live process whose command line has every one of `argv_parts` (a service's)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            if (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        if all(part in argv for part in argv_parts):
+            return int(proc.name)
+    return None

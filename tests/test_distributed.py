@@ -15,12 +15,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from hydra_assets import distributed
-from tests.distributed_support import RABBITMQ, Output, Site, Worker, broker_url, make_site
+from tests.distributed_support import RABBITMQ, Output, Site, Worker, WorkerLog, broker_url, make_site, pid_of
 from tests.faults.fault_support import (
     VENV_BIN,
     Daemon,
@@ -231,7 +232,8 @@ def test_sigkilled_worker_loses_nothing_and_doubles_nothing(site: Site, tmp_path
 def test_hydra_up_production_workers_with_the_broker_down_at_start(site: Site, tmp_path: Path) -> None:
     """`hydra up --production --workers 2` (README, "Distributed mode") with the broker down at start: it says
     so and retries; files dropped meanwhile wait; once the broker answers, both workers classify every file
-    exactly once; Ctrl-C stops every process."""
+    exactly once, although worker 1 is SIGKILLed mid-chunk (the supervisor starts it again); Ctrl-C stops
+    every process."""
     from tests.test_readme_production import readme_block
     from tests.ui.pages_server import free_port, processes_of
 
@@ -252,8 +254,18 @@ def test_hydra_up_production_workers_with_the_broker_down_at_start(site: Site, t
         assert "retrying in" in output.text() and "nothing is lost" in output.text()
         drop_many(site.incoming, files, runs=5)
         proxy.up()
+        broker_back = time.monotonic()
         output.wait_for("all services up", 300, alive=alive)
-        took = _wait_all_kept(site, files, 480, alive=alive)
+        # a worker SIGKILLed mid-chunk under `hydra up`: restarted by the supervisor, nothing lost or doubled
+        first = WorkerLog(site.head / "logs" / "worker-1.log")
+        wait_until(lambda: first.steps_done() >= 1 and first.busy(), 300, every=0.1, alive=alive)
+        victim = pid_of("worker", "--workdir", str(site.head / "workers" / "1"))
+        assert victim is not None
+        os.killpg(victim, signal.SIGKILL)  # its own process group: the Celery main process and its pool
+        output.wait_for(r"worker 1 exited \(killed by SIGKILL\); restarting in", 60, alive=alive)
+        wait_until(lambda: first.ready(times=2), 180, every=0.5, alive=alive)
+        _wait_all_kept(site, files, 480, alive=alive)
+        took = time.monotonic() - broker_back
         wait_until(lambda: runs_settled(site.dagster_home), 120, every=2.0)
         _assert_exactly_once(site, files)
         statuses = runs_by_status(site.dagster_home)
@@ -261,7 +273,8 @@ def test_hydra_up_production_workers_with_the_broker_down_at_start(site: Site, t
         logs = site.head / "logs"
         done = [len(distributed_steps(logs / f"worker-{n}.log")) for n in (1, 2)]
         assert all(done), f"steps per worker: {done}"
-        print(f"{files} files classified {took:.0f} s after the broker answered; steps per worker {done}; "
+        print(f"{files} files classified {took:.0f} s after the broker came back (a worker killed and restarted on "
+              f"the way); steps per worker {done}; "
               f"runs {statuses}")
     finally:
         if up.poll() is None:
