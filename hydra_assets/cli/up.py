@@ -246,7 +246,8 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
         no_demo = True
         if config.db_url.startswith("sqlite"):
             raise click.ClickException("--production needs HYDRA_DB_URL pointing at MySQL (see README: production)")
-    if workers:
+    head = bool(workers) or (production and config.executor == "celery")  # workers here or on other machines
+    if head:
         from hydra_assets.cli.worker import prepare_head, start_head, worker_services
 
         if not production:
@@ -282,8 +283,9 @@ def up(no_demo: bool, production: bool, host: str, panel_port: int, dagster_port
     click.echo(f"Hydra home: {config.home}")
     initialise(config)  # schema, folders, Dagster home, MLflow store — once, before any child touches them
     prepare_dagster_storage(config)
-    if workers:
-        _say(f"deployment code version {start_head(config, _say)} recorded; starting {workers} workers")
+    if head:
+        _say(f"deployment code version {start_head(config, _say)} recorded (every worker must run it); "
+             f"starting {workers} workers here")
     setup = None if no_demo else demo_setup_args(config, per_label=per_label, epochs=epochs)
     services = build_services(config, host=host, panel_port=panel_port, dagster_port=dagster_port,
                               mlflow_port=mlflow_port, demo=not no_demo, feed_interval=feed_interval,
