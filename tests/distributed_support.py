@@ -92,6 +92,7 @@ def make_site(root: Path, mysql_server: str, monkeypatch: pytest.MonkeyPatch, *,
     })
     env["HYDRA_INPUT_DIR"] = str(site.incoming)
     site.env = env
+    site.cleanups.append(lambda: delete_queue(env["HYDRA_CELERY_BROKER"], env["HYDRA_CELERY_QUEUE"]))
     for key, value in env.items():
         if os.environ.get(key) != value:
             monkeypatch.setenv(key, value)
@@ -118,6 +119,16 @@ def make_site(root: Path, mysql_server: str, monkeypatch: pytest.MonkeyPatch, *,
     finally:
         db.dispose()
     return site
+
+
+def delete_queue(broker: str, prefix: str) -> None:
+    """The site's step queue outlives its workers (durable): delete it, so the shared broker keeps none."""
+    from kombu import Connection
+
+    from hydra_assets.distributed import code_version, queue_name
+
+    with Connection(broker, connect_timeout=3) as connection:
+        connection.default_channel.queue_delete(queue_name(prefix, code_version()))
 
 
 class WorkerLog:
