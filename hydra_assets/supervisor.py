@@ -26,14 +26,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from hydra_assets.processes import (
+    MARK,
+    boot_id,
+    describe,
+    is_marked,
+    leftovers,
+    processes,
+    start_time,
+    stop_processes,
+)
+
 log = logging.getLogger(__name__)
 
-MARK = "HYDRA_UP_ID"  # set in the supervisor's environment: every process it starts, however deep, carries it
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -216,7 +226,7 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return any(state != "Z" for _, state, group, _ in _processes() if group == pgid)
+    return any(state != "Z" for _, state, group, _ in processes() if group == pgid)
 
 
 def exit_text(code: int | None) -> str:
@@ -229,93 +239,6 @@ def exit_text(code: int | None) -> str:
 
 def _ordinal(n: int) -> str:
     return f"{n}{'tsnrhtdd'[(n // 10 % 10 != 1) * (n % 10 < 4) * n % 10::4]}"
-
-
-# --- processes as /proc shows them ---------------------------------------------------------------------
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, process group, start time in clock ticks since boot) of a process, None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[2]), int(fields[19])
-
-
-def _processes() -> Iterable[tuple[int, str, int, int]]:
-    """(pid, state, process group, start time) of every process."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            yield int(entry.name), *stat
-
-
-def start_time(pid: int) -> int | None:
-    stat = _stat(pid)
-    return stat[2] if stat is not None else None
-
-
-def _boot_id() -> str:
-    with contextlib.suppress(OSError):
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return ""
-
-
-def _marked(pid: int, mark: str) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or another user's
-        return False
-    return f"\0{MARK}={mark}\0".encode() in b"\0" + environ
-
-
-def _describe(pid: int) -> str:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return str(pid)
-    words = [Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
-             for i, a in enumerate(argv[:4]) if a]
-    return f"{pid} ({' '.join(words)[:60]})"
-
-
-def leftovers(record: Mapping[str, Any]) -> list[int]:
-    """Live processes started by the supervisor `record` describes: carrying its mark, or in a process group
-    it started (a group counts only while its leader is gone or is the very process recorded: never a
-    recycled pid)."""
-    if record.get("boot") != _boot_id():
-        return []  # rebooted since: nothing of it survived
-    mark = record.get("mark")
-    groups = {int(c["pgid"]): int(c["start"]) for c in record.get("children", [])}
-    ours = {pgid for pgid, started in groups.items() if start_time(pgid) in (None, started)}
-    found = []
-    for pid, state, group, started in _processes():
-        if pid == os.getpid() or state == "Z":
-            continue
-        if (group in ours and started >= groups[group]) or (mark and _marked(pid, mark)):
-            found.append(pid)
-    return found
-
-
-def stop_processes(pids: Sequence[int], grace: float = 10.0) -> None:
-    """SIGTERM each, SIGKILL those still there after `grace` seconds (each known by its start time, so a pid
-    recycled meanwhile is left alone)."""
-    starts = {pid: start_time(pid) for pid in pids}
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-        alive = [pid for pid in pids if _alive(pid, starts[pid])]
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-            alive = [pid for pid in alive if _alive(pid, starts[pid])]
-        if not alive:
-            return
-
-
-def _alive(pid: int, start: int | None = None) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] != "Z" and (start is None or stat[2] == start)
 
 
 class AlreadyRunning(ServiceError):
@@ -364,7 +287,7 @@ class RunRecord:
         stopped: list[str] = []
         if previous:
             pids = leftovers(previous)
-            stopped = [_describe(pid) for pid in pids]
+            stopped = [describe(pid) for pid in pids]
             stop_processes(pids, grace)
         self.mark = f"{os.getpid()}-{start_time(os.getpid())}-{time.time_ns()}"
         os.environ[MARK] = self.mark
@@ -374,7 +297,7 @@ class RunRecord:
     def write(self, services: Sequence[Service]) -> None:
         """Record this supervisor and its children now (after every start: a restart changes the group)."""
         record = {
-            "pid": os.getpid(), "start": start_time(os.getpid()), "boot": _boot_id(), "mark": self.mark,
+            "pid": os.getpid(), "start": start_time(os.getpid()), "boot": boot_id(), "mark": self.mark,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "children": [{"name": s.name, "pgid": s.process.pid, "start": s.start_ticks}
                          for s in services if s.process is not None and s.start_ticks is not None],
@@ -492,9 +415,9 @@ class Supervisor:
             swept: list[str] = []
             if self.record is not None:
                 if self.record.mark:
-                    pids = [pid for pid, state, _, _ in _processes()
-                            if state != "Z" and pid != os.getpid() and _marked(pid, self.record.mark)]
-                    swept = [_describe(pid) for pid in pids]
+                    pids = [pid for pid, state, _, _ in processes()
+                            if state != "Z" and pid != os.getpid() and is_marked(pid, self.record.mark)]
+                    swept = [describe(pid) for pid in pids]
                     stop_processes(pids, grace)
                 self.record.release()
         return swept

@@ -292,7 +292,8 @@ def test_a_live_supervisor_of_the_same_home_is_refused(tmp_path, marked):
 
 
 def test_a_recycled_pid_or_another_boot_is_never_taken_for_a_leftover(tmp_path):
-    from hydra_assets.supervisor import _boot_id, leftovers, start_time
+    from hydra_assets.processes import boot_id as _boot_id
+    from hydra_assets.processes import leftovers, start_time
 
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
