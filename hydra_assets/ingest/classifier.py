@@ -9,7 +9,7 @@ A model version with a novelty reference (`ActiveModel.novelty`) answers its emb
 pass as its weights, and each image gets a novelty score: how unlike the training images it is.
 
 The plain forward pass (weights, embedding) runs on ONNX Runtime where `HYDRA_INFERENCE_ENGINE` allows it
-(`hydra_assets.ml.onnx_engine`: 1.3-2x Keras on these CPUs, docs/models.md); GradCAM needs gradients and
+(`hydra_assets.ml.onnx_engine`: 1.1-3.3x Keras on the compact model, docs/models.md); GradCAM needs gradients and
 always runs on Keras.  Whatever goes wrong with ONNX Runtime, the Keras graph answers.
 """
 
