@@ -460,7 +460,10 @@ def measure_ratio(root: Path, pool: ImagePool, *, topology: str, size, n: int, r
         # the same comparison inside one job run: the model's own time over the job's (no run-to-run noise)
         "ratio_in_run": round(infer / job, 3),
     }
-    print(f"\n== (b) throughput: chunk job vs bare Keras model, {n} images, {topology} {size[0]}x{size[1]} ==")
+    load = os.getloadavg()
+    summary["load"] = load
+    print(f"\n== (b) throughput: chunk job vs bare Keras model, {n} images, {topology} {size[0]}x{size[1]} "
+          f"(load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}) ==")
     print(f"  bare model      {summary['bare_images_per_s']:8.1f} images/s  ({bare:.3f} s)")
     print(f"  chunk job       {summary['job_images_per_s']:8.1f} images/s  ({job:.3f} s)")
     print(f"  ratio           {summary['ratio']:.3f}")
@@ -757,6 +760,22 @@ def drop_many(config, pool: ImagePool, names: list[str], run: int, chunks: range
     return files, landed
 
 
+def burst_runs(config, run: int, landed: float) -> list[dict]:
+    """The chunk jobs of run number `run`: files, and when each was created, started and ended (s after `landed`)."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    rows = []
+    with dg.DagsterInstance.from_config(str(config.dagster_home)) as instance:
+        for record in instance.get_run_records(RunsFilter(tags={"hydra/run": str(run)})):
+            tags = record.dagster_run.tags
+            rows.append({"files": int(tags.get("hydra/files", 0)),
+                         "created": round(record.create_timestamp.timestamp() - landed, 1),
+                         "started": round((record.start_time or landed) - landed, 1),
+                         "ended": round((record.end_time or landed) - landed, 1)})
+    return sorted(rows, key=lambda r: r["created"])
+
+
 def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
     hall_b = [f"HB_{i:02d}" for i in range(81)]
     add_plot_types(config, db, hall_b)
@@ -784,13 +803,19 @@ def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
     started = time.time()
     done = wait_classified(db, files, 9001, timeout=1800)
     drain = max(done.values()) - landed
+    summary["burst_runs"] = burst_runs(config, 9001, landed)
     summary["burst"] = {"images": len(files), "drain_s": round(drain, 1),
                         "images_per_s": round(len(files) / drain, 1),
                         "first_classified_after_s": round(min(done.values()) - landed, 1),
                         "wall_s": round(time.time() - started, 1)}
-    print("\n== (c) drain with the daemon running ==")
+    load = os.getloadavg()
+    summary["load"] = load
+    print(f"\n== (c) drain with the daemon running (load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}) ==")
     print(f"  Hall-B chunk (81 plot types x 1 image): median {summary['hallb_chunk_81_images_s']['median']:.1f} s, "
           f"max {summary['hallb_chunk_81_images_s']['max']:.1f} s (steady state, 3 chunks)")
+    for row in summary["burst_runs"]:
+        print(f"    run of {row['files']:4d} files: created +{row['created']:5.1f} s, started +{row['started']:5.1f} s, "
+              f"ended +{row['ended']:5.1f} s ({row['ended'] - row['started']:.1f} s)")
     print(f"  burst of {len(files)} images (one run): drained in {drain:.1f} s "
           f"({len(files) / drain:.1f} images/s; first classified after {summary['burst']['first_classified_after_s']} s)")
     return summary
@@ -800,7 +825,7 @@ def measure_drain(config, db, pool: ImagePool, *, burst: int) -> dict:
 
 
 def measure_rate(config, db, pool: ImagePool, *, rate: float, minutes: float, plot_types: int,
-                 lumisection_s: float = 23.0, run: int = 131000) -> dict:
+                 lumisection_s: float = 23.0, run: int = 131000, drain_s: float = 300.0, first: bool = True) -> dict:
     """A CMS-like sustained load into the running daemon: every `lumisection_s`, `rate` x `lumisection_s`
     images (`plot_types` plot types x as many chunks as that takes), written one second's share at a time.
     Every minute: dropped, classified, backlog (dropped, not yet classified), load; at the end the
@@ -812,7 +837,14 @@ def measure_rate(config, db, pool: ImagePool, *, rate: float, minutes: float, pl
     from hydra_assets.db.models import Image, Inference
 
     names = [f"CMS_{i:04d}" for i in range(plot_types)]
-    add_plot_types(config, db, names)
+    if first:
+        add_plot_types(config, db, names)
+    warm_up = {f"{name}-{run - 1}-00000.png" for name in names}  # the predictor loads every model once
+    for i, file_name in enumerate(sorted(warm_up)):
+        write_atomically(config.input_dir, file_name, pool.unique(i))
+    begun = time.time()
+    wait_classified(db, warm_up, run - 1, timeout=900)
+    log(f"warm-up: one image of each of the {plot_types} plot types classified after {time.time() - begun:.1f} s")
     landed: dict[str, float] = {}
     classified: dict[str, float] = {}
     stop = threading.Event()
@@ -874,8 +906,11 @@ def measure_rate(config, db, pool: ImagePool, *, rate: float, minutes: float, pl
         stop.set()
         threads[0].join()
     fed_s = time.time() - started
-    drain_deadline[0] = time.time() + 300
-    threads[1].join(timeout=330)
+    drain_deadline[0] = time.time() + drain_s
+    threads[1].join(timeout=drain_s + 30)
+    leftover = [p for p in config.input_dir.iterdir() if f"-{run}-" in p.name]
+    for path in leftover:  # not drained in time: out of the way of the next rate
+        path.unlink(missing_ok=True)
     latencies = [classified[name] - landed[name] for name in landed if name in classified]
     import statistics as st
 
@@ -926,8 +961,11 @@ def main() -> None:
     parser.add_argument("--profile-images", type=int, default=200, help="images of the profile's chunk job")
     parser.add_argument("--ratio-topologies", default="compact", help="e.g. compact,inceptionv3")
     parser.add_argument("--burst", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=200.0, help="images/s of the sustained part (rate)")
-    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of the sustained part")
+    parser.add_argument("--rate", type=lambda text: [float(v) for v in text.split(",")], default=[200.0],
+                        help="images/s of the sustained part (rate); a comma list runs one after the other")
+    parser.add_argument("--minutes", type=lambda text: [float(v) for v in text.split(",")], default=[10.0],
+                        help="minutes of each rate")
+    parser.add_argument("--rate-drain", type=float, default=300.0, help="seconds to wait for the backlog to drain")
     parser.add_argument("--rate-plot-types", type=int, default=46, help="plot types of the sustained part")
     parser.add_argument("--handoff-images", type=lambda text: [int(v) for v in text.split(",")], default=[6, 81],
                         help="chunk sizes of the hand-off part, e.g. 6,81")
@@ -967,8 +1005,10 @@ def main() -> None:
                     if "drain" in parts and index == 0:
                         figures["drain"] = measure_drain(config, db, pool, burst=args.burst)
                     if "rate" in parts and index == 0:
-                        figures["rate"] = measure_rate(config, db, pool, rate=args.rate, minutes=args.minutes,
-                                                       plot_types=args.rate_plot_types)
+                        figures["rate"] = [
+                            measure_rate(config, db, pool, rate=rate, minutes=minutes, plot_types=args.rate_plot_types,
+                                         run=131000 + 10 * step, drain_s=args.rate_drain, first=step == 0)
+                            for step, (rate, minutes) in enumerate(zip(args.rate, args.minutes, strict=True))]
                 stop_predictor(config)
                 db.dispose()
         if args.json:

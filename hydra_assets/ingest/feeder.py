@@ -124,14 +124,17 @@ def _registered(db: HydraDB, run: int, digests: Sequence[str]
 
 
 WORKERS = max(2, min(4, os.cpu_count() or 2))
+# storing waits on the disk more than it computes (copy 1.6 ms and fsync 2.5 ms per 22-kB PNG at load 9, a
+# hard link 0.02 ms): more threads than cores keep the disk busy (bench/ingest.py --parts profile)
+STORE_WORKERS = 8
 
 
-def parallel[T, U](work: Callable[[T], U], items: Sequence[T]) -> list[U]:
+def parallel[T, U](work: Callable[[T], U], items: Sequence[T], *, workers: int = WORKERS) -> list[U]:
     """`work` over `items` in a few threads: Pillow decoding, hashing and fsync release the GIL, so a chunk's
     files are checked and stored on every core (the cores are otherwise idle until Predict)."""
     if len(items) < 2:
         return [work(item) for item in items]
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="feeder") as pool:
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="feeder") as pool:
         return list(pool.map(work, items))
 
 
@@ -259,7 +262,7 @@ def feed_files(
             keep_grid(grids, a.ref.digest, (a.height, a.width), a.grid)
         return path
 
-    stored = dict(zip([a.ref.name for a in accepted], parallel(store, accepted), strict=True))
+    stored = dict(zip([a.ref.name for a in accepted], parallel(store, accepted, workers=STORE_WORKERS), strict=True))
     lap("store")  # copy + fsync into the images folder, model inputs and grids kept
 
     def register(session: Session) -> tuple[list[FedImage], list[_Accepted]]:
@@ -294,8 +297,10 @@ def feed_files(
 
     fed, late_dupes = write_resolving_conflicts(db, register, what="register images") if accepted else ([], [])
     lap("db_write")
-    for image in fed:
-        config.input_dir.joinpath(image.file_name).unlink(missing_ok=True)  # registered: the copy is stored
+    # registered: the copy is stored.  In threads: an unlink waits on the directory and the journal (1-2 ms
+    # each in a folder of 20,000 waiting files on a busy machine, bench/ingest.py --parts rate)
+    parallel(lambda image: config.input_dir.joinpath(image.file_name).unlink(missing_ok=True), fed,
+             workers=STORE_WORKERS)
     lap("unlink")
     for a in late_dupes:
         to_quarantine.append(QuarantineItem(a.path, "duplicate: the same bytes were registered by a concurrent "
