@@ -113,6 +113,23 @@ def test_corrupt_onnx_file_is_converted_again(sqlite_db, tmp_path, monkeypatch):
     np.testing.assert_allclose(answer.weights, expected.weights, atol=1e-5)
 
 
+def test_corrupt_onnx_file_that_cannot_be_converted_again_falls_back_to_keras(sqlite_db, tmp_path, monkeypatch):
+    register_local_model(sqlite_db, PLOT, tiny_model(tmp_path / "m.keras"), ["Good", "Bad"], input_size=SIZE)
+    expected = classify(sqlite_db, settings(monkeypatch, "keras"), images()).weights
+    clear_model_cache()
+    config = settings(monkeypatch, "onnxruntime")
+    onnx_file(config).parent.mkdir(parents=True)
+    onnx_file(config).write_bytes(b"truncated")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(onnx_file(config)))
+
+    monkeypatch.setattr(onnx_engine, "convert", read_only)
+    answer = classify(sqlite_db, config, images())
+    assert answer.engine == "keras"
+    np.testing.assert_allclose(answer.weights, expected, atol=1e-6)
+
+
 def test_onnx_file_of_a_replaced_keras_file_is_not_used(sqlite_db, tmp_path, monkeypatch):
     """The .onnx carries the digest of its .keras file: a file replaced in place is converted again."""
     path = tiny_model(tmp_path / "m.keras", bad_bias=-5.0)
