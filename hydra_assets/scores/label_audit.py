@@ -65,8 +65,10 @@ def audit(labels: np.ndarray, weights: np.ndarray) -> list[Check]:
     local = np.searchsorted(present, given)
     local_probs = probabilities(probs[:, columns])
     quality = get_label_quality_scores(local, local_probs, method="self_confidence")
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork of a process with threads
+    # (TensorFlow's, a database pool's) can deadlock in the child: a test run hung 300 s in that pool's join.
     issues = find_label_issues(local, local_probs, filter_by="prune_by_noise_rate",
-                               return_indices_ranked_by="self_confidence")
+                               return_indices_ranked_by="self_confidence", n_jobs=1)
     issue_set = set(int(k) for k in issues)
     rest = [int(k) for k in np.lexsort((np.arange(len(given)), quality)) if int(k) not in issue_set]
     order = [int(k) for k in issues] + rest
