@@ -97,3 +97,14 @@ def stop_processes(pids: Sequence[int], grace: float = 10.0) -> None:
 def alive(pid: int, start: int | None = None) -> bool:
     stat = proc_stat(pid)
     return stat is not None and stat[0] != "Z" and (start is None or stat[2] == start)
+
+
+def supervisor_gone(mark: str) -> bool:
+    """Whether the `hydra up` that set `mark` (its MARK value, "<pid>-<start>-<ns>") is no longer running.
+
+    For processes it starts detached (the predictor service), which no parent-death signal reaches."""
+    try:
+        pid, start = (int(part) for part in mark.split("-")[:2])
+    except ValueError:
+        return False  # not a mark we wrote: never a reason to stop
+    return not alive(pid, start)

@@ -328,3 +328,17 @@ def test_close_stops_what_escaped_the_process_groups(tmp_path, marked):
     finally:
         if _alive(grandchild):
             os.kill(grandchild, 9)
+
+
+def test_a_detached_service_knows_when_its_hydra_up_is_gone(tmp_path):
+    import subprocess
+
+    from hydra_assets.processes import start_time, supervisor_gone
+
+    assert not supervisor_gone(f"{os.getpid()}-{start_time(os.getpid())}-1")  # this process: alive
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = start_time(ended.pid)
+    ended.wait()
+    assert supervisor_gone(f"{ended.pid}-{started}-1")
+    assert supervisor_gone(f"{os.getpid()}-{(start_time(os.getpid()) or 0) + 1}-1")  # a recycled pid: not it
+    assert not supervisor_gone("not a mark")

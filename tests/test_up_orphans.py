@@ -246,7 +246,7 @@ def test_a_crash_of_its_loop_stops_everything(home):
     assert_nothing_left(up)
 
 
-def test_after_a_sigkill_the_services_stop_and_the_next_up_stops_the_rest(home):
+def test_after_a_sigkill_everything_stops_by_itself_and_the_next_up_starts(home):
     first = Up(home)
     first.start()
     try:
@@ -260,8 +260,10 @@ def test_after_a_sigkill_the_services_stop_and_the_next_up_stops_the_rest(home):
     while any(_group_alive(g) for g in groups) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [g for g in groups if _group_alive(g)], "the parent-death signal did not stop the services"
-    left = processes_of(home)
-    assert any("hydra_assets.ingest.predictor" in line for line in left), left  # detached: no parent-death signal
+    # the predictor runs detached (no parent-death signal): it sees its `hydra up` gone and stops itself
+    while processes_of(home) and time.monotonic() < deadline + 30:
+        time.sleep(0.5)
+    assert processes_of(home) == [], "left running after SIGKILL of hydra up"
 
     second = Up(home, first.ports)  # the same ports: they must be free again
     second.start()
@@ -270,10 +272,9 @@ def test_after_a_sigkill_the_services_stop_and_the_next_up_stops_the_rest(home):
         text = second.text()
         line = re.search(r"stopped (\d+) process(es)? left running by a `hydra up` of this home that did not "
                          rf"stop \(pid {first.process.pid}\): (.*)", text)
-        assert line, text
-        assert "hydra_assets.ingest.predictor" in line.group(3)
-        stopped = {int(pid) for pid in re.findall(r"(\d+) \(", line.group(3))}
-        assert stopped and not stopped & set(_pids(home)), "it stopped a process of its own"
+        if line:  # something outlived it after all: it must not be a process of the new one
+            stopped = {int(pid) for pid in re.findall(r"(\d+) \(", line.group(3))}
+            assert stopped and not stopped & set(_pids(home)), "it stopped a process of its own"
     finally:
         code = second.end(signal.SIGINT)
     assert code == 0, second.text()

@@ -37,6 +37,7 @@ import numpy as np
 
 from hydra_assets.db.engine import DatabaseUnavailable, HydraDB, is_outage
 from hydra_assets.ingest.classifier import BatchPrediction, InProcessClassifier, InputSizeMismatch, warm_up
+from hydra_assets.processes import MARK, supervisor_gone
 from hydra_assets.settings import HydraSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ def ensure_service(config: HydraSettings, *, wait_s: float = 90.0, spawn: bool =
 class _Server:
     def __init__(self, config: HydraSettings, *, idle_s: float) -> None:
         self.config, self.idle_s = config, idle_s
+        self.supervisor = os.environ.get(MARK, "")  # set when `hydra up` started it (however deep)
         self.db = HydraDB(config.db_url)
         self.classifier = InProcessClassifier(self.db, config)
         # This process exists to keep every active model warm: a Hall with 80+ plot types must not cycle
@@ -332,6 +334,9 @@ class _Server:
                 idle = self.busy == 0 and time.monotonic() - self.last_request > self.idle_s
             if idle:
                 log.info("idle for %.0f s, stopping", self.idle_s)
+                os._exit(0)
+            if self.supervisor and supervisor_gone(self.supervisor):
+                log.info("the `hydra up` that started this home's services is gone, stopping")
                 os._exit(0)
 
 
