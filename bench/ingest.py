@@ -996,7 +996,9 @@ def main() -> None:
             for index, variant in enumerate(variants):
                 home = root / f"live-{variant}"
                 config, db = make_home(home, pool.names)
-                with dagster_dev(config, variant):
+                with contextlib.ExitStack() as stack:
+                    stack.callback(stop_predictor, config)  # also when interrupted
+                    stack.enter_context(dagster_dev(config, variant))
                     log(f"[{variant}] dagster dev starting; sensor ticked after {wait_for_sensor(db):.1f} s")
                     if "latency" in parts:
                         results, cold = measure_latency(config, db, pool, chunks=args.chunks,
@@ -1009,7 +1011,6 @@ def main() -> None:
                             measure_rate(config, db, pool, rate=rate, minutes=minutes, plot_types=args.rate_plot_types,
                                          run=131000 + 10 * step, drain_s=args.rate_drain, first=step == 0)
                             for step, (rate, minutes) in enumerate(zip(args.rate, args.minutes, strict=True))]
-                stop_predictor(config)
                 db.dispose()
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2, default=str))

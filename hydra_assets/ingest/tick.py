@@ -81,11 +81,12 @@ def _hash_ready(chosen: dict[int, list]) -> dict[int, list[ReadyFile]]:
     return ready
 
 
-# A run number with this many requested files still waiting in the folder (about one full run queued) gets
-# only full runs: the rest of its files wait a tick and ride in a bigger run.  In a backlog every run then
-# carries ~400 files instead of a tick's worth, and Dagster's cost per run (2-7 s on 2 busy cores, from
-# RUN_STARTING to the last step's events; bench/ingest.py --parts rate) is shared by twice the images.
-HOLD_PARTIAL_PENDING = 400
+# A run number with this many requested files still waiting in the folder (a run queued, not yet fed) gets
+# only full runs: the rest of its files wait a tick and ride in a bigger run.  Runs then grow with the
+# backlog (up to ~400 files) instead of carrying a tick's worth each, and Dagster's cost per run (2-4 s on
+# 2 busy cores from dequeue to the last step's events, bench/ingest.py --parts rate) is shared by more
+# images.  At 400 (a full run queued) a 20-images/s load still queued 100-file runs and fell behind.
+HOLD_PARTIAL_PENDING = 100
 
 
 def split_runs(ready: dict[int, list[ReadyFile]], *, max_runs: int, hold_partial: Collection[int] = ()
