@@ -1,9 +1,11 @@
-# Long module: one script per benchmark; its four parts share the home, image, process and timing helpers.
+# Long module: one script per benchmark; its six parts share the home, image, process and timing helpers.
 """Ingestion benchmark: latency from file landed to classified, pipeline/model throughput, drain times.
 
     .venv/bin/python bench/ingest.py                 # all three parts, printing their figures
     .venv/bin/python bench/ingest.py --parts latency --chunks 24 --variant shipped
     .venv/bin/python bench/ingest.py --parts latency --chunks 8 --variant all   # compare set-ups
+    .venv/bin/python bench/ingest.py --parts ratio --ratio-topologies compact,inceptionv3 --ratio-images 32
+    .venv/bin/python bench/ingest.py --parts rate --rate 200 --minutes 10       # CMS-like sustained load
 
 (a) latency: a fresh Hydra home, `dagster dev` (webserver, daemon, code server) with the repository's
     dagster.yaml, the sensor running; chunks of the six demo plot types (480x360 PNGs from
@@ -16,6 +18,8 @@
     images of one run, timed from the last rename to the last inference row.
 (d) handoff: what Predict pays for a chunk's model inputs when it decodes the stored images again, takes
     the inputs the Feeder kept on disk, or takes them from memory; and what keeping them costs the Feeder.
+(e) profile (printed with ratio too): the whole chunk job on N images, per stage, per run and per image.
+(f) rate: R images/s into the running daemon for M minutes: backlog per minute, slope, p50/p95 latency.
 
 Everything runs in a temporary folder; processes started here are stopped by their ids at the end.
 """

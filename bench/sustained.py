@@ -5,6 +5,9 @@ process tree (daemon, code server, run workers, predictor), then the slopes of b
 
     .venv/bin/python bench/sustained.py                 # 30 min, 81 images/min, 9 plot types x 9 chunks
     .venv/bin/python bench/sustained.py --minutes 5     # a quick look
+
+For a CMS-like rate (e.g. 200 images/s of 480x360 PNGs over 46 plot types) with the backlog's slope and
+p50/p95 file -> classified: `bench/ingest.py --parts rate --rate 200 --minutes 10`.
 """
 
 from __future__ import annotations
