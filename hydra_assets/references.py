@@ -29,13 +29,13 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from hydra_assets.db.engine import HydraDB
@@ -463,19 +463,51 @@ def compute_scores(session: Session, images: Sequence[Image], grids: Mapping[str
     return rows
 
 
-def write_scores(session: Session, rows: Sequence[dict]) -> list[ReferenceScore]:
-    """Add the rows that are still new (a concurrent run may have written some first: its rows stay)."""
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """One reference score as `write_scores` inserted it: the row's fields (defaults as the table's), not an
+    ORM object — building 200 of those cost as much as the INSERT itself."""
+
+    image_id: int
+    plot_type_id: int
+    run_number: int
+    chunk: int
+    reference_id: int | None = None
+    reference_version: int = 0
+    status: str = "scored"
+    reason: str | None = None
+    score: float | None = None
+    score_limit: float | None = None
+    flagged: bool = False
+    score_ms: float | None = None
+    computed_at: datetime = field(default_factory=utcnow)
+
+
+_SCORE_FIELDS = tuple(f.name for f in fields(ScoreRow))
+
+
+def write_scores(session: Session, rows: Sequence[dict]) -> list[ScoreRow]:
+    """Insert the rows that are still new, one per (image, reference version), in one INSERT for the chunk.
+
+    A concurrent run may have written some first: its rows stay and ours are left out; one that commits between
+    our read and our INSERT makes it fail on the unique key, and `score_run_in` runs the transaction again
+    (`write_resolving_conflicts`), as the Feeder, Predict and Keeper do."""
     if not rows:
         return []
     existing = set(session.execute(select(ReferenceScore.image_id, ReferenceScore.reference_version).where(
-        ReferenceScore.image_id.in_({r["image_id"] for r in rows}))).tuples())
-    added = [ReferenceScore(**r) for r in rows if (r["image_id"], r["reference_version"]) not in existing]
-    session.add_all(added)
-    session.flush()
+        ReferenceScore.image_id.in_(sorted({r["image_id"] for r in rows})))).tuples())
+    added: list[ScoreRow] = []
+    for row in rows:
+        key = (row["image_id"], row["reference_version"])
+        if key not in existing:
+            existing.add(key)  # the same image twice in `rows`: written once
+            added.append(ScoreRow(**row))
+    if added:
+        session.execute(insert(ReferenceScore), [{name: getattr(r, name) for name in _SCORE_FIELDS} for r in added])
     return added
 
 
-def score_images(session: Session, images: Sequence[Image]) -> list[ReferenceScore]:
+def score_images(session: Session, images: Sequence[Image]) -> list[ScoreRow]:
     """`compute_scores` and `write_scores` in one session (the command line, tests)."""
     return write_scores(session, compute_scores(session, images))
 
@@ -489,7 +521,7 @@ def _run_images(session: Session, run: int, digests: Collection[str] | None) -> 
     return list(session.scalars(query))
 
 
-def _summary(result: ScoreResult, images: int, rows: Sequence[ReferenceScore]) -> ScoreResult:
+def _summary(result: ScoreResult, images: int, rows: Sequence[ScoreRow]) -> ScoreResult:
     result.already = images - len(rows)
     for row in rows:
         result.chunks[(row.plot_type_id, row.chunk)] += 1
@@ -581,6 +613,6 @@ def compare_pictures(session: Session, image_id: int) -> ComparePictures:
 
 
 __all__ = ["AUTO_GOOD_SHARE", "AUTO_MIN_IMAGES", "AUTO_QUIET", "AUTO_RUNS", "ComparePictures", "ReferenceChange",
-           "ReferenceError", "ScoreResult", "active_reference", "artifact_path", "auto_reference", "auto_runs",
+           "ReferenceError", "ScoreResult", "ScoreRow", "active_reference", "artifact_path", "auto_reference", "auto_runs",
            "choose_reference", "compare_pictures", "load_profile", "make_reference", "reference_history",
            "reference_images", "refresh_references", "score_images", "score_one", "score_run", "score_run_in"]

@@ -256,3 +256,51 @@ def test_a_reference_takes_at_most_max_images_spread_over_the_runs(db, plot, tmp
     assert len(chosen) == 5 and chosen[0] == first[0] and chosen[-1] == last[-1]
     change = db.write(lambda s: choose_reference(s, tmp_path, PLOT, [5, 6], by="erin"))
     assert change.n_images == 5
+
+
+def test_a_chunks_scores_are_written_once_with_the_missing_ones_reasons(db, plot):
+    """`write_scores` writes a 200-image chunk in one go; a rerun (or a rerun after a concurrent run wrote some
+    first) adds no row, and a new reference version adds one row per image.  Prints the write's time."""
+    import time
+
+    from sqlalchemy import insert
+
+    from hydra_assets.references import write_scores
+
+    def images(s) -> tuple[int, list[int]]:
+        plot_type = s.scalar(select(PlotType).where(PlotType.name == PLOT))
+        s.execute(insert(Image), [dict(plot_type_id=plot_type.id, run_number=9, chunk=k, digest=f"9-{k}",
+                                       file_name=f"{k}.png", stored_path=f"/nowhere/{k}.png", width=64, height=48)
+                                  for k in range(200)])
+        return plot_type.id, list(s.scalars(select(Image.id).where(Image.run_number == 9).order_by(Image.id)))
+
+    plot_type_id, ids = db.write(images)
+    now = utcnow().replace(microsecond=0)
+
+    def row(k: int, image_id: int, version: int) -> dict:
+        missing = k % 4 == 0
+        return dict(image_id=image_id, plot_type_id=plot_type_id, run_number=9, chunk=k, reference_id=None,
+                    reference_version=0 if missing else version, status="missing" if missing else "scored",
+                    reason=f"image {k}: unreadable image" if missing else None,
+                    score=None if missing else k / 10, score_limit=None if missing else 10.0,
+                    flagged=not missing and k / 10 > 10.0, score_ms=0.5, computed_at=now)
+
+    rows = [row(k, image_id, 1) for k, image_id in enumerate(ids)]
+    started = time.perf_counter()
+    written = db.write(lambda s: write_scores(s, rows))
+    print(f"\nwrite_scores, 200 images, {db.engine.dialect.name}: {(time.perf_counter() - started) * 1000:.1f} ms")
+    assert sorted(r.image_id for r in written) == ids
+    assert sum(r.status == "missing" for r in written) == 50 and sum(bool(r.flagged) for r in written) == 75
+    fields = list(rows[0])
+    with db.read() as s:
+        stored = {r.image_id: {f: getattr(r, f) for f in fields} for r in s.scalars(select(ReferenceScore))}
+    assert stored == {r["image_id"]: r for r in rows}  # the same values, the missing ones with their reason
+
+    assert db.write(lambda s: write_scores(s, rows)) == []  # a rerun adds no row
+    db.write(lambda s: s.execute(ReferenceScore.__table__.delete().where(ReferenceScore.image_id.in_(ids[:3]))))
+    again = db.write(lambda s: write_scores(s, rows))  # a concurrent run wrote the other 197 first
+    assert sorted(r.image_id for r in again) == ids[:3]
+    newer = db.write(lambda s: write_scores(s, [row(k, image_id, 2) for k, image_id in enumerate(ids)]))
+    assert len(newer) == 150  # one more per scored image and version; the missing ones (version 0) stay once
+    with db.read() as s:
+        assert s.scalar(select(func.count(ReferenceScore.id))) == 350
