@@ -203,17 +203,28 @@ def test_files_with_the_longest_names_in_one_run_number_are_split_into_runs_that
           f"{sorted(len(r.run_config['ops']['image']['config']['files']) for r in queued)} files; largest run body "
           f"{run_body} B, largest tick {tick_body} B (TEXT: 65,535 B)")
     assert len(queued) >= 3, "one run for all: the file list was not split"
-    assert len(carried) == len(set(carried)) == files
+    assert len(carried) == len(set(carried)) and files - 150 < len(carried) <= files
     assert run_body < 65_535 and tick_body < 65_535
 
     defs = dg.Definitions(assets=[*INGEST_ASSETS, *REFERENCE_ASSETS, *FLAG_ASSETS, *CHALLENGER_ASSETS],
                           jobs=[ingest_chunk_job()], sensors=[incoming_images], resources=resources("inprocess"))
     job = defs.resolve_job_def("ingest_chunk")
-    for run in queued:
-        result = job.execute_in_process(run_config=run.run_config, partition_key=run.tags["dagster/partition"],
-                                        tags={k: v for k, v in run.tags.items() if not k.startswith("dagster/")},
-                                        instance=mysql_instance)
-        assert result.success
+    # While full runs of a run number wait, the sensor holds its partial rest (tick.py): run what is queued,
+    # then tick again, until every file is in.
+    done: set[str] = set()
+    for _ in range(4):
+        for run in [r for r in queued if r.run_id not in done]:
+            result = job.execute_in_process(run_config=run.run_config, partition_key=run.tags["dagster/partition"],
+                                            tags={k: v for k, v in run.tags.items() if not k.startswith("dagster/")},
+                                            instance=mysql_instance)
+            assert result.success
+            done.add(run.run_id)
+        if not any(p.is_file() for p in hydra_home.input_dir.iterdir()):
+            break
+        sensor_ticks_on(mysql_instance, 2, pause_s=1.5)
+        queued = mysql_instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))
+    run_body, tick_body = stored_sizes(mysql_instance)
+    assert run_body < 65_535 and tick_body < 65_535
     with mysql_home.read() as s:
         assert s.scalar(select(func.count(Image.id))) == files
         assert s.scalar(select(func.count(func.distinct(Image.file_name)))) == files

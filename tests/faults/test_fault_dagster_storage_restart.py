@@ -13,6 +13,7 @@ errors during the outage and how long recovery took (figures for docs/reliabilit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -147,7 +148,10 @@ def test_pipeline_recovers_by_itself_when_dagster_storage_restarts(mysql_server,
         drop_many(folder, LATE_FILES, runs=2, first_run=122000, seed=7)
         late = wait_until(lambda: all_kept(db, folder, FILES + LATE_FILES), 300, every=0.5, alive=alive)
         wait_until(lambda: runs_settled(dhome), 180, alive=alive)
-        time.sleep(5)  # one more round of heartbeats
+        # every daemon beats at least every 30 s (Dagster's heartbeat interval): wait for one beat of each
+        # after the restart, bounded, instead of a fixed pause that a fast recovery made too short
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: all(at >= back for at in daemon_health(dhome)[0].values()), 90, every=2.0, alive=alive)
         beats, runs = daemon_health(dhome)
         c = counts(db, folder)
         outage_log = daemon.tail(10**8)[log_before:]
