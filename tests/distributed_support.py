@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ENV_KEYS, fresh_mysql_database
-from tests.faults.fault_support import VENV_BIN, wait_until
+from tests.faults.fault_support import VENV_BIN, signal_group, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY_YAML = REPO / "deploy" / "dagster-mysql.yaml"
@@ -187,17 +187,7 @@ class Worker(WorkerLog):
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the Celery main process and its pool processes)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        signal_group(self.process, sig)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

@@ -200,17 +200,7 @@ class Daemon:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the daemon's whole process group (daemon, code server, launched runs)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        signal_group(self.process, sig)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
@@ -223,6 +213,21 @@ class Daemon:
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def signal_group(process: subprocess.Popen | None, sig: int) -> None:
+    """Signal a child's whole process group and wait for the child; SIGKILL it after 30 s."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, *, every: float = 1.0,
