@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ENV_KEYS, fresh_mysql_database
-from tests.faults.fault_support import VENV_BIN, signal_group, wait_until
+from tests.faults.fault_support import VENV_BIN, signal_group, stop_group, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY_YAML = REPO / "deploy" / "dagster-mysql.yaml"
@@ -190,12 +190,7 @@ class Worker(WorkerLog):
         signal_group(self.process, sig)
 
     def stop(self) -> None:
-        self.kill(signal.SIGTERM)
-        if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)  # anything its pool left behind
-            except ProcessLookupError:
-                pass
+        stop_group(self.process)  # and anything its pool left behind
 
 
 class Output:

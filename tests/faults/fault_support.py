@@ -203,13 +203,7 @@ class Daemon:
         signal_group(self.process, sig)
 
     def stop(self) -> None:
-        self.kill(signal.SIGTERM)
-        # run workers launched by the code server live in the same session; make sure none is left
-        if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_group(self.process)  # run workers launched by the code server live in the same group
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -228,6 +222,16 @@ def signal_group(process: subprocess.Popen | None, sig: int) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def stop_group(process: subprocess.Popen | None) -> None:
+    """SIGTERM a child's process group and wait for the child, then SIGKILL whatever of the group is left."""
+    signal_group(process, signal.SIGTERM)
+    if process is not None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, *, every: float = 1.0,
